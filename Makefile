@@ -1,0 +1,49 @@
+# Constellation Overwatch — the two commands a newcomer needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint typecheck pytest bench screenshots clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 required"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed ## set up the venv and start the demo server (http://localhost:8080)
+	$(BIN)/overwatch serve --demo
+
+test: $(VENV)/.installed-dev ## set up the dev venv; lint, type-check and run the whole test suite
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-dev ## ruff only
+	$(BIN)/ruff check .
+
+typecheck: $(VENV)/.installed-dev ## mypy only
+	$(BIN)/mypy
+
+pytest: $(VENV)/.installed-dev ## tests only (pass ARGS=... to pytest)
+	$(BIN)/python -m pytest $(ARGS)
+
+bench: $(VENV)/.installed-dev ## run every benchmark under bench/ and print figures
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+screenshots: $(VENV)/.installed-dev ## screenshots of every page at desktop and tablet size into ./screenshots
+	$(BIN)/python -m tests.browser.screenshots screenshots
+
+clean: ## remove the venv and caches (keeps ./data)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

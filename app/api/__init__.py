@@ -1,0 +1,1 @@
+"""REST API under ``/api/v1`` (and the downstream PRD's ``/api/entities`` routes)."""

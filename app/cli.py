@@ -1,0 +1,109 @@
+"""The ``overwatch`` command line: serve, detect, simulate, user, apikey, version."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from app import __version__
+from app.settings import ConfigError, Settings, load_settings
+
+EXIT_CONFIG = 2
+EXIT_STARTUP = 1
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", dest="data_dir", help="data directory (OVERWATCH_DATA_DIR)")
+    p.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING, ERROR (LOG_LEVEL)")
+    p.add_argument("--log-format", dest="log_format", choices=["console", "json"], help="LOG_FORMAT")
+    p.add_argument("--env-file", dest="env_file", default=".env", help="read settings from this file (default .env)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="overwatch", description="Constellation Overwatch: C4ISR console for the edge."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the server (HTTP, workers, embedded NATS)")
+    _add_common(serve)
+    serve.add_argument("--host", help="HTTP bind address (HOST)")
+    serve.add_argument("--port", type=int, help="HTTP port (PORT)")
+    serve.add_argument("--nats-url", dest="nats_url", help="external NATS server(s) (NATS_URL)")
+    serve.add_argument("--nats-host", dest="nats_host", help="embedded NATS bind address (NATS_HOST)")
+    serve.add_argument("--nats-port", dest="nats_port", type=int, help="embedded NATS port (NATS_PORT)")
+    serve.add_argument(
+        "--demo", action="store_const", const=True, dest="demo", help="seed a demo organisation and fleet"
+    )
+
+    for name, text in (
+        ("detect", "run the detection worker process"),
+        ("simulate", "publish simulated fleet telemetry"),
+        ("user", "manage local user accounts"),
+        ("apikey", "manage API keys"),
+    ):
+        p = sub.add_parser(name, help=text)
+        _add_common(p)
+        p.add_argument("args", nargs=argparse.REMAINDER)
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace, fields: Sequence[str]) -> Settings:
+    """Settings with the given argparse attributes as overrides (flags beat env)."""
+    overrides: dict[str, Any] = {f: getattr(args, f, None) for f in fields}
+    return load_settings(overrides, dotenv=Path(getattr(args, "env_file", ".env")))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``overwatch serve``."""
+    from app.bootstrap import run_server
+
+    settings = settings_from_args(
+        args, ["host", "port", "data_dir", "nats_url", "nats_host", "nats_port", "demo", "log_level", "log_format"]
+    )
+    return run_server(settings)
+
+
+def cmd_not_yet(name: str) -> Callable[[argparse.Namespace], int]:
+    """A subcommand whose implementation lands in a later release: says so, exits 2."""
+
+    def run(_args: argparse.Namespace) -> int:
+        print(f"overwatch {name}: not available in this build yet.", file=sys.stderr)
+        return EXIT_CONFIG
+
+    return run
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "serve": cmd_serve,
+    "detect": cmd_not_yet("detect"),
+    "simulate": cmd_not_yet("simulate"),
+    "user": cmd_not_yet("user"),
+    "apikey": cmd_not_yet("apikey"),
+    "version": lambda _a: print(f"overwatch {__version__}") or 0,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``overwatch`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return EXIT_CONFIG
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"overwatch: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

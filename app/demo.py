@@ -1,0 +1,58 @@
+"""The demo seed for ``serve --demo``: one organisation and a small mixed fleet."""
+
+from __future__ import annotations
+
+import logging
+
+from app.api.schemas import EntityCreate, OrgCreate
+from app.contracts.registry import Position
+from app.errors import Conflict
+from app.runtime import Runtime
+
+log = logging.getLogger("overwatch.demo")
+
+DEMO_ORG_ID = "demo"
+DEMO_HOME = Position(latitude=37.4275, longitude=-122.1697, altitude=30.0)
+
+# (entity_id, name, entity_type)
+DEMO_FLEET: tuple[tuple[str, str, str], ...] = (
+    ("demo-uav-1", "Raven 1", "aircraft_multirotor"),
+    ("demo-uav-2", "Raven 2", "aircraft_multirotor"),
+    ("demo-fw-1", "Albatross", "aircraft_fixed_wing"),
+    ("demo-ugv-1", "Mule", "ground_vehicle_wheeled"),
+    ("demo-cam-1", "Gate camera", "isr_sensor"),
+)
+
+
+async def seed_demo(runtime: Runtime) -> None:
+    """Create the demo organisation and entities if they are missing (idempotent)."""
+    registry = runtime.services.registry
+    created = 0
+    try:
+        await registry.create_org(
+            OrgCreate(
+                org_id=DEMO_ORG_ID,
+                name="Demo Task Force",
+                org_type="military",
+                description="Simulated fleet for the demo",
+            )
+        )
+        created += 1
+    except Conflict:
+        pass
+    for entity_id, name, entity_type in DEMO_FLEET:
+        try:
+            await registry.create_entity(
+                DEMO_ORG_ID,
+                EntityCreate(
+                    entity_id=entity_id,
+                    name=name,
+                    entity_type=entity_type,  # type: ignore[arg-type]
+                    status="active",
+                    position=DEMO_HOME,
+                ),
+            )
+            created += 1
+        except Conflict:
+            pass
+    log.info("demo seed: %d records created (organisation %s, %d entities)", created, DEMO_ORG_ID, len(DEMO_FLEET))

@@ -1,0 +1,89 @@
+"""Application errors and their one mapping to HTTP (RFC 9457 problem+json)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+log = logging.getLogger(__name__)
+
+
+class AppError(Exception):
+    """Base class: carries an HTTP status and a human-readable detail."""
+
+    status_code = 400
+    title = "Bad Request"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class Invalid(AppError):
+    """The request is well-formed but its content is not acceptable."""
+
+    status_code = 422
+    title = "Unprocessable Content"
+
+
+class NotFound(AppError):
+    """The addressed resource does not exist (or is not visible to the caller)."""
+
+    status_code = 404
+    title = "Not Found"
+
+
+class Conflict(AppError):
+    """The request conflicts with the current state (duplicate id, stale revision)."""
+
+    status_code = 409
+    title = "Conflict"
+
+
+class Unavailable(AppError):
+    """A dependency (NATS, the database) is temporarily unavailable."""
+
+    status_code = 503
+    title = "Service Unavailable"
+
+
+def problem(
+    status: int, title: str, detail: str, extra: dict[str, object] | None = None
+) -> Response[dict[str, object]]:
+    """An ``application/problem+json`` response."""
+    body: dict[str, object] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if extra:
+        body.update(extra)
+    return Response(body, status_code=status, media_type="application/problem+json")
+
+
+def app_error_handler(_request: Request[Any, Any, Any], exc: AppError) -> Response[dict[str, object]]:
+    """Map ``AppError`` subclasses to problem+json."""
+    return problem(exc.status_code, exc.title, exc.detail)
+
+
+def http_error_handler(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, object]]:
+    """Map Litestar's HTTP exceptions (validation, 404, 405, 413 ...) to problem+json."""
+    extra: dict[str, object] | None = None
+    if isinstance(exc, ValidationException) and exc.extra:
+        extra = {"errors": exc.extra}
+    detail = exc.detail or "error"
+    return problem(exc.status_code, _title(exc.status_code), detail, extra)
+
+
+def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:
+    """Log unexpected errors with a traceback; never leak internals to the client."""
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "Internal Server Error", "unexpected server error (logged)")
+
+
+def _title(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"

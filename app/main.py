@@ -1,0 +1,47 @@
+"""The composition root: ``create_app`` lists every controller, dependency and handler."""
+
+from __future__ import annotations
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.plugins.htmx import HTMXRequest
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from app.errors import AppError, app_error_handler, http_error_handler, internal_error_handler
+from app.health import HealthController
+from app.pages import PagesController
+from app.runtime import Runtime
+from app.templating import STATIC_DIR
+
+
+def create_app(runtime: Runtime) -> Litestar:
+    """Build the Litestar application around a started ``Runtime``."""
+    env = runtime.services.templates
+
+    def provide_runtime() -> Runtime:
+        return runtime
+
+    return Litestar(
+        route_handlers=[
+            HealthController,
+            PagesController,
+            create_static_files_router(
+                path="/static", directories=[STATIC_DIR], include_in_schema=False, cache_control=None
+            ),
+        ],
+        dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
+        template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(env)),
+        request_class=HTMXRequest,
+        exception_handlers={
+            AppError: app_error_handler,
+            HTTPException: http_error_handler,
+            Exception: internal_error_handler,
+        },
+        request_max_body_size=1024 * 1024,
+        state=State({"runtime": runtime}),
+        logging_config=None,
+    )

@@ -1,0 +1,239 @@
+"""The registry service: organisations and entities, with NATS as the source of truth.
+
+Writes go to the ``CONSTELLATION_REGISTRY`` bucket first (create / CAS update /
+delete), then a lifecycle event is published on ``constellation.entities.…``, then
+the record is applied to this node's SQLite projection at once. Every node's
+``RegistryProjector`` applies the same bucket changes, so all nodes converge.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from app import topology
+from app.api.schemas import EntityCreate, EntityUpdate, OrgCreate, OrgUpdate, Page
+from app.contracts.common import DecodeError, decode, encode, new_id, utc_now
+from app.contracts.events import EntityLifecycleEvent, LifecycleData
+from app.contracts.registry import (
+    EntityRecord,
+    OrgRecord,
+    registry_entity_key,
+    registry_org_key,
+)
+from app.errors import Conflict, NotFound, Unavailable
+from app.sse.hub import Hub, Update
+from db import registry as registry_db
+from db.database import Database
+
+log = logging.getLogger(__name__)
+
+REGISTRY_TOPIC = "registry"
+CAS_RETRIES = 8
+
+
+async def apply_registry_entry(db: Database, hub: Hub | None, key: str, value: bytes | None, revision: int) -> bool:
+    """Apply one registry bucket entry (``value=None`` = deleted) to the projection.
+
+    Returns True when the projection changed. Malformed values are logged and skipped:
+    the bucket is written only by validated code paths, so this means a foreign writer.
+    """
+    kind, _, ident = key.partition(".")
+    changed = False
+    try:
+        if kind == "org":
+            if value is None:
+                changed = await registry_db.delete_org(db, ident)
+            else:
+                changed = await registry_db.upsert_org(db, decode(value, OrgRecord), revision)
+        elif kind == "entity":
+            if value is None:
+                changed = await registry_db.delete_entity(db, ident)
+            else:
+                changed = await registry_db.upsert_entity(db, decode(value, EntityRecord), revision)
+        else:
+            log.warning("registry: ignoring unknown key %s", key)
+    except DecodeError as exc:
+        log.error("registry: bad record at %s rev %s: %s", key, revision, exc)
+        return False
+    if changed and hub is not None:
+        hub.publish(Update(REGISTRY_TOPIC, key))
+    return changed
+
+
+class RegistryService:
+    """Create, read, update and delete organisations and entities."""
+
+    def __init__(self, kv: KeyValue, js: JetStreamContext, db: Database, hub: Hub) -> None:
+        self.kv = kv
+        self.js = js
+        self.db = db
+        self.hub = hub
+
+    # ------------------------------------------------------------ organisations
+    async def create_org(self, body: OrgCreate) -> OrgRecord:
+        """Create an organisation; 409 if the id exists."""
+        now = utc_now()
+        rec = OrgRecord(
+            org_id=body.org_id or new_id(),
+            name=body.name,
+            org_type=body.org_type,
+            description=body.description,
+            metadata=body.metadata,
+            created_at=now,
+            updated_at=now,
+        )
+        key = registry_org_key(rec.org_id)
+        try:
+            revision = await self.kv.create(key, encode(rec))
+        except KeyWrongLastSequenceError:
+            raise Conflict(f"organization {rec.org_id} already exists") from None
+        await apply_registry_entry(self.db, self.hub, key, encode(rec), revision)
+        return rec
+
+    async def update_org(self, org_id: str, body: OrgUpdate) -> OrgRecord:
+        """Change the given fields of an organisation."""
+        changes = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not msgspec.UNSET}
+        rec: OrgRecord = await self._cas(
+            registry_org_key(org_id),
+            OrgRecord,
+            lambda rec: msgspec.structs.replace(rec, **changes, updated_at=utc_now()),
+            f"organization {org_id}",
+        )
+        return rec
+
+    async def delete_org(self, org_id: str) -> None:
+        """Delete an organisation and all its entities."""
+        await self.get_org(org_id)
+        for row in await registry_db.list_entities(self.db, org_id=org_id, limit=1_000_000):
+            await self.delete_entity(org_id, row.entity_id)
+        key = registry_org_key(org_id)
+        revision = await self.kv.delete(key)
+        await apply_registry_entry(self.db, self.hub, key, None, int(revision or 0))
+
+    async def get_org(self, org_id: str) -> OrgRecord:
+        """One organisation from the projection (404 if unknown)."""
+        row = await registry_db.get_org(self.db, org_id)
+        if row is None:
+            raise NotFound(f"organization {org_id} not found")
+        return row.to_record()
+
+    async def list_orgs(self, limit: int, offset: int, org_ids: list[str] | None = None) -> Page[OrgRecord]:
+        """A page of organisations (optionally only ``org_ids``)."""
+        rows = await registry_db.list_orgs(self.db, limit, offset, org_ids)
+        total = len(org_ids) if org_ids is not None else await registry_db.count_organizations(self.db)
+        return Page(items=[r.to_record() for r in rows], total=total, limit=limit, offset=offset)
+
+    # ------------------------------------------------------------ entities
+    async def create_entity(self, org_id: str, body: EntityCreate) -> EntityRecord:
+        """Create an entity under an existing organisation; 409 if the id exists."""
+        await self.get_org(org_id)
+        now = utc_now()
+        rec = EntityRecord(
+            entity_id=body.entity_id or new_id(),
+            org_id=org_id,
+            name=body.name,
+            entity_type=body.entity_type,
+            status=body.status,
+            priority=body.priority,
+            position=body.position,
+            metadata=body.metadata,
+            video_config=body.video_config,
+            created_at=now,
+            updated_at=now,
+        )
+        return await self.register_entity(rec)
+
+    async def register_entity(self, rec: EntityRecord) -> EntityRecord:
+        """Write a new entity record to the registry (used by the API and self-registration)."""
+        key = registry_entity_key(rec.entity_id)
+        try:
+            revision = await self.kv.create(key, encode(rec))
+        except KeyWrongLastSequenceError:
+            raise Conflict(f"entity {rec.entity_id} already exists") from None
+        await self._lifecycle(rec, "created", revision)
+        await apply_registry_entry(self.db, self.hub, key, encode(rec), revision)
+        return rec
+
+    async def update_entity(self, org_id: str, entity_id: str, body: EntityUpdate) -> EntityRecord:
+        """Change the given fields of an entity."""
+        await self.get_entity(org_id, entity_id)
+        changes = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not msgspec.UNSET}
+        rec: EntityRecord = await self._cas(
+            registry_entity_key(entity_id),
+            EntityRecord,
+            lambda r: msgspec.structs.replace(r, **changes, updated_at=utc_now()),
+            f"entity {entity_id}",
+        )
+        return rec
+
+    async def delete_entity(self, org_id: str, entity_id: str) -> None:
+        """Delete an entity (registry, then lifecycle event, then projection)."""
+        rec = await self.get_entity(org_id, entity_id)
+        key = registry_entity_key(entity_id)
+        revision = int(await self.kv.delete(key) or 0)
+        await self._lifecycle(rec, "deleted", revision)
+        await apply_registry_entry(self.db, self.hub, key, None, revision)
+
+    async def get_entity(self, org_id: str | None, entity_id: str) -> EntityRecord:
+        """One entity from the projection; 404 if unknown or not in ``org_id``."""
+        row = await registry_db.get_entity(self.db, entity_id)
+        if row is None or (org_id is not None and row.org_id != org_id):
+            raise NotFound(f"entity {entity_id} not found")
+        return row.to_record()
+
+    async def list_entities(
+        self, org_id: str | None, limit: int, offset: int, org_ids: list[str] | None = None
+    ) -> Page[EntityRecord]:
+        """A page of entities of one organisation (or all visible ones)."""
+        if org_id is not None:
+            await self.get_org(org_id)
+        rows = await registry_db.list_entities(self.db, org_id, limit, offset, org_ids)
+        total = await registry_db.count_entities(self.db, org_id)
+        return Page(items=[r.to_record() for r in rows], total=total, limit=limit, offset=offset)
+
+    # ------------------------------------------------------------ internals
+    async def _cas(self, key: str, type_: type[Any], change: Callable[[Any], Any], what: str) -> Any:
+        for _ in range(CAS_RETRIES):
+            try:
+                entry = await self.kv.get(key)
+            except KeyNotFoundError:
+                raise NotFound(f"{what} not found") from None
+            assert entry.value is not None
+            rec = change(decode(entry.value, type_))
+            rec = msgspec.convert(msgspec.to_builtins(rec), type_)  # re-validate the merged record
+            try:
+                revision = await self.kv.update(key, encode(rec), last=entry.revision)
+            except KeyWrongLastSequenceError:
+                continue
+            if isinstance(rec, EntityRecord):
+                await self._lifecycle(rec, "updated", revision)
+            await apply_registry_entry(self.db, self.hub, key, encode(rec), revision)
+            return rec
+        raise Unavailable(f"{what} is being changed concurrently; try again")
+
+    async def _lifecycle(self, rec: EntityRecord, kind: str, revision: int) -> None:
+        event = EntityLifecycleEvent(
+            id=new_id(),
+            type=kind,  # type: ignore[arg-type]
+            data=LifecycleData(
+                entity_id=rec.entity_id,
+                org_id=rec.org_id,
+                entity_type=rec.entity_type,
+                status=rec.status,
+                priority=rec.priority,
+                name=rec.name,
+            ),
+            timestamp=utc_now(),
+            source="overwatch",
+            subject=topology.entity_lifecycle_subject(rec.org_id, kind),
+        )
+        await self.js.publish(
+            event.subject or "", encode(event), headers={"Nats-Msg-Id": f"{rec.entity_id}-{kind}-{revision}"}
+        )

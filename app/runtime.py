@@ -1,0 +1,213 @@
+"""The process runtime: data dir, SQLite, NATS (embedded or external), topology, workers.
+
+``Runtime.start`` brings the parts up in dependency order and turns every known
+failure into a ``StartupError`` with one clear sentence; ``Runtime.stop`` takes them
+down in reverse and is safe to call after a partial start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+
+from app import topology
+from app.nats_client import NatsConnectError, close_quietly, connect
+from app.nats_server import EmbeddedNats, NatsServerError
+from app.services import Services, build_services
+from app.settings import Settings, parse_size
+from app.sse.hub import Hub
+from db.database import Database, DatabaseError
+from workers.base import Worker, WorkerContext, WorkerManager
+
+log = logging.getLogger("overwatch")
+
+WorkerFactory = Callable[[WorkerContext], Worker]
+
+
+class StartupError(Exception):
+    """The server cannot start; the message says why in one line."""
+
+
+def ensure_data_dir(path: Path) -> None:
+    """Create the data directory and prove it is writable."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok", encoding="utf-8")
+        probe.unlink()
+    except OSError as exc:
+        raise StartupError(f"data directory {path} is not writable: {exc.strerror or exc}") from None
+
+
+def load_or_create_secret(settings: Settings) -> str:
+    """``OVERWATCH_SECRET_KEY`` if set, else the one generated once into ``<data>/secret``."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.data_path / "secret"
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    value = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(value)
+    log.info("generated instance secret in %s", path)
+    return value
+
+
+class Runtime:
+    """Owns the long-lived parts of one server process."""
+
+    def __init__(self, settings: Settings, worker_factories: Sequence[WorkerFactory] = ()) -> None:
+        self.settings = settings
+        self.worker_factories = list(worker_factories)
+        self.hub = Hub()
+        self.db = Database(settings.db_path)
+        self.nats_server: EmbeddedNats | None = None
+        self.nc: NATS | None = None
+        self._js: JetStreamContext | None = None
+        self._kv_state: KeyValue | None = None
+        self._kv_registry: KeyValue | None = None
+        self.workers = WorkerManager([])
+        self.secret = ""
+        self.started_at = time.time()
+        self.shutting_down = asyncio.Event()
+        self._services: Services | None = None
+
+    @property
+    def js(self) -> JetStreamContext:
+        """The JetStream context (after ``start``)."""
+        assert self._js is not None, "runtime not started"
+        return self._js
+
+    @property
+    def kv_state(self) -> KeyValue:
+        """The ``CONSTELLATION_GLOBAL_STATE`` bucket."""
+        assert self._kv_state is not None, "runtime not started"
+        return self._kv_state
+
+    @property
+    def kv_registry(self) -> KeyValue:
+        """The ``CONSTELLATION_REGISTRY`` bucket."""
+        assert self._kv_registry is not None, "runtime not started"
+        return self._kv_registry
+
+    @property
+    def services(self) -> Services:
+        """The application services (after ``start``)."""
+        assert self._services is not None, "runtime not started"
+        return self._services
+
+    @property
+    def worker_context(self) -> WorkerContext:
+        """What workers and services get to work with."""
+        assert self.nc is not None
+        return WorkerContext(
+            settings=self.settings,
+            nc=self.nc,
+            js=self.js,
+            kv_state=self.kv_state,
+            kv_registry=self.kv_registry,
+            db=self.db,
+            hub=self.hub,
+            services=self.services,
+        )
+
+    async def start(self) -> None:
+        """Bring everything up; raise ``StartupError`` with one clear line on failure."""
+        s = self.settings
+        ensure_data_dir(s.data_path)
+        self.secret = load_or_create_secret(s)
+        try:
+            await self.db.open()
+        except DatabaseError as exc:
+            raise StartupError(str(exc)) from None
+        servers = s.nats_servers
+        if s.embedded_nats:
+            self.nats_server = EmbeddedNats(
+                s.nats_store_path,
+                s.nats_host,
+                s.nats_port,
+                parse_size(s.nats_max_memory),
+                parse_size(s.nats_max_file_store),
+                binary=s.nats_server_bin or None,
+            )
+            try:
+                servers = [await self.nats_server.start(timeout=s.startup_timeout)]
+            except NatsServerError as exc:
+                raise StartupError(str(exc)) from None
+        try:
+            self.nc = await connect(
+                servers,
+                name="overwatch-server",
+                timeout=s.startup_timeout,
+                token=s.nats_token,
+                creds=s.nats_creds,
+                nkey_seed_file=s.nats_nkey_seed_file,
+            )
+        except NatsConnectError as exc:
+            raise StartupError(str(exc)) from None
+        self._js = self.nc.jetstream(timeout=5.0)
+        try:
+            store = parse_size(s.nats_max_file_store) if s.embedded_nats else None
+            report = await topology.ensure_topology(self._js, store)
+        except topology.TopologyError as exc:
+            raise StartupError(str(exc)) from None
+        created = [k for k, v in report.items() if v != "ok"]
+        log.info("topology ready (%d objects%s)", len(report), f"; changed: {', '.join(created)}" if created else "")
+        self._kv_state = await self._js.key_value(topology.BUCKET_STATE)
+        self._kv_registry = await self._js.key_value(topology.BUCKET_REGISTRY)
+        self._services = build_services(self)
+        ctx = self.worker_context
+        self.workers = WorkerManager([factory(ctx) for factory in self.worker_factories])
+        self.workers.start()
+
+    async def stop(self) -> None:
+        """End streams, stop workers, drain NATS, stop the child, close SQLite."""
+        self.shutting_down.set()
+        self.hub.close_all()
+        await self.workers.stop()
+        await close_quietly(self.nc)
+        if self.nats_server:
+            await self.nats_server.stop()
+        await self.db.close()
+
+    async def readiness(self) -> dict[str, dict[str, Any]]:
+        """Each readiness check with ``ok`` and a detail; used by ``/health/ready``."""
+        checks: dict[str, dict[str, Any]] = {}
+        nc = self.nc
+        checks["nats"] = {
+            "ok": bool(nc and nc.is_connected),
+            "detail": nc.connected_url.netloc if nc and nc.connected_url else "not connected",
+        }
+        try:
+            info = await asyncio.wait_for(self.js.account_info(), 1.0)
+            checks["jetstream"] = {"ok": True, "detail": f"{info.streams} streams, {info.consumers} consumers"}
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            checks["jetstream"] = {"ok": False, "detail": str(exc) or type(exc).__name__}
+        try:
+            took = await asyncio.wait_for(self.db.check_writable(), 2.0)
+            checks["database"] = {"ok": True, "detail": f"write {took * 1000:.1f} ms"}
+        except Exception as exc:  # noqa: BLE001
+            checks["database"] = {"ok": False, "detail": str(exc) or type(exc).__name__}
+        status = self.workers.status()
+        down = [name for name, running in status.items() if not running]
+        checks["workers"] = {
+            "ok": not down and len(status) == len(self.worker_factories),
+            "detail": f"down: {', '.join(down)}" if down else f"{len(status)} running",
+        }
+        if self.nats_server is not None:
+            checks["nats_server"] = {
+                "ok": self.nats_server.running,
+                "detail": f"pid {self.nats_server.pid}, restarts {self.nats_server.restarts}",
+            }
+        return checks

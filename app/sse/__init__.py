@@ -1,0 +1,1 @@
+"""Server-Sent Events: the in-process hub and the stream generators."""

@@ -1,0 +1,98 @@
+"""The Jinja environment (autoescape on), its filters and globals, and partial rendering.
+
+One ``Environment`` serves full pages, HTMX fragments and SSE events, so a partial
+renders identically in all three.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from app import __version__
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES_DIR = ROOT / "templates"
+STATIC_DIR = ROOT / "static"
+
+
+@lru_cache(maxsize=256)
+def _asset_hash(relpath: str) -> str:
+    try:
+        return hashlib.sha256((STATIC_DIR / relpath).read_bytes()).hexdigest()[:10]
+    except OSError:
+        return __version__
+
+
+def static_url(relpath: str) -> str:
+    """``/static/<relpath>?v=<content hash>`` so browsers cache assets safely."""
+    return f"/static/{relpath}?v={_asset_hash(relpath)}"
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Parse an ISO 8601 string (``Z`` allowed) or pass a datetime through."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def ago(value: Any, now: datetime | None = None) -> str:
+    """Human "n s ago" for an ISO timestamp; "never" when missing."""
+    when = parse_time(value)
+    if when is None:
+        return "never"
+    seconds = max(0, int(((now or datetime.now(UTC)) - when).total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s ago"
+    if seconds < 3600:
+        return f"{seconds // 60}m ago"
+    if seconds < 86400:
+        return f"{seconds // 3600}h ago"
+    return f"{seconds // 86400}d ago"
+
+
+def epoch_ms(value: Any) -> int:
+    """Milliseconds since the epoch for an ISO timestamp (0 when missing)."""
+    when = parse_time(value)
+    return int(when.timestamp() * 1000) if when else 0
+
+
+def num(value: Any, digits: int = 1, unit: str = "") -> str:
+    """Format a number with ``digits`` decimals, or an en dash when missing."""
+    if value is None or isinstance(value, bool):
+        return "–"
+    try:
+        text = f"{float(value):.{digits}f}"
+    except (TypeError, ValueError):
+        return "–"
+    return f"{text}{unit}"
+
+
+def build_environment(directory: Path = TEMPLATES_DIR) -> Environment:
+    """The single Jinja environment: autoescape everywhere, strict undefined names."""
+    env = Environment(
+        loader=FileSystemLoader(str(directory)),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(ago=ago, epoch_ms=epoch_ms, num=num)
+    env.globals.update(static_url=static_url, version=__version__)
+    return env
+
+
+def render_partial(env: Environment, name: str, context: dict[str, Any]) -> str:
+    """Render ``templates/partials/<name>.html``; the SSE event of the same name carries it."""
+    return env.get_template(f"partials/{name}.html").render(context)

@@ -1,0 +1,1 @@
+"""SQLite storage: one serialized writer, readers, versioned migrations, named queries."""

@@ -1,0 +1,216 @@
+"""Test harness: a real nats-server per test, real SQLite files, the app in-process or on a port.
+
+No mocks: every fixture starts the real thing on loopback with random ports and
+temporary directories, and tears it down again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from app.bootstrap import worker_factories
+from app.main import create_app
+from app.nats_server import EmbeddedNats
+from app.runtime import Runtime
+from app.server import EmbeddedServer
+from app.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+OVERWATCH = str(Path(sys.executable).parent / "overwatch")
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
+    """A real ``nats-server -js`` on a random port with a temporary store."""
+    server = EmbeddedNats(tmp_path / "nats-test", port=-1)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, nats_server: EmbeddedNats) -> Settings:
+    """Settings pointing at the test NATS server and a temporary data dir."""
+    return Settings(
+        data_dir=str(tmp_path / "data"),
+        nats_url=nats_server.url,
+        port=0,
+        host="127.0.0.1",
+        admin_password="admin-password-for-tests",
+    )
+
+
+@pytest.fixture
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """A started runtime (SQLite, NATS connection, topology, workers)."""
+    rt = Runtime(settings, worker_factories())
+    await rt.start()
+    try:
+        yield rt
+    finally:
+        await rt.stop()
+
+
+@pytest.fixture
+async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process HTTP client on the test's own event loop.
+
+    Litestar's ``AsyncTestClient`` runs the app in a portal thread with another loop,
+    which cannot share the runtime's NATS connection; httpx's ASGI transport can.
+    """
+    transport = httpx.ASGITransport(app=create_app(runtime))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as test_client:
+        yield test_client
+
+
+class LiveServer:
+    """The app served by uvicorn on a free port inside the test's event loop."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            create_app(runtime),
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=1,
+        )
+        self.server = EmbeddedServer(config)
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.server.serve())
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or self.task.done():
+                raise RuntimeError("live server did not start")
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        self.runtime.hub.close_all()
+        self.server.should_exit = True
+        if self.task:
+            await asyncio.wait_for(self.task, 10)
+
+
+@pytest.fixture
+async def live_server(runtime: Runtime) -> AsyncIterator[LiveServer]:
+    """The app on a real HTTP port (for SSE clients and the browser)."""
+    server = LiveServer(runtime)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+class ServerProcess:
+    """``overwatch serve`` as a subprocess, with its output kept for failure messages."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = data_dir.parent / f"serve-{self.port}.log"
+        self.env = {
+            **os.environ,
+            "OVERWATCH_DATA_DIR": str(data_dir),
+            "PORT": str(self.port),
+            "HOST": "127.0.0.1",
+            "NATS_PORT": "-1",
+            "LOG_LEVEL": "INFO",
+            **(env or {}),
+        }
+        self.args = args or []
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServerProcess:
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [OVERWATCH, "serve", *self.args],
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=self.data_dir.parent,
+        )
+        return self
+
+    def wait_ready(self, timeout: float = 15.0) -> float:
+        """Wait for ``/health/ready`` = 200; return seconds waited."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.output()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/health/ready", timeout=1.0).status_code == 200:
+                    return time.monotonic() - start
+            time.sleep(0.05)
+        raise AssertionError(f"server not ready after {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def nats_child_pids(self) -> list[int]:
+        """PIDs of nats-server processes whose parent is this server."""
+        assert self.proc is not None
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid), "nats-server"], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split()]
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 10.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def server_process(tmp_path: Path) -> Iterator[Any]:
+    """Factory for ``overwatch serve`` subprocesses; all are stopped at the end."""
+    started: list[ServerProcess] = []
+
+    def make(
+        env: dict[str, str] | None = None, args: list[str] | None = None, data_dir: Path | None = None
+    ) -> ServerProcess:
+        proc = ServerProcess(data_dir or tmp_path / "data", env, args).start()
+        started.append(proc)
+        return proc
+
+    yield make
+    for proc in started:
+        with contextlib.suppress(Exception):
+            proc.stop(signal.SIGKILL)

@@ -1,0 +1,18 @@
+"""Vendored front-end files match the versions and hashes recorded in VERSIONS."""
+
+from __future__ import annotations
+
+import hashlib
+
+from app.templating import STATIC_DIR
+
+
+def test_vendored_files_match_versions_file() -> None:
+    vendor = STATIC_DIR / "vendor"
+    lines = [ln for ln in (vendor / "VERSIONS").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert lines
+    for line in lines:
+        parts = line.split()
+        package, path, digest = parts[0], parts[-2], parts[-1]
+        assert "@" in package
+        assert hashlib.sha256((vendor / path).read_bytes()).hexdigest() == digest, path

@@ -1,0 +1,257 @@
+"""The worker lifecycle skeleton every NATS consumer shares.
+
+A ``ConsumerWorker`` binds to its durable pull consumer, fetches batches and hands
+each message to ``handle``. The outcome decides the acknowledgement:
+
+* returns normally → ``ack``;
+* raises ``InvalidMessage`` → copy to ``CONSTELLATION_DLQ`` with the reason, ``term``;
+* raises ``TransientError`` (or anything unexpected) → ``nak`` with a growing delay,
+  and after the last allowed delivery → dead-letter, so one poisoned message never
+  blocks the consumer.
+
+``WorkerManager`` runs every worker as a task and restarts one that crashes.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js.errors import NotFoundError
+
+from app import topology
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
+    from nats.js import JetStreamContext
+    from nats.js.kv import KeyValue
+
+    from app.services import Services
+    from app.settings import Settings
+    from app.sse.hub import Hub
+    from db.database import Database
+
+log = logging.getLogger("overwatch.workers")
+
+# Header names on dead-lettered messages (documented in docs/nats.md).
+DLQ_REASON = "Overwatch-Dlq-Reason"
+DLQ_SUBJECT = "Overwatch-Dlq-Subject"
+DLQ_STREAM = "Overwatch-Dlq-Stream"
+DLQ_SEQUENCE = "Overwatch-Dlq-Sequence"
+DLQ_WORKER = "Overwatch-Dlq-Worker"
+DLQ_TIME = "Overwatch-Dlq-Time"
+
+NAK_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0)  # seconds, by delivery count
+
+
+class InvalidMessage(Exception):
+    """The message can never be processed; it goes to the dead-letter stream."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TransientError(Exception):
+    """Processing failed for a reason that may pass (conflict, NATS hiccup); retry later."""
+
+
+@dataclass
+class WorkerContext:
+    """Everything a worker may use, built once by the runtime."""
+
+    settings: Settings
+    nc: NATS
+    js: JetStreamContext
+    kv_state: KeyValue
+    kv_registry: KeyValue
+    db: Database
+    hub: Hub
+    services: Services
+
+
+@dataclass
+class WorkerStats:
+    """Counters shown on the health endpoint and exported as metrics."""
+
+    processed: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    naks: int = 0
+    restarts: int = 0
+    last_error: str = ""
+    last_message_at: float = 0.0
+    started_at: float = field(default_factory=time.time)
+
+
+class Worker:
+    """Base class: a named long-running task with stats and a stop signal."""
+
+    name = "worker"
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        self.stats = WorkerStats()
+        self.stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        """Run until ``stopping`` is set. Subclasses override."""
+        await self.stopping.wait()
+
+    async def dead_letter(self, msg: Msg, reason: str, stream: str) -> None:
+        """Copy ``msg`` to ``constellation.dlq.{stream}`` with the reason in headers."""
+        seq = ""
+        with contextlib.suppress(Exception):
+            seq = str(msg.metadata.sequence.stream)
+        headers = {
+            DLQ_REASON: reason[:500],
+            DLQ_SUBJECT: msg.subject,
+            DLQ_STREAM: stream,
+            DLQ_SEQUENCE: seq,
+            DLQ_WORKER: self.name,
+            DLQ_TIME: datetime.now(UTC).isoformat(),
+        }
+        if seq:
+            headers["Nats-Msg-Id"] = f"dlq-{stream}-{seq}"
+        await self.ctx.js.publish(topology.dlq_subject(stream), msg.data, headers=headers)
+        self.stats.dead_lettered += 1
+        log.warning("%s: dead-lettered %s seq=%s: %s", self.name, msg.subject, seq or "?", reason)
+
+
+class ConsumerWorker(Worker, abc.ABC):
+    """A worker fed by one durable pull consumer (see ``app.topology.CONSUMERS``)."""
+
+    stream = ""
+    durable = ""
+    batch_size = 100
+    fetch_timeout = 1.0  # seconds; bounds how long a stop request waits
+    max_deliver = 8  # matches the consumer config in app.topology
+
+    @abc.abstractmethod
+    async def handle(self, msg: Msg) -> None:
+        """Process one message; raise ``InvalidMessage`` or ``TransientError`` on failure."""
+
+    async def handle_batch(self, msgs: Sequence[Msg]) -> None:
+        """Process a fetched batch; the default handles each message in order."""
+        for msg in msgs:
+            await self.process(msg)
+
+    async def process(self, msg: Msg) -> None:
+        """Run ``handle`` and acknowledge according to the outcome."""
+        try:
+            await self.handle(msg)
+        except InvalidMessage as exc:
+            self.stats.failed += 1
+            await self.dead_letter(msg, exc.reason, self.stream)
+            await msg.term()
+            return
+        except Exception as exc:  # noqa: BLE001 - every failure is logged and retried or dead-lettered
+            await self.retry_or_dead_letter(msg, exc)
+            return
+        await msg.ack()
+        self.stats.processed += 1
+        self.stats.last_message_at = time.time()
+
+    async def retry_or_dead_letter(self, msg: Msg, exc: BaseException) -> None:
+        """``nak`` with backoff, or dead-letter once the delivery budget is spent."""
+        self.stats.failed += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        delivered = 1
+        with contextlib.suppress(Exception):
+            delivered = msg.metadata.num_delivered
+        if delivered >= self.max_deliver - 1:
+            await self.dead_letter(msg, f"gave up after {delivered} deliveries: {self.stats.last_error}", self.stream)
+            await msg.term()
+            return
+        if not isinstance(exc, TransientError):
+            log.exception("%s: error handling %s (delivery %d)", self.name, msg.subject, delivered, exc_info=exc)
+        await msg.nak(delay=NAK_DELAYS[min(delivered - 1, len(NAK_DELAYS) - 1)])
+        self.stats.naks += 1
+
+    async def run(self) -> None:
+        """Fetch and process batches until ``stopping`` is set."""
+        sub = await self.ctx.js.pull_subscribe_bind(self.durable, self.stream)
+        log.info("%s: consuming %s/%s", self.name, self.stream, self.durable)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    msgs = await sub.fetch(self.batch_size, timeout=self.fetch_timeout)
+                except nats.errors.TimeoutError:
+                    await self.idle()
+                    continue
+                except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
+                    return
+                except (nats.errors.Error, NotFoundError) as exc:
+                    log.warning("%s: fetch failed: %s", self.name, exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                await self.handle_batch(msgs)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def idle(self) -> None:
+        """Called when a fetch returns nothing; subclasses flush buffers here."""
+
+
+class WorkerManager:
+    """Starts workers as tasks, restarts crashed ones with backoff, stops them all."""
+
+    def __init__(self, workers: Sequence[Worker]) -> None:
+        self.workers = list(workers)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
+
+    def start(self) -> None:
+        """Launch every worker's supervised loop."""
+        for worker in self.workers:
+            self._tasks[worker.name] = asyncio.create_task(self._supervise(worker), name=f"worker-{worker.name}")
+
+    async def _supervise(self, worker: Worker) -> None:
+        delay = 0.5
+        while not self._stopping:
+            try:
+                await worker.run()
+                if self._stopping or worker.stopping.is_set():
+                    return
+                log.warning("%s: run() returned early; restarting", worker.name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                worker.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("%s crashed; restarting in %.1fs", worker.name, delay)
+            worker.stats.restarts += 1
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    def status(self) -> dict[str, bool]:
+        """``{worker name: running}``."""
+        return {name: not task.done() for name, task in self._tasks.items()}
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per-worker counters."""
+        return {w.name: vars(w.stats) for w in self.workers}
+
+    async def stop(self, timeout: float = 2.0) -> None:
+        """Ask every worker to stop, wait ``timeout``, then cancel what is left."""
+        self._stopping = True
+        for worker in self.workers:
+            worker.stopping.set()
+        tasks = list(self._tasks.values())
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

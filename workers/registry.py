@@ -1,0 +1,44 @@
+"""RegistryProjector: keeps this node's SQLite registry in step with the NATS bucket.
+
+It watches ``CONSTELLATION_REGISTRY`` from the beginning (the watcher first replays
+the latest value of every key, deletes included, then streams live changes), so a
+node started with an empty database rebuilds the same organisations and entities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from nats.js.kv import KeyValue
+
+from app.registry import apply_registry_entry
+from workers.base import Worker, WorkerContext
+from workers.watch import follow_bucket
+
+log = logging.getLogger("overwatch.workers.registry")
+
+
+class RegistryProjector(Worker):
+    """Projects registry bucket changes into SQLite (one per node, no durable consumer)."""
+
+    name = "registry"
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        super().__init__(ctx)
+        self.synced = asyncio.Event()
+
+    async def run(self) -> None:
+        """Replay then follow the registry bucket until stopped."""
+
+        async def on_entry(entry: KeyValue.Entry) -> None:
+            value = None if entry.operation in ("DEL", "PURGE") else entry.value
+            await apply_registry_entry(self.ctx.db, self.ctx.hub, entry.key, value, entry.revision or 0)
+            self.stats.processed += 1
+
+        async def on_synced() -> None:
+            if not self.synced.is_set():
+                log.info("registry projection synced (%d records)", self.stats.processed)
+            self.synced.set()
+
+        await follow_bucket(self.ctx.nc, self.ctx.kv_registry, on_entry, self.stopping, on_synced)

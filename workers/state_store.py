@@ -1,0 +1,136 @@
+"""Scope-isolated compare-and-set writes to ``CONSTELLATION_GLOBAL_STATE``.
+
+A writer calls ``merge(entity_id, mutate)``: the current value is read (or taken
+from this writer's own last write), ``mutate`` replaces only the writer's scopes in
+a shallow copy, and the result is written with ``update(last=revision)``. If any
+other writer got in between, the server rejects the update, the value is re-read
+and ``mutate`` runs again — so no writer ever drops another writer's scope.
+
+The cache only saves the read when this writer was the last to write; the server's
+revision check is what makes it safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from app.contracts.common import DecodeError, decode_object, encode, utc_now
+from app.contracts.state import new_state
+from workers.base import TransientError
+
+log = logging.getLogger(__name__)
+
+Mutate = Callable[[dict[str, Any]], bool]
+Doc = dict[str, Any]
+
+
+def deep_merge(base: Any, patch: Any) -> Any:
+    """Return ``base`` with ``patch`` merged in (dicts recursively, everything else replaced).
+
+    Neither argument is modified.
+    """
+    if not isinstance(base, dict) or not isinstance(patch, dict):
+        return patch
+    out = dict(base)
+    for key, value in patch.items():
+        out[key] = deep_merge(out.get(key), value) if isinstance(value, dict) else value
+    return out
+
+
+class StateStore:
+    """CAS merges into the global state bucket on behalf of one writer."""
+
+    def __init__(self, kv: KeyValue, writer: str, cache_size: int = 50_000, retries: int = 12) -> None:
+        self.kv = kv
+        self.writer = writer
+        self.retries = retries
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, tuple[int, Doc]] = OrderedDict()
+        self.writes = 0
+        self.conflicts = 0
+
+    async def read(self, entity_id: str) -> tuple[int, Doc] | None:
+        """Current ``(revision, value)`` from the bucket, or ``None`` if missing/deleted."""
+        try:
+            entry = await self.kv.get(entity_id)
+        except KeyNotFoundError:
+            return None
+        if entry.value is None:
+            return None
+        try:
+            return entry.revision or 0, decode_object(entry.value)
+        except DecodeError:
+            # A foreign writer stored garbage: start from a fresh document, keep the revision for CAS.
+            log.warning("state %s rev %s is not a JSON object; replacing it", entity_id, entry.revision)
+            return entry.revision or 0, {}
+
+    async def merge(
+        self,
+        entity_id: str,
+        mutate: Mutate,
+        *,
+        create: bool = True,
+        defaults: Callable[[], Doc] | None = None,
+    ) -> int | None:
+        """Apply ``mutate`` to the entity's value with CAS; return the new revision.
+
+        ``mutate(doc)`` edits a shallow copy (replace whole scopes, never edit nested
+        objects in place) and returns False when nothing changed. With ``create=False``
+        a missing entity is left alone (returns ``None``).
+        """
+        cached = self._cache.get(entity_id)
+        for attempt in range(self.retries):
+            if cached is None or attempt > 0:
+                cached = await self.read(entity_id)
+            if cached is None:
+                if not create:
+                    return None
+                revision: int | None = None
+                doc = defaults() if defaults else new_state(entity_id)
+            else:
+                revision, current = cached
+                doc = dict(current)
+            if not mutate(doc):
+                return revision
+            doc["updated_at"] = utc_now()
+            data = encode(doc)
+            try:
+                if revision is None:
+                    new_rev = await self.kv.create(entity_id, data)
+                else:
+                    new_rev = await self.kv.update(entity_id, data, last=revision)
+            except KeyWrongLastSequenceError:
+                self.conflicts += 1
+                self._cache.pop(entity_id, None)
+                continue
+            except Exception:
+                self._cache.pop(entity_id, None)
+                raise
+            self.writes += 1
+            self._remember(entity_id, new_rev, doc)
+            return new_rev
+        raise TransientError(f"state {entity_id}: {self.retries} CAS conflicts in a row")
+
+    async def delete(self, entity_id: str) -> None:
+        """Delete the entity's value (and forget the cached copy)."""
+        self._cache.pop(entity_id, None)
+        try:
+            await self.kv.delete(entity_id)
+        except KeyNotFoundError:
+            return
+
+    def forget(self, entity_id: str) -> None:
+        """Drop the cached copy (the next merge re-reads)."""
+        self._cache.pop(entity_id, None)
+
+    def _remember(self, entity_id: str, revision: int, doc: Doc) -> None:
+        self._cache[entity_id] = (revision, doc)
+        self._cache.move_to_end(entity_id)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
