@@ -16,17 +16,34 @@ log = logging.getLogger("overwatch")
 
 def worker_factories() -> list[WorkerFactory]:
     """Every in-process worker, in start order."""
+    from workers.commands import CommandWorker
+    from workers.entity import EntityWorker
+    from workers.events import EventWorker
     from workers.registry import RegistryProjector
+    from workers.state_alerts import StateAlerts
+    from workers.state_watch import StateWatcher
+    from workers.telemetry import TelemetryWorker
+    from workers.video import VideoWorker
 
-    return [RegistryProjector]
+    return [
+        RegistryProjector,
+        StateWatcher,
+        StateAlerts,
+        EntityWorker,
+        TelemetryWorker,
+        EventWorker,
+        CommandWorker,
+        VideoWorker,
+    ]
 
 
 async def after_start(runtime: Runtime) -> None:
     """Hooks that need a started runtime (demo seed)."""
     if runtime.settings.demo:
-        from app.demo import seed_demo
+        from app.demo import seed_demo, start_demo_fleet
 
         await seed_demo(runtime)
+        start_demo_fleet(runtime)
 
 
 def run_server(settings: Settings) -> int:

@@ -40,9 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo", action="store_const", const=True, dest="demo", help="seed a demo organisation and fleet"
     )
 
+    from app import simulate_cmd
+
+    simulate = sub.add_parser("simulate", help="publish simulated fleet telemetry and answer commands")
+    _add_common(simulate)
+    simulate_cmd.add_arguments(simulate)
+
     for name, text in (
         ("detect", "run the detection worker process"),
-        ("simulate", "publish simulated fleet telemetry"),
         ("user", "manage local user accounts"),
         ("apikey", "manage API keys"),
     ):
@@ -69,6 +74,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run_server(settings)
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """``overwatch simulate``."""
+    from app import simulate_cmd
+
+    settings = settings_from_args(args, ["data_dir", "log_level", "log_format"])
+    return simulate_cmd.run(settings, args)
+
+
 def cmd_not_yet(name: str) -> Callable[[argparse.Namespace], int]:
     """A subcommand whose implementation lands in a later release: says so, exits 2."""
 
@@ -82,7 +95,7 @@ def cmd_not_yet(name: str) -> Callable[[argparse.Namespace], int]:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "detect": cmd_not_yet("detect"),
-    "simulate": cmd_not_yet("simulate"),
+    "simulate": cmd_simulate,
     "user": cmd_not_yet("user"),
     "apikey": cmd_not_yet("apikey"),
     "version": lambda _a: print(f"overwatch {__version__}") or 0,

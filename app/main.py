@@ -11,6 +11,9 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
+from app.api.entities import EntityController
+from app.api.live import LiveEntityController
+from app.api.organizations import OrganizationController
 from app.errors import AppError, app_error_handler, http_error_handler, internal_error_handler
 from app.health import HealthController
 from app.pages import PagesController
@@ -29,6 +32,9 @@ def create_app(runtime: Runtime) -> Litestar:
         route_handlers=[
             HealthController,
             PagesController,
+            OrganizationController,
+            EntityController,
+            LiveEntityController,
             create_static_files_router(
                 path="/static", directories=[STATIC_DIR], include_in_schema=False, cache_control=None
             ),

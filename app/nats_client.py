@@ -32,6 +32,7 @@ async def connect(
     unlimited, so the first connection is bounded here instead.
     """
     errors: list[str] = []
+    holder: list[NATS] = []
 
     async def on_error(exc: Exception) -> None:
         errors.append(str(exc) or type(exc).__name__)
@@ -39,7 +40,8 @@ async def connect(
             log.debug("nats error: %s", exc)
 
     async def on_disconnect() -> None:
-        log.warning("disconnected from NATS")
+        closing = bool(holder) and (holder[0].is_closed or holder[0].is_draining)
+        log.log(logging.DEBUG if closing else logging.WARNING, "disconnected from NATS")
 
     async def on_reconnect() -> None:
         log.info("reconnected to NATS")
@@ -64,7 +66,9 @@ async def connect(
         options["nkeys_seed"] = nkey_seed_file
     task = asyncio.ensure_future(nats.connect(**options))
     try:
-        return await asyncio.wait_for(task, timeout)
+        nc: NATS = await asyncio.wait_for(task, timeout)
+        holder.append(nc)
+        return nc
     except TimeoutError:
         reason = errors[-1] if errors else "no answer"
         raise NatsConnectError(

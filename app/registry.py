@@ -114,8 +114,8 @@ class RegistryService:
         for row in await registry_db.list_entities(self.db, org_id=org_id, limit=1_000_000):
             await self.delete_entity(org_id, row.entity_id)
         key = registry_org_key(org_id)
-        revision = await self.kv.delete(key)
-        await apply_registry_entry(self.db, self.hub, key, None, int(revision or 0))
+        await self.kv.delete(key)
+        await apply_registry_entry(self.db, self.hub, key, None, 0)
 
     async def get_org(self, org_id: str) -> OrgRecord:
         """One organisation from the projection (404 if unknown)."""
@@ -157,8 +157,9 @@ class RegistryService:
             revision = await self.kv.create(key, encode(rec))
         except KeyWrongLastSequenceError:
             raise Conflict(f"entity {rec.entity_id} already exists") from None
-        await self._lifecycle(rec, "created", revision)
+        # Project locally before announcing, so this node's workers already know the entity.
         await apply_registry_entry(self.db, self.hub, key, encode(rec), revision)
+        await self._lifecycle(rec, "created", revision)
         return rec
 
     async def update_entity(self, org_id: str, entity_id: str, body: EntityUpdate) -> EntityRecord:
@@ -177,9 +178,9 @@ class RegistryService:
         """Delete an entity (registry, then lifecycle event, then projection)."""
         rec = await self.get_entity(org_id, entity_id)
         key = registry_entity_key(entity_id)
-        revision = int(await self.kv.delete(key) or 0)
-        await self._lifecycle(rec, "deleted", revision)
-        await apply_registry_entry(self.db, self.hub, key, None, revision)
+        await self.kv.delete(key)
+        await apply_registry_entry(self.db, self.hub, key, None, 0)
+        await self._lifecycle(rec, "deleted", 0)
 
     async def get_entity(self, org_id: str | None, entity_id: str) -> EntityRecord:
         """One entity from the projection; 404 if unknown or not in ``org_id``."""
@@ -212,9 +213,9 @@ class RegistryService:
                 revision = await self.kv.update(key, encode(rec), last=entry.revision)
             except KeyWrongLastSequenceError:
                 continue
+            await apply_registry_entry(self.db, self.hub, key, encode(rec), revision)
             if isinstance(rec, EntityRecord):
                 await self._lifecycle(rec, "updated", revision)
-            await apply_registry_entry(self.db, self.hub, key, encode(rec), revision)
             return rec
         raise Unavailable(f"{what} is being changed concurrently; try again")
 
@@ -235,5 +236,8 @@ class RegistryService:
             subject=topology.entity_lifecycle_subject(rec.org_id, kind),
         )
         await self.js.publish(
-            event.subject or "", encode(event), headers={"Nats-Msg-Id": f"{rec.entity_id}-{kind}-{revision}"}
+            event.subject or "",
+            encode(event),
+            # Revision-based ids deduplicate retries; deletes have no revision, so they get a unique id.
+            headers={"Nats-Msg-Id": f"{rec.entity_id}-{kind}-{revision}" if revision else event.id},
         )

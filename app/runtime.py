@@ -82,6 +82,7 @@ class Runtime:
         self.started_at = time.time()
         self.shutting_down = asyncio.Event()
         self._services: Services | None = None
+        self.background: list[asyncio.Task[Any]] = []
 
     @property
     def js(self) -> JetStreamContext:
@@ -175,6 +176,11 @@ class Runtime:
         """End streams, stop workers, drain NATS, stop the child, close SQLite."""
         self.shutting_down.set()
         self.hub.close_all()
+        if self.background:
+            _, pending = await asyncio.wait(self.background, timeout=2.0)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*self.background, return_exceptions=True)
         await self.workers.stop()
         await close_quietly(self.nc)
         if self.nats_server:

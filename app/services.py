@@ -7,8 +7,13 @@ from typing import TYPE_CHECKING
 
 from jinja2 import Environment
 
+from app.alerts import AlertService
+from app.commands import CommandService
 from app.registry import RegistryService
+from app.state_cache import StateCache
 from app.templating import build_environment
+from app.video import VideoRegistry
+from workers.state_store import StateStore
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
@@ -20,11 +25,23 @@ class Services:
 
     registry: RegistryService
     templates: Environment
+    alerts: AlertService
+    state_cache: StateCache
+    commands: CommandService
+    video: VideoRegistry
 
 
 def build_services(rt: Runtime) -> Services:
     """Construct every service from the started runtime's connections."""
+    assert rt.nc is not None
+    cache = StateCache(rt.nc, rt.kv_state, rt.hub)
     return Services(
         registry=RegistryService(rt.kv_registry, rt.js, rt.db, rt.hub),
         templates=build_environment(),
+        alerts=AlertService(rt.db, rt.hub),
+        state_cache=cache,
+        commands=CommandService(
+            rt.db, rt.js, StateStore(rt.kv_state, "commands"), cache, rt.hub, rt.settings.command_ttl
+        ),
+        video=VideoRegistry(),
     )

@@ -64,6 +64,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("log_level", "LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
     SettingSpec("log_format", "LOG_FORMAT", "console", "`console` or `json` (one JSON object per line)"),
     SettingSpec("demo", "OVERWATCH_DEMO", False, "Seed a demo organisation and fleet (`serve --demo`)"),
+    SettingSpec("telemetry_max_hz", "OVERWATCH_TELEMETRY_MAX_HZ", 10.0, "Max KV state writes per entity per second"),
+    SettingSpec("offline_after", "OVERWATCH_OFFLINE_AFTER", 10.0, "Seconds of silence before an entity is offline"),
+    SettingSpec("track_interval", "OVERWATCH_TRACK_INTERVAL", 2.0, "Seconds between stored track points per entity"),
+    SettingSpec("track_retention_hours", "OVERWATCH_TRACK_RETENTION_HOURS", 24.0, "Hours of position history kept"),
+    SettingSpec("detection_retention_hours", "OVERWATCH_DETECTION_RETENTION_HOURS", 24.0, "Hours of detections kept"),
+    SettingSpec("battery_alert_percent", "OVERWATCH_BATTERY_ALERT_PERCENT", 20.0, "Battery % that raises an alert"),
+    SettingSpec("command_ttl", "OVERWATCH_COMMAND_TTL", 120.0, "Default seconds before an undelivered command expires"),
     SettingSpec(
         "startup_timeout", "OVERWATCH_STARTUP_TIMEOUT", 10.0, "Seconds to wait for NATS at start before giving up"
     ),
@@ -108,6 +115,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "INFO"
     log_format: str = "console"
     demo: bool = False
+    telemetry_max_hz: float = 10.0
+    offline_after: float = 10.0
+    track_interval: float = 2.0
+    track_retention_hours: float = 24.0
+    detection_retention_hours: float = 24.0
+    battery_alert_percent: float = 20.0
+    command_ttl: float = 120.0
     startup_timeout: float = 10.0
 
     @property
@@ -174,8 +188,10 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {s.log_level!r}")
     if s.log_format not in {"console", "json"}:
         raise ConfigError(f"LOG_FORMAT must be console or json, got {s.log_format!r}")
-    if s.startup_timeout <= 0:
-        raise ConfigError("OVERWATCH_STARTUP_TIMEOUT must be positive")
+    for spec in SETTINGS:
+        value = getattr(s, spec.field)
+        if isinstance(value, float) and value <= 0:
+            raise ConfigError(f"{spec.env} must be positive, got {value}")
 
 
 def read_dotenv(path: Path) -> dict[str, str]:

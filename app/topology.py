@@ -97,6 +97,11 @@ def command_subject(org_id: str, entity_id: str) -> str:
     return f"{PREFIX}.commands.{token(org_id, 'org_id')}.{token(entity_id, 'entity_id')}"
 
 
+def command_wildcard(org_id: str) -> str:
+    """``constellation.commands.{org_id}.*``: every command of an organisation (not the acks)."""
+    return f"{PREFIX}.commands.{token(org_id, 'org_id')}.*"
+
+
 def command_ack_subject(org_id: str, entity_id: str) -> str:
     """``constellation.commands.{org_id}.{entity_id}.ack`` (device → server)."""
     return command_subject(org_id, entity_id) + ".ack"

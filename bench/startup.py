@@ -48,8 +48,14 @@ def child_pids(pid: int) -> list[int]:
 def one_server_run(demo: bool) -> tuple[float, float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        env = {**os.environ, "OVERWATCH_DATA_DIR": f"{tmp}/data", "PORT": str(port), "HOST": "127.0.0.1",
-               "NATS_PORT": "-1", "LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "OVERWATCH_DATA_DIR": f"{tmp}/data",
+            "PORT": str(port),
+            "HOST": "127.0.0.1",
+            "NATS_PORT": "-1",
+            "LOG_LEVEL": "WARNING",
+        }
         args = [OVERWATCH, "serve", *(["--demo"] if demo else [])]
         started = time.perf_counter()
         proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp)
@@ -77,8 +83,12 @@ def one_server_run(demo: bool) -> tuple[float, float, float]:
 def one_nats_run() -> float:
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        proc = subprocess.Popen([find_nats_server(), "-js", "-sd", tmp, "-a", "127.0.0.1", "-p", "-1"],
-                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(
+            [find_nats_server(), "-js", "-sd", tmp, "-a", "127.0.0.1", "-p", "-1"],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
         assert proc.stderr is not None
         for line in proc.stderr:
             if "Server is ready" in line:
@@ -98,8 +108,10 @@ def main() -> None:
     rss = statistics.median(r[1] for r in runs)
     nats = statistics.median(r[2] for r in runs)
     print(f"baseline  bare nats-server -js ready      median {baseline * 1000:7.0f} ms")
-    print(f"overwatch serve → /health/ready 200       median {ready * 1000:7.0f} ms  "
-          f"(runs: {', '.join(f'{r[0] * 1000:.0f}' for r in runs)})  target ≤ 2000 ms")
+    print(
+        f"overwatch serve → /health/ready 200       median {ready * 1000:7.0f} ms  "
+        f"(runs: {', '.join(f'{r[0] * 1000:.0f}' for r in runs)})  target ≤ 2000 ms"
+    )
     print(f"overwatch serve --demo → ready            median {demo_ready * 1000:7.0f} ms")
     print(f"ratio serve / bare nats-server            {ready / baseline:7.1f}x")
     print(f"RSS server process after start            median {rss:7.1f} MB  target ≤ 120 MB")

@@ -185,7 +185,7 @@ class ConsumerWorker(Worker, abc.ABC):
             while not self.stopping.is_set():
                 try:
                     msgs = await sub.fetch(self.batch_size, timeout=self.fetch_timeout)
-                except nats.errors.TimeoutError:
+                except TimeoutError:  # nats-py raises both its own subclass and the builtin
                     await self.idle()
                     continue
                 except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):

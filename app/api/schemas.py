@@ -79,3 +79,85 @@ class Deleted(msgspec.Struct, kw_only=True):
     """Body of a successful DELETE."""
 
     message: str
+
+
+class CommandCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST …/entities/{entity_id}/commands``."""
+
+    command: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+    params: dict[str, Any] = msgspec.field(default_factory=dict)
+    ttl_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] | None = None
+
+
+class CommandView(msgspec.Struct, kw_only=True):
+    """A command and its lifecycle state, as the API returns it."""
+
+    command_id: str
+    org_id: str
+    entity_id: str
+    command: str
+    params: dict[str, Any]
+    status: str
+    detail: str
+    issued_by: str
+    issued_at: str
+    updated_at: str
+    expires_at: str
+    delivered_at: str | None = None
+
+
+class DetectionView(msgspec.Struct, kw_only=True):
+    """A stored detection event."""
+
+    entity_id: str
+    track_id: str
+    label: str
+    confidence: float
+    threat_level: str
+    event_type: str
+    bbox: dict[str, Any]
+    metadata: dict[str, Any]
+    timestamp: str
+    received_at: float
+
+
+class AlertView(msgspec.Struct, kw_only=True):
+    """An alert as the API returns it."""
+
+    alert_id: str
+    kind: str
+    severity: str
+    org_id: str
+    entity_id: str
+    track_id: str
+    title: str
+    reason: str
+    status: str
+    acknowledged_by: str | None
+    acknowledged_at: str | None
+    created_at: str
+    updated_at: str
+    cleared_at: str | None
+    data: dict[str, Any]
+
+
+class LiveEntity(msgspec.Struct, kw_only=True):
+    """``GET /api/entities`` item (downstream PRD)."""
+
+    entity_id: str
+    org_id: str
+    status: str
+    is_live: bool
+    active_objects: int
+    updated_at: str
+
+
+class TrackPointView(msgspec.Struct, kw_only=True, array_like=True):
+    """``[ts, latitude, longitude, altitude, heading, speed]`` (compact)."""
+
+    ts: float
+    latitude: float
+    longitude: float
+    altitude: float | None
+    heading: float | None
+    speed: float | None

@@ -88,8 +88,13 @@ class Hub:
 
     def __init__(self) -> None:
         self._clients: set[Client] = set()
+        self._listeners: list[Callable[[Update], None]] = []
         self.closed = False
         self.published = 0
+
+    def add_listener(self, listener: Callable[[Update], None]) -> None:
+        """Call ``listener(update)`` synchronously for every published update (in-process users)."""
+        self._listeners.append(listener)
 
     @property
     def client_count(self) -> int:
@@ -112,6 +117,11 @@ class Hub:
     def publish(self, update: Update) -> None:
         """Offer ``update`` to every client (never blocks)."""
         self.published += 1
+        for listener in self._listeners:
+            try:
+                listener(update)
+            except Exception:
+                log.exception("hub listener failed")
         for client in list(self._clients):
             client.offer(update)
 

@@ -1,0 +1,156 @@
+"""``/api/v1/organizations/{org_id}/entities``: entities, their state, commands, detections, alerts."""
+
+from __future__ import annotations
+
+import time
+
+from litestar import Controller, Response, delete, get, post, put
+from litestar.di import NamedDependency
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
+from nats.js.errors import KeyNotFoundError
+
+from app.api.params import Limit, Offset
+from app.api.schemas import (
+    AlertView,
+    CommandCreate,
+    CommandView,
+    Deleted,
+    DetectionView,
+    EntityCreate,
+    EntityUpdate,
+    Page,
+    TrackPointView,
+)
+from app.contracts.registry import EntityRecord
+from app.errors import NotFound
+from app.runtime import Runtime
+from app.views import alert_view, detection_view
+from db import alerts as alerts_db
+from db import detections as detections_db
+from db import tracks as tracks_db
+
+
+class EntityController(Controller):
+    """Entities of one organisation and everything attached to them."""
+
+    path = "/api/v1/organizations/{org_id:str}/entities"
+    tags = ["entities"]
+
+    @post("/", status_code=HTTP_201_CREATED)
+    async def create_entity(self, org_id: str, data: EntityCreate, runtime: NamedDependency[Runtime]) -> EntityRecord:
+        """Register an entity under an organisation; returns it with its ``entity_id``."""
+        return await runtime.services.registry.create_entity(org_id, data)
+
+    @get("/")
+    async def list_entities(
+        self, org_id: str, runtime: NamedDependency[Runtime], limit: Limit = 100, offset: Offset = 0
+    ) -> Page[EntityRecord]:
+        """A page of the organisation's entities, by name."""
+        return await runtime.services.registry.list_entities(org_id, limit, offset)
+
+    @get("/{entity_id:str}")
+    async def get_entity(self, org_id: str, entity_id: str, runtime: NamedDependency[Runtime]) -> EntityRecord:
+        """One entity's registry record."""
+        return await runtime.services.registry.get_entity(org_id, entity_id)
+
+    @put("/{entity_id:str}")
+    async def update_entity(
+        self, org_id: str, entity_id: str, data: EntityUpdate, runtime: NamedDependency[Runtime]
+    ) -> EntityRecord:
+        """Change the given fields of an entity."""
+        return await runtime.services.registry.update_entity(org_id, entity_id, data)
+
+    @delete("/{entity_id:str}", status_code=200)
+    async def delete_entity(self, org_id: str, entity_id: str, runtime: NamedDependency[Runtime]) -> Response[Deleted]:
+        """Delete an entity (registry record and state)."""
+        await runtime.services.registry.delete_entity(org_id, entity_id)
+        return Response(Deleted(message="Entity deleted successfully"))
+
+    @get("/{entity_id:str}/state")
+    async def get_state(self, org_id: str, entity_id: str, runtime: NamedDependency[Runtime]) -> Response[bytes]:
+        """The EntityState exactly as stored in ``CONSTELLATION_GLOBAL_STATE``."""
+        await runtime.services.registry.get_entity(org_id, entity_id)
+        return await stored_state(runtime, entity_id)
+
+    @post("/{entity_id:str}/commands", status_code=HTTP_202_ACCEPTED)
+    async def send_command(
+        self, org_id: str, entity_id: str, data: CommandCreate, runtime: NamedDependency[Runtime]
+    ) -> CommandView:
+        """Send a command; 202 with its id and status (``queued`` or ``delivered``)."""
+        return await runtime.services.commands.send(org_id, entity_id, data, issued_by="api")
+
+    @get("/{entity_id:str}/commands")
+    async def list_commands(
+        self, org_id: str, entity_id: str, runtime: NamedDependency[Runtime], limit: Limit = 50, offset: Offset = 0
+    ) -> Page[CommandView]:
+        """Commands sent to the entity, newest first, with their status."""
+        items, total = await runtime.services.commands.list_for(org_id, entity_id, limit, offset)
+        return Page(items=items, total=total, limit=limit, offset=offset)
+
+    @get("/{entity_id:str}/commands/{command_id:str}")
+    async def get_command(
+        self, org_id: str, entity_id: str, command_id: str, runtime: NamedDependency[Runtime]
+    ) -> CommandView:
+        """One command and its status."""
+        return await runtime.services.commands.get(org_id, entity_id, command_id)
+
+    @get("/{entity_id:str}/detections")
+    async def list_detections(
+        self, org_id: str, entity_id: str, runtime: NamedDependency[Runtime], limit: Limit = 100, offset: Offset = 0
+    ) -> Page[DetectionView]:
+        """Detection events of the entity, newest first."""
+        await runtime.services.registry.get_entity(org_id, entity_id)
+        rows = await detections_db.list_detections(runtime.db, entity_id, limit, offset)
+        total = await detections_db.count_detections(runtime.db, entity_id)
+        return Page(items=[detection_view(r) for r in rows], total=total, limit=limit, offset=offset)
+
+    @get("/{entity_id:str}/alerts")
+    async def list_alerts(
+        self,
+        org_id: str,
+        entity_id: str,
+        runtime: NamedDependency[Runtime],
+        limit: Limit = 100,
+        offset: Offset = 0,
+        status: str | None = Parameter(default=None, pattern="^(active|cleared)$"),
+    ) -> Page[AlertView]:
+        """Alerts of the entity (threat, offline, battery, device), newest first."""
+        await runtime.services.registry.get_entity(org_id, entity_id)
+        rows = await alerts_db.list_alerts(runtime.db, status=status, entity_id=entity_id, limit=limit, offset=offset)
+        total = await alerts_db.count_alerts(runtime.db, status=status, entity_id=entity_id)
+        return Page(items=[alert_view(r) for r in rows], total=total, limit=limit, offset=offset)
+
+    @get("/{entity_id:str}/track")
+    async def get_track(
+        self,
+        org_id: str,
+        entity_id: str,
+        runtime: NamedDependency[Runtime],
+        minutes: float = Parameter(default=30.0, gt=0, le=24 * 60),
+    ) -> list[TrackPointView]:
+        """Stored positions of the last ``minutes`` as ``[ts, lat, lon, alt, heading, speed]`` rows."""
+        await runtime.services.registry.get_entity(org_id, entity_id)
+        points = await tracks_db.recent_track(runtime.db, entity_id, time.time() - minutes * 60)
+        return [
+            TrackPointView(
+                ts=p.ts,
+                latitude=p.latitude,
+                longitude=p.longitude,
+                altitude=p.altitude,
+                heading=p.heading,
+                speed=p.speed,
+            )
+            for p in points
+        ]
+
+
+async def stored_state(runtime: Runtime, entity_id: str) -> Response[bytes]:
+    """The raw stored EntityState bytes with the KV revision in a header (404 if none yet)."""
+    try:
+        entry = await runtime.kv_state.get(entity_id)
+    except KeyNotFoundError:
+        raise NotFound(f"no state stored for entity {entity_id} yet") from None
+    return Response(
+        entry.value or b"{}", media_type="application/json", headers={"KV-Revision": str(entry.revision or 0)}
+    )

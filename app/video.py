@@ -1,0 +1,103 @@
+"""Video sources per entity: latest JPEG frame from NATS, fps, live/stale, external URLs.
+
+The VideoWorker feeds frames in; the MJPEG endpoint waits on ``next_frame``. Frames
+are kept in memory only (the latest one per entity).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import msgspec
+
+STALE_AFTER = 3.0  # seconds without a frame before a source counts as stale
+
+
+class VideoSource(msgspec.Struct, kw_only=True):
+    """What the console shows about one entity's video."""
+
+    entity_id: str
+    live: bool
+    fps: float
+    frames: int
+    last_frame_at: float
+    size: int
+    width: int | None = None
+    height: int | None = None
+
+
+class _Slot:
+    __slots__ = ("frame", "at", "frames", "fps", "changed", "width", "height")
+
+    def __init__(self) -> None:
+        self.frame = b""
+        self.at = 0.0
+        self.frames = 0
+        self.fps = 0.0
+        self.changed = asyncio.Condition()
+        self.width: int | None = None
+        self.height: int | None = None
+
+
+class VideoRegistry:
+    """Latest frame per entity, with waiters for the next one."""
+
+    def __init__(self) -> None:
+        self._slots: dict[str, _Slot] = {}
+        self.rejected = 0
+
+    async def put(self, entity_id: str, frame: bytes, width: int | None = None, height: int | None = None) -> None:
+        """Store a new frame and wake its viewers."""
+        slot = self._slots.get(entity_id)
+        if slot is None:
+            slot = self._slots[entity_id] = _Slot()
+        now = time.monotonic()
+        if slot.at:
+            gap = max(now - slot.at, 1e-3)
+            # Exponential moving average of the instantaneous rate.
+            slot.fps = 1.0 / gap if slot.fps == 0 else slot.fps * 0.8 + (1.0 / gap) * 0.2
+        slot.frame, slot.at, slot.width, slot.height = frame, now, width, height
+        slot.frames += 1
+        async with slot.changed:
+            slot.changed.notify_all()
+
+    def latest(self, entity_id: str) -> tuple[bytes, float] | None:
+        """``(jpeg, monotonic time)`` of the newest frame, if any."""
+        slot = self._slots.get(entity_id)
+        return (slot.frame, slot.at) if slot and slot.frame else None
+
+    async def next_frame(self, entity_id: str, after: float, timeout: float) -> tuple[bytes, float] | None:
+        """Wait up to ``timeout`` for a frame newer than ``after``."""
+        slot = self._slots.get(entity_id)
+        if slot is None:
+            slot = self._slots[entity_id] = _Slot()
+        if slot.at > after and slot.frame:
+            return slot.frame, slot.at
+        async with slot.changed:
+            try:
+                await asyncio.wait_for(slot.changed.wait_for(lambda: slot.at > after), timeout)
+            except TimeoutError:
+                return None
+        return slot.frame, slot.at
+
+    def source(self, entity_id: str) -> VideoSource | None:
+        """The state of one entity's video source."""
+        slot = self._slots.get(entity_id)
+        if slot is None or not slot.frames:
+            return None
+        live = time.monotonic() - slot.at < STALE_AFTER
+        return VideoSource(
+            entity_id=entity_id,
+            live=live,
+            fps=round(slot.fps if live else 0.0, 1),
+            frames=slot.frames,
+            last_frame_at=time.time() - (time.monotonic() - slot.at),
+            size=len(slot.frame),
+            width=slot.width,
+            height=slot.height,
+        )
+
+    def sources(self) -> list[VideoSource]:
+        """Every entity that ever sent a frame."""
+        return [s for e in sorted(self._slots) if (s := self.source(e)) is not None]

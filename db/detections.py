@@ -1,0 +1,81 @@
+"""Detection history: events as received, newest first per entity."""
+
+from __future__ import annotations
+
+import msgspec
+
+from db.database import Database
+
+
+class DetectionRow(msgspec.Struct, kw_only=True):
+    """One stored detection event."""
+
+    id: int = 0
+    entity_id: str
+    org_id: str
+    track_id: str
+    label: str
+    confidence: float
+    threat_level: str
+    event_type: str
+    bbox: str
+    metadata: str
+    ts: str
+    received_at: float
+
+
+async def insert_detections(db: Database, rows: list[DetectionRow]) -> None:
+    """Store many detection rows in one transaction."""
+    if not rows:
+        return
+    await db.executemany(
+        "INSERT INTO detections(entity_id, org_id, track_id, label, confidence, threat_level, event_type, bbox,"
+        " metadata, ts, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                r.entity_id,
+                r.org_id,
+                r.track_id,
+                r.label,
+                r.confidence,
+                r.threat_level,
+                r.event_type,
+                r.bbox,
+                r.metadata,
+                r.ts,
+                r.received_at,
+            )
+            for r in rows
+        ],
+    )
+
+
+async def list_detections(
+    db: Database, entity_id: str, limit: int = 100, offset: int = 0, since: float | None = None
+) -> list[DetectionRow]:
+    """Detections of one entity, newest first."""
+    if since is None:
+        return await db.fetch_all(
+            DetectionRow,
+            "SELECT * FROM detections WHERE entity_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
+            (entity_id, limit, offset),
+        )
+    return await db.fetch_all(
+        DetectionRow,
+        "SELECT * FROM detections WHERE entity_id = ? AND received_at >= ? ORDER BY id DESC LIMIT ? OFFSET ?",
+        (entity_id, since, limit, offset),
+    )
+
+
+async def count_detections(db: Database, entity_id: str | None = None, since: float | None = None) -> int:
+    """Number of stored detections (optionally of one entity, optionally since an epoch time)."""
+    clauses: list[str] = []
+    params: list[object] = []
+    if entity_id is not None:
+        clauses.append("entity_id = ?")
+        params.append(entity_id)
+    if since is not None:
+        clauses.append("received_at >= ?")
+        params.append(since)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    return int(await db.scalar(f"SELECT COUNT(*) FROM detections {where}", params) or 0)

@@ -1,0 +1,232 @@
+"""EventWorker: detection, liveness and device alert events.
+
+* ``constellation.events.isr.{org}.{entity}`` — detection events (PRD envelope, ``org_id``
+  accepted as an alias): stored in the detection history; a ``HIGH_THREAT`` or
+  ``MEDIUM_THREAT`` raises (or escalates) the track's threat alert, a lost/cleared
+  event clears it.
+* ``constellation.events.{kind}.{org}.{entity}`` with ``event_type`` ``bootsequence`` /
+  ``shutdown`` — the entity announces it is up / going down (liveness);
+  ``alert`` — a device alert; anything else is accepted and only counted.
+
+Batches are stored in one SQLite transaction and acknowledged after it committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+from nats.aio.msg import Msg
+
+from app import topology
+from app.contracts.common import DecodeError, decode, decode_object, utc_now
+from app.contracts.events import DetectionEvent, GenericEvent
+from app.contracts.state import new_state
+from app.directory import EntityDirectory, EntityInfo
+from app.sse.hub import Update
+from db import detections as detections_db
+from db import retention
+from db.detections import DetectionRow
+from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext
+from workers.state_store import StateStore
+
+log = logging.getLogger("overwatch.workers.events")
+
+MAX_PAYLOAD = 256 * 1024
+THREATS = {"HIGH_THREAT": "high", "MEDIUM_THREAT": "elevated", "MODERATE_THREAT": "elevated"}
+LOST_TYPES = {"lost", "object_lost", "detection_lost", "track_lost", "cleared"}
+DEVICE_SEVERITIES = {"critical", "high", "elevated", "warning", "info"}
+DETECTIONS_TOPIC = "detections"
+
+
+class EventWorker(ConsumerWorker):
+    """Consumes ``constellation.events.>`` through ``event-processor``."""
+
+    name = "events"
+    stream = topology.STREAM_EVENTS
+    durable = topology.CONSUMER_EVENT
+    batch_size = 500
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        super().__init__(ctx)
+        self.directory = EntityDirectory(ctx.db, ctx.hub)
+        self.store = StateStore(ctx.kv_state, "events")
+        self.by_type: dict[str, int] = {}
+        self._last_prune = 0.0
+
+    async def handle(self, msg: Msg) -> None:
+        """Single-message path: a batch of one."""
+        await self.handle_batch([msg])
+
+    async def handle_batch(self, msgs: Sequence[Msg]) -> None:
+        """Validate every event, store detections in one transaction, then acknowledge."""
+        rows: list[DetectionRow] = []
+        done: list[Msg] = []
+        for msg in msgs:
+            try:
+                row = await self._process(msg)
+            except InvalidMessage as exc:
+                self.stats.failed += 1
+                await self.dead_letter(msg, exc.reason, self.stream)
+                await msg.term()
+                continue
+            except Exception as exc:  # noqa: BLE001 - retried with backoff, then dead-lettered
+                await self.retry_or_dead_letter(msg, exc)
+                continue
+            if row is not None:
+                rows.append(row)
+            done.append(msg)
+        try:
+            await detections_db.insert_detections(self.ctx.db, rows)
+        except Exception as exc:  # noqa: BLE001
+            for msg in done:
+                await self.retry_or_dead_letter(msg, TransientError(f"storing detections failed: {exc}"))
+            return
+        for msg in done:
+            await msg.ack()
+        self.stats.processed += len(done)
+        self.stats.last_message_at = time.time()
+        for entity_id in {r.entity_id for r in rows}:
+            self.ctx.hub.publish(Update(DETECTIONS_TOPIC, entity_id))
+        await self._maybe_prune()
+
+    async def idle(self) -> None:
+        """Prune old detections while idle."""
+        await self._maybe_prune()
+
+    async def _maybe_prune(self) -> None:
+        if time.monotonic() - self._last_prune > 300:
+            self._last_prune = time.monotonic()
+            hours = self.ctx.settings.detection_retention_hours
+            await retention.prune(self.ctx.db, "detections", hours * 3600)
+
+    async def _process(self, msg: Msg) -> DetectionRow | None:
+        parts = msg.subject.split(".")
+        if len(parts) != 5 or parts[1] != "events" or not all(topology.TOKEN_RE.match(p) for p in parts[2:]):
+            raise InvalidMessage(f"unexpected event subject {msg.subject!r}")
+        kind, org_id, entity_id = parts[2], parts[3], parts[4]
+        if len(msg.data) > MAX_PAYLOAD:
+            raise InvalidMessage(f"payload of {len(msg.data)} bytes exceeds {MAX_PAYLOAD}")
+        info = await self.directory.lookup(entity_id)
+        if info is None:
+            if msg.metadata.num_delivered < 3:
+                raise TransientError(f"unknown entity {entity_id} (registry may be catching up)")
+            raise InvalidMessage(f"unknown entity {entity_id}")
+        if info.org_id != org_id:
+            raise InvalidMessage(f"entity {entity_id} belongs to organisation {info.org_id}, not {org_id}")
+        if kind == "isr":
+            return await self._detection(msg, org_id, entity_id)
+        try:
+            event = decode(msg.data, GenericEvent)
+        except DecodeError as exc:
+            raise InvalidMessage(str(exc)) from None
+        if event.resolve_entity_id() not in ("", entity_id):
+            raise InvalidMessage(f"payload entity {event.resolve_entity_id()!r} does not match subject")
+        self.by_type[event.event_type] = self.by_type.get(event.event_type, 0) + 1
+        if event.event_type == "bootsequence":
+            await self._liveness(info, True)
+        elif event.event_type == "shutdown":
+            await self._liveness(info, False)
+        elif event.event_type == "detection":
+            return await self._detection(msg, org_id, entity_id)
+        elif event.event_type == "alert":
+            await self._device_alert(msg, org_id, entity_id, info.name or entity_id)
+        return None
+
+    async def _detection(self, msg: Msg, org_id: str, entity_id: str) -> DetectionRow | None:
+        try:
+            event = decode(msg.data, DetectionEvent)
+        except DecodeError as exc:
+            raise InvalidMessage(str(exc)) from None
+        if event.entity_id != entity_id:
+            raise InvalidMessage(f"payload entity_id {event.entity_id!r} does not match subject")
+        if event.organization and event.organization != org_id:
+            raise InvalidMessage(f"payload organisation {event.organization!r} does not match subject")
+        self.by_type[event.event_type] = self.by_type.get(event.event_type, 0) + 1
+        det = event.detection
+        if det is None:
+            return None
+        if not 0.0 <= det.confidence <= 1.0:
+            raise InvalidMessage(f"confidence {det.confidence} outside 0..1")
+        threat = str(det.metadata.get("threat_level") or "NORMAL")
+        lost = event.event_type in LOST_TYPES or det.metadata.get("event_reason") in LOST_TYPES
+        alert_id = f"threat:{entity_id}:{det.track_id}"
+        alerts = self.ctx.services.alerts
+        if lost:
+            await alerts.clear(alert_id, f"{det.label} no longer detected")
+        elif threat in THREATS:
+            reason = str(
+                det.metadata.get("reason")
+                or det.metadata.get("threat_reason")
+                or f"{det.label} detected with confidence {det.confidence:.2f}"
+            )
+            name = await self.directory.lookup(entity_id)
+            await alerts.raise_alert(
+                alert_id,
+                kind="threat",
+                severity=THREATS[threat],
+                org_id=org_id,
+                entity_id=entity_id,
+                track_id=det.track_id,
+                title=f"{threat.replace('_', ' ').title()}: {det.label} at {(name.name if name else '') or entity_id}",
+                reason=reason,
+                data={"label": det.label, "confidence": det.confidence},
+            )
+        return DetectionRow(
+            entity_id=entity_id,
+            org_id=org_id,
+            track_id=det.track_id[:128],
+            label=det.label[:128],
+            confidence=det.confidence,
+            threat_level=threat[:32],
+            event_type=event.event_type[:64],
+            bbox=msgspec.json.encode(det.bbox).decode(),
+            metadata=msgspec.json.encode(det.metadata).decode()[:4096],
+            ts=det.timestamp or event.timestamp,
+            received_at=time.time(),
+        )
+
+    async def _liveness(self, info: EntityInfo, up: bool) -> None:
+        now = utc_now()
+
+        def mutate(doc: dict[str, Any]) -> bool:
+            doc["is_live"] = up
+            doc["last_seen"] = now
+            if up and doc.get("status") in (None, "unknown", "inactive", "pending"):
+                doc["status"] = "active"
+            if not up and doc.get("status") == "active":
+                doc["status"] = "inactive"
+            return True
+
+        await self.store.merge(
+            info.entity_id,
+            mutate,
+            create=up,
+            defaults=lambda: new_state(info.entity_id, info.org_id, info.entity_type, name=info.name),
+        )
+
+    async def _device_alert(self, msg: Msg, org_id: str, entity_id: str, name: str) -> None:
+        try:
+            doc = decode_object(msg.data)
+        except DecodeError as exc:
+            raise InvalidMessage(str(exc)) from None
+        severity = str(doc.get("severity") or "warning").lower()
+        if severity not in DEVICE_SEVERITIES:
+            raise InvalidMessage(f"unknown severity {severity!r}")
+        message = str(doc.get("message") or "device alert")[:500]
+        code = str(doc.get("code") or "device")[:64]
+        if doc.get("cleared") is True:
+            await self.ctx.services.alerts.clear(f"device:{entity_id}:{code}", message)
+            return
+        await self.ctx.services.alerts.raise_alert(
+            f"device:{entity_id}:{code}",
+            kind="device",
+            severity=severity,
+            org_id=org_id,
+            entity_id=entity_id,
+            title=f"{name}: {code}",
+            reason=message,
+        )

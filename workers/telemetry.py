@@ -1,0 +1,285 @@
+"""TelemetryWorker: telemetry → EntityState scopes (CAS), tracks in SQLite, liveness sweep.
+
+Bursts coalesce per entity: messages fetched within one write interval are merged
+(latest value of each field wins) and written as one CAS update, at most
+``OVERWATCH_TELEMETRY_MAX_HZ`` times per second per entity. A message is acknowledged
+only after the write that contains it succeeded, so ``kill -9`` at any moment loses
+nothing JetStream acknowledged. The liveness sweep marks silent entities offline
+(``workers/state_alerts.py`` turns that transition into an alert and a status event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from app import topology
+from app.contracts.common import DecodeError, decode_object, utc_now
+from app.contracts.state import new_state
+from app.contracts.telemetry import position_of, to_patch
+from app.directory import EntityDirectory, EntityInfo
+from app.templating import parse_time
+from db import retention
+from db import tracks as tracks_db
+from db.tracks import TrackPoint
+from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext
+from workers.state_store import StateStore, deep_merge
+
+log = logging.getLogger("overwatch.workers.telemetry")
+
+MAX_PAYLOAD = 64 * 1024  # bytes; larger telemetry is dead-lettered
+WRITE_CONCURRENCY = 128
+UNKNOWN_ENTITY_RETRIES = 2  # deliveries to wait for a registry that is still catching up
+
+
+@dataclass
+class Pending:
+    """Coalesced, not yet written telemetry of one entity."""
+
+    org_id: str
+    entity_type: str
+    name: str
+    patch: dict[str, Any] = field(default_factory=dict)
+    msgs: list[Msg] = field(default_factory=list)
+    received: float = 0.0
+
+
+def parse_subject(subject: str) -> tuple[str, str]:
+    """``constellation.telemetry.{org}.{entity}`` → ``(org, entity)``; InvalidMessage otherwise."""
+    parts = subject.split(".")
+    if len(parts) != 4 or parts[0] != topology.PREFIX or parts[1] != "telemetry":
+        raise InvalidMessage(f"unexpected telemetry subject {subject!r}")
+    org_id, entity_id = parts[2], parts[3]
+    if not topology.TOKEN_RE.match(org_id) or not topology.TOKEN_RE.match(entity_id):
+        raise InvalidMessage(f"invalid subject tokens in {subject!r}")
+    return org_id, entity_id
+
+
+class TelemetryWorker(ConsumerWorker):
+    """Consumes ``constellation.telemetry.>`` through ``telemetry-processor``."""
+
+    name = "telemetry"
+    stream = topology.STREAM_TELEMETRY
+    durable = topology.CONSUMER_TELEMETRY
+    batch_size = 1000
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        super().__init__(ctx)
+        s = ctx.settings
+        self.store = StateStore(ctx.kv_state, "telemetry")
+        self.directory = EntityDirectory(ctx.db, ctx.hub)
+        self.min_interval = 1.0 / s.telemetry_max_hz
+        self.pending: dict[str, Pending] = {}
+        self.last_write: dict[str, float] = {}
+        self.last_track: dict[str, float] = {}
+        self.track_buffer: list[TrackPoint] = []
+        self.coalesced = 0
+        self._sem = asyncio.Semaphore(WRITE_CONCURRENCY)
+
+    @property
+    def fetch_timeout(self) -> float:  # type: ignore[override]
+        # Short fetches while something waits to be written, so writes happen on time.
+        return self.min_interval / 2 if self.pending else 1.0
+
+    async def run(self) -> None:
+        """Consume telemetry and run the liveness sweep and retention alongside."""
+        sweeper = asyncio.create_task(self._sweep_loop(), name="telemetry-sweep")
+        try:
+            await super().run()
+        finally:
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
+            await self.flush(due_only=False)
+
+    async def handle(self, msg: Msg) -> None:
+        """Single-message path (unused: ``handle_batch`` coalesces)."""
+        await self.handle_batch([msg])
+
+    async def handle_batch(self, msgs: Sequence[Msg]) -> None:
+        """Parse and coalesce a fetched batch, then write every entity that is due."""
+        received = time.time()
+        now_iso = utc_now()
+        for msg in msgs:
+            try:
+                entity_id, info, patch = await self._parse(msg, now_iso)
+            except InvalidMessage as exc:
+                self.stats.failed += 1
+                await self.dead_letter(msg, exc.reason, self.stream)
+                await msg.term()
+                continue
+            except TransientError as exc:
+                await self.retry_or_dead_letter(msg, exc)
+                continue
+            pending = self.pending.get(entity_id)
+            if pending is None:
+                pending = self.pending[entity_id] = Pending(info.org_id, info.entity_type, info.name, received=received)
+            else:
+                self.coalesced += 1
+            pending.patch = deep_merge(pending.patch, patch)
+            pending.msgs.append(msg)
+        await self.flush(due_only=True)
+
+    async def idle(self) -> None:
+        """Nothing fetched: write whatever became due."""
+        await self.flush(due_only=True)
+
+    async def _parse(self, msg: Msg, now_iso: str) -> tuple[str, EntityInfo, dict[str, Any]]:
+        org_id, entity_id = parse_subject(msg.subject)
+        if len(msg.data) > MAX_PAYLOAD:
+            raise InvalidMessage(f"payload of {len(msg.data)} bytes exceeds {MAX_PAYLOAD}")
+        try:
+            payload = decode_object(msg.data)
+            patch, _ts = to_patch(payload, now_iso)
+        except DecodeError as exc:
+            raise InvalidMessage(str(exc)) from None
+        info = await self.directory.lookup(entity_id)
+        if info is None:
+            delivered = msg.metadata.num_delivered if msg.reply else UNKNOWN_ENTITY_RETRIES + 1
+            if delivered <= UNKNOWN_ENTITY_RETRIES:
+                raise TransientError(f"unknown entity {entity_id} (registry may be catching up)")
+            raise InvalidMessage(f"unknown entity {entity_id}: register it before sending telemetry")
+        if info.org_id != org_id:
+            raise InvalidMessage(f"entity {entity_id} belongs to organisation {info.org_id}, not {org_id}")
+        return entity_id, info, patch
+
+    async def flush(self, due_only: bool) -> None:
+        """Write every pending entity whose write interval has passed (all with ``due_only=False``)."""
+        if not self.pending:
+            await self._write_tracks()
+            return
+        now = time.monotonic()
+        due = [e for e in self.pending if not due_only or now - self.last_write.get(e, 0.0) >= self.min_interval]
+        if due:
+            batch = [(entity_id, self.pending.pop(entity_id)) for entity_id in due]
+            await asyncio.gather(*(self._write(entity_id, p) for entity_id, p in batch))
+        await self._write_tracks()
+
+    async def _write(self, entity_id: str, p: Pending) -> None:
+        seen = utc_now()
+        final: dict[str, Any] = {}
+
+        def mutate(doc: dict[str, Any]) -> bool:
+            for scope, value in p.patch.items():
+                doc[scope] = deep_merge(doc.get(scope), value) if isinstance(value, dict) else value
+            doc["is_live"] = True
+            doc["last_seen"] = seen
+            if doc.get("status") in (None, "unknown", "inactive", "pending"):
+                doc["status"] = "active"
+            if not doc.get("org_id"):
+                doc["org_id"] = p.org_id
+            final.clear()
+            final.update(doc)
+            return True
+
+        async with self._sem:
+            try:
+                await self.store.merge(
+                    entity_id,
+                    mutate,
+                    defaults=lambda: new_state(entity_id, p.org_id, p.entity_type, name=p.name),
+                )
+            except Exception as exc:  # noqa: BLE001 - every message of the batch is retried or dead-lettered
+                for msg in p.msgs:
+                    await self.retry_or_dead_letter(msg, exc)
+                return
+        self.last_write[entity_id] = time.monotonic()
+        for msg in p.msgs:
+            await msg.ack()
+        self.stats.processed += len(p.msgs)
+        self.stats.last_message_at = time.time()
+        self._record_track(entity_id, p, final)
+
+    def _record_track(self, entity_id: str, p: Pending, doc: dict[str, Any]) -> None:
+        position = position_of(p.patch)
+        if position is None:
+            return
+        now = time.time()
+        if now - self.last_track.get(entity_id, 0.0) < self.ctx.settings.track_interval:
+            return
+        self.last_track[entity_id] = now
+        vfr = doc.get("vfr") or {}
+        power = doc.get("power") or {}
+        self.track_buffer.append(
+            TrackPoint(
+                entity_id=entity_id,
+                ts=now,
+                latitude=position[0],
+                longitude=position[1],
+                altitude=position[2],
+                heading=_float(vfr.get("heading")),
+                speed=_float(vfr.get("groundspeed")),
+                battery=_float(power.get("battery_remaining")),
+            )
+        )
+
+    async def _write_tracks(self) -> None:
+        if not self.track_buffer:
+            return
+        points, self.track_buffer = self.track_buffer, []
+        try:
+            await tracks_db.insert_points(self.ctx.db, points)
+        except Exception:
+            log.exception("storing %d track points failed", len(points))
+
+    # ------------------------------------------------------------ liveness
+    async def _sweep_loop(self) -> None:
+        last_prune = 0.0
+        while not self.stopping.is_set():
+            try:
+                await self.sweep()
+                if time.monotonic() - last_prune > 300:
+                    last_prune = time.monotonic()
+                    s = self.ctx.settings
+                    await retention.prune(self.ctx.db, "tracks", s.track_retention_hours * 3600)
+            except Exception:
+                log.exception("liveness sweep failed")
+            try:
+                await asyncio.wait_for(self.stopping.wait(), 1.0)
+            except TimeoutError:
+                pass
+
+    async def sweep(self) -> int:
+        """Mark live entities whose last telemetry is older than the timeout offline."""
+        timeout = self.ctx.settings.offline_after
+        cache = self.ctx.services.state_cache
+        now = time.time()
+        marked = 0
+        for entity_id, view in list(cache.all().items()):
+            if not view.get("is_live") or "." in entity_id:
+                continue
+            seen = parse_time(view.get("last_seen"))
+            if seen is None or now - seen.timestamp() < timeout:
+                continue
+            if entity_id in self.pending:
+                continue
+            if await self._mark_offline(entity_id, timeout):
+                marked += 1
+        return marked
+
+    async def _mark_offline(self, entity_id: str, timeout: float) -> bool:
+        changed: dict[str, Any] = {}
+
+        def mutate(doc: dict[str, Any]) -> bool:
+            seen = parse_time(doc.get("last_seen"))
+            if not doc.get("is_live") or (seen is not None and time.time() - seen.timestamp() < timeout):
+                return False  # fresh telemetry arrived (maybe on another node)
+            doc["is_live"] = False
+            if doc.get("status") == "active":
+                doc["status"] = "inactive"
+            changed.update(doc)
+            return True
+
+        await self.store.merge(entity_id, mutate, create=False)
+        if changed:
+            log.info("entity %s offline (no telemetry for %.0fs)", entity_id, timeout)
+        return bool(changed)
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
