@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import uvicorn
 
@@ -71,6 +72,25 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     try:
         yield rt
     finally:
+        await rt.stop()
+
+
+@pytest.fixture
+async def make_runtime(settings: Settings) -> AsyncIterator[Any]:
+    """Factory for extra runtimes with setting overrides (each its own data dir unless given)."""
+    started: list[Runtime] = []
+    counter = [0]
+
+    async def make(**overrides: Any) -> Runtime:
+        counter[0] += 1
+        overrides.setdefault("data_dir", f"{settings.data_dir}-{counter[0]}")
+        rt = Runtime(msgspec.structs.replace(settings, **overrides), worker_factories())
+        await rt.start()
+        started.append(rt)
+        return rt
+
+    yield make
+    for rt in reversed(started):
         await rt.stop()
 
 

@@ -241,8 +241,12 @@ class WorkerManager:
         """Per-worker counters."""
         return {w.name: vars(w.stats) for w in self.workers}
 
-    async def stop(self, timeout: float = 2.0) -> None:
-        """Ask every worker to stop, wait ``timeout``, then cancel what is left."""
+    async def stop(self, timeout: float = 0.3) -> None:
+        """Ask every worker to stop, give them ``timeout`` to finish, then cancel what is left.
+
+        Cancelling is safe: a message being handled is simply not acknowledged and
+        JetStream delivers it again (processing is idempotent).
+        """
         self._stopping = True
         for worker in self.workers:
             worker.stopping.set()

@@ -12,7 +12,9 @@ revision check is what makes it safe.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -46,7 +48,7 @@ def deep_merge(base: Any, patch: Any) -> Any:
 class StateStore:
     """CAS merges into the global state bucket on behalf of one writer."""
 
-    def __init__(self, kv: KeyValue, writer: str, cache_size: int = 50_000, retries: int = 12) -> None:
+    def __init__(self, kv: KeyValue, writer: str, cache_size: int = 50_000, retries: int = 20) -> None:
         self.kv = kv
         self.writer = writer
         self.retries = retries
@@ -108,6 +110,8 @@ class StateStore:
             except KeyWrongLastSequenceError:
                 self.conflicts += 1
                 self._cache.pop(entity_id, None)
+                # Random backoff breaks lockstep with a writer that keeps winning.
+                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
                 continue
             except Exception:
                 self._cache.pop(entity_id, None)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 from litestar import Controller, Response, delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 from nats.js.errors import KeyNotFoundError
 
@@ -38,51 +39,72 @@ class EntityController(Controller):
     tags = ["entities"]
 
     @post("/", status_code=HTTP_201_CREATED)
-    async def create_entity(self, org_id: str, data: EntityCreate, runtime: NamedDependency[Runtime]) -> EntityRecord:
+    async def create_entity(
+        self, org_id: FromPath[str], data: JSONBody[EntityCreate], runtime: NamedDependency[Runtime]
+    ) -> EntityRecord:
         """Register an entity under an organisation; returns it with its ``entity_id``."""
         return await runtime.services.registry.create_entity(org_id, data)
 
     @get("/")
     async def list_entities(
-        self, org_id: str, runtime: NamedDependency[Runtime], limit: Limit = 100, offset: Offset = 0
+        self, org_id: FromPath[str], runtime: NamedDependency[Runtime], limit: Limit = 100, offset: Offset = 0
     ) -> Page[EntityRecord]:
         """A page of the organisation's entities, by name."""
         return await runtime.services.registry.list_entities(org_id, limit, offset)
 
     @get("/{entity_id:str}")
-    async def get_entity(self, org_id: str, entity_id: str, runtime: NamedDependency[Runtime]) -> EntityRecord:
+    async def get_entity(
+        self, org_id: FromPath[str], entity_id: FromPath[str], runtime: NamedDependency[Runtime]
+    ) -> EntityRecord:
         """One entity's registry record."""
         return await runtime.services.registry.get_entity(org_id, entity_id)
 
     @put("/{entity_id:str}")
     async def update_entity(
-        self, org_id: str, entity_id: str, data: EntityUpdate, runtime: NamedDependency[Runtime]
+        self,
+        org_id: FromPath[str],
+        entity_id: FromPath[str],
+        data: JSONBody[EntityUpdate],
+        runtime: NamedDependency[Runtime],
     ) -> EntityRecord:
         """Change the given fields of an entity."""
         return await runtime.services.registry.update_entity(org_id, entity_id, data)
 
     @delete("/{entity_id:str}", status_code=200)
-    async def delete_entity(self, org_id: str, entity_id: str, runtime: NamedDependency[Runtime]) -> Response[Deleted]:
+    async def delete_entity(
+        self, org_id: FromPath[str], entity_id: FromPath[str], runtime: NamedDependency[Runtime]
+    ) -> Response[Deleted]:
         """Delete an entity (registry record and state)."""
         await runtime.services.registry.delete_entity(org_id, entity_id)
         return Response(Deleted(message="Entity deleted successfully"))
 
     @get("/{entity_id:str}/state")
-    async def get_state(self, org_id: str, entity_id: str, runtime: NamedDependency[Runtime]) -> Response[bytes]:
+    async def get_state(
+        self, org_id: FromPath[str], entity_id: FromPath[str], runtime: NamedDependency[Runtime]
+    ) -> Response[bytes]:
         """The EntityState exactly as stored in ``CONSTELLATION_GLOBAL_STATE``."""
         await runtime.services.registry.get_entity(org_id, entity_id)
         return await stored_state(runtime, entity_id)
 
     @post("/{entity_id:str}/commands", status_code=HTTP_202_ACCEPTED)
     async def send_command(
-        self, org_id: str, entity_id: str, data: CommandCreate, runtime: NamedDependency[Runtime]
+        self,
+        org_id: FromPath[str],
+        entity_id: FromPath[str],
+        data: JSONBody[CommandCreate],
+        runtime: NamedDependency[Runtime],
     ) -> CommandView:
         """Send a command; 202 with its id and status (``queued`` or ``delivered``)."""
         return await runtime.services.commands.send(org_id, entity_id, data, issued_by="api")
 
     @get("/{entity_id:str}/commands")
     async def list_commands(
-        self, org_id: str, entity_id: str, runtime: NamedDependency[Runtime], limit: Limit = 50, offset: Offset = 0
+        self,
+        org_id: FromPath[str],
+        entity_id: FromPath[str],
+        runtime: NamedDependency[Runtime],
+        limit: Limit = 50,
+        offset: Offset = 0,
     ) -> Page[CommandView]:
         """Commands sent to the entity, newest first, with their status."""
         items, total = await runtime.services.commands.list_for(org_id, entity_id, limit, offset)
@@ -90,14 +112,23 @@ class EntityController(Controller):
 
     @get("/{entity_id:str}/commands/{command_id:str}")
     async def get_command(
-        self, org_id: str, entity_id: str, command_id: str, runtime: NamedDependency[Runtime]
+        self,
+        org_id: FromPath[str],
+        entity_id: FromPath[str],
+        command_id: FromPath[str],
+        runtime: NamedDependency[Runtime],
     ) -> CommandView:
         """One command and its status."""
         return await runtime.services.commands.get(org_id, entity_id, command_id)
 
     @get("/{entity_id:str}/detections")
     async def list_detections(
-        self, org_id: str, entity_id: str, runtime: NamedDependency[Runtime], limit: Limit = 100, offset: Offset = 0
+        self,
+        org_id: FromPath[str],
+        entity_id: FromPath[str],
+        runtime: NamedDependency[Runtime],
+        limit: Limit = 100,
+        offset: Offset = 0,
     ) -> Page[DetectionView]:
         """Detection events of the entity, newest first."""
         await runtime.services.registry.get_entity(org_id, entity_id)
@@ -108,12 +139,12 @@ class EntityController(Controller):
     @get("/{entity_id:str}/alerts")
     async def list_alerts(
         self,
-        org_id: str,
-        entity_id: str,
+        org_id: FromPath[str],
+        entity_id: FromPath[str],
         runtime: NamedDependency[Runtime],
         limit: Limit = 100,
         offset: Offset = 0,
-        status: str | None = Parameter(default=None, pattern="^(active|cleared)$"),
+        status: Annotated[str | None, QueryParameter(pattern="^(active|cleared)$")] = None,
     ) -> Page[AlertView]:
         """Alerts of the entity (threat, offline, battery, device), newest first."""
         await runtime.services.registry.get_entity(org_id, entity_id)
@@ -124,10 +155,10 @@ class EntityController(Controller):
     @get("/{entity_id:str}/track")
     async def get_track(
         self,
-        org_id: str,
-        entity_id: str,
+        org_id: FromPath[str],
+        entity_id: FromPath[str],
         runtime: NamedDependency[Runtime],
-        minutes: float = Parameter(default=30.0, gt=0, le=24 * 60),
+        minutes: Annotated[float, QueryParameter(gt=0, le=24 * 60)] = 30.0,
     ) -> list[TrackPointView]:
         """Stored positions of the last ``minutes`` as ``[ts, lat, lon, alt, heading, speed]`` rows."""
         await runtime.services.registry.get_entity(org_id, entity_id)
@@ -145,7 +176,7 @@ class EntityController(Controller):
         ]
 
 
-async def stored_state(runtime: Runtime, entity_id: str) -> Response[bytes]:
+async def stored_state(runtime: Runtime, entity_id: FromPath[str]) -> Response[bytes]:
     """The raw stored EntityState bytes with the KV revision in a header (404 if none yet)."""
     try:
         entry = await runtime.kv_state.get(entity_id)

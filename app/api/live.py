@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
+from litestar.params import FromPath
 
 from app.api.entities import stored_state
 from app.api.schemas import LiveEntity
@@ -47,6 +48,6 @@ class LiveEntityController(Controller):
         return out
 
     @get("/{entity_id:str}")
-    async def entity_state(self, entity_id: str, runtime: NamedDependency[Runtime]) -> Response[bytes]:
+    async def entity_state(self, entity_id: FromPath[str], runtime: NamedDependency[Runtime]) -> Response[bytes]:
         """The EntityState as stored."""
         return await stored_state(runtime, entity_id)

@@ -37,6 +37,8 @@ def decode(data: bytes | str, type_: type[T]) -> T:
         raise DecodeError(f"schema: {exc}") from None
     except msgspec.DecodeError as exc:
         raise DecodeError(f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise DecodeError("JSON nested too deeply") from None
 
 
 def decode_object(data: bytes | str) -> dict[str, Any]:
@@ -45,6 +47,8 @@ def decode_object(data: bytes | str) -> dict[str, Any]:
         value = msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
         raise DecodeError(f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise DecodeError("JSON nested too deeply") from None
     if not isinstance(value, dict):
         raise DecodeError(f"expected a JSON object, got {type(value).__name__}")
     return value

@@ -262,9 +262,9 @@ class EntityState(msgspec.Struct, kw_only=True):
     status: str = "unknown"
     is_live: bool = False
     updated_at: str = ""
-    mission: Mission | dict[str, Any] = msgspec.field(default_factory=dict)
-    detections: Detections | dict[str, Any] = msgspec.field(default_factory=dict)
-    analytics: Analytics | dict[str, Any] = msgspec.field(default_factory=dict)
+    mission: Mission = msgspec.field(default_factory=Mission)
+    detections: Detections = msgspec.field(default_factory=Detections)
+    analytics: Analytics = msgspec.field(default_factory=Analytics)
     c4isr: C4isr | None = None
     name: str | None = None
     priority: str | None = None

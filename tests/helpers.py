@@ -1,0 +1,100 @@
+"""Small helpers shared by the tests (polling, seeding, reading streams)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg
+
+from app import topology
+from app.api.schemas import EntityCreate, OrgCreate
+from app.contracts.registry import Position
+from app.runtime import Runtime
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]] | Callable[[], Any],
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        last = result
+        if result:
+            return result
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+async def seed(
+    runtime: Runtime,
+    org_id: str = "org1",
+    entities: int = 2,
+    prefix: str = "ent",
+    entity_type: str = "aircraft_multirotor",
+) -> list[str]:
+    """Create an organisation and ``entities`` entities through the registry service."""
+    registry = runtime.services.registry
+    await registry.create_org(OrgCreate(org_id=org_id, name=f"Org {org_id}", org_type="military"))
+    ids = []
+    for i in range(entities):
+        rec = await registry.create_entity(
+            org_id,
+            EntityCreate(
+                entity_id=f"{prefix}-{i}",
+                name=f"{prefix} {i}",
+                entity_type=entity_type,  # type: ignore[arg-type]
+                position=Position(latitude=37.0, longitude=-122.0),
+            ),
+        )
+        ids.append(rec.entity_id)
+    return ids
+
+
+def telemetry(lat: float = 37.0, lon: float = -122.0, battery: float = 80.0, **extra: Any) -> bytes:
+    """A valid ontology telemetry payload."""
+    body: dict[str, Any] = {
+        "position": {"global": {"latitude": lat, "longitude": lon, "altitude_msl": 100.0}},
+        "power": {"battery_remaining": battery, "voltage": 16.1},
+        "vfr": {"groundspeed": 9.5, "heading": 90.0},
+    }
+    body.update(extra)
+    return msgspec.json.encode(body)
+
+
+async def stream_messages(js: JetStreamContext, stream: str) -> list[RawStreamMsg]:
+    """Every message currently stored in ``stream`` (direct get by sequence)."""
+    info = await js.stream_info(stream)
+    out = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        try:
+            out.append(await js.get_msg(stream, seq))
+        except Exception:  # noqa: BLE001 - deleted or purged sequence
+            continue
+    return out
+
+
+async def dlq(js: JetStreamContext) -> list[RawStreamMsg]:
+    """Messages in the dead-letter stream."""
+    return await stream_messages(js, topology.STREAM_DLQ)
+
+
+async def state(runtime: Runtime, entity_id: str) -> dict[str, Any] | None:
+    """The stored EntityState (not the cache)."""
+    try:
+        entry = await runtime.kv_state.get(entity_id)
+    except Exception:  # noqa: BLE001 - missing key
+        return None
+    value = msgspec.json.decode(entry.value or b"{}")
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,87 @@
+"""Command lifecycle: queued → delivered → accepted → completed | failed | expired."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from app.api.schemas import CommandCreate
+from app.runtime import Runtime
+from db import commands as commands_db
+from tests.helpers import eventually, seed, state
+from workers.simulator import Simulator, make_fleet
+
+
+async def _status(rt: Runtime, command_id: str, want: str) -> bool:
+    row = await commands_db.get_command(rt.db, command_id)
+    return row is not None and row.status == want
+
+
+async def _start_sim(rt: Runtime, ids: list[str]) -> tuple[Simulator, asyncio.Event, asyncio.Task[None]]:
+    assert rt.nc is not None
+    sim = Simulator(rt.nc, make_fleet("org1", [(i, "aircraft_multirotor") for i in ids], (37.0, -122.0)), rate_hz=5)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sim.run(stop))
+    await eventually(lambda: all((rt.services.state_cache.get(i) or {}).get("is_live") for i in ids), what="live")
+    return sim, stop, task
+
+
+async def test_command_to_live_entity_completes_and_changes_behaviour(runtime: Runtime) -> None:
+    (e0,) = await seed(runtime, entities=1)
+    sim, stop, task = await _start_sim(runtime, [e0])
+    try:
+        view = await runtime.services.commands.send(
+            "org1", e0, CommandCreate(command="set_mode", params={"mode": "LOITER"}), "test"
+        )
+        assert view.status in ("queued", "delivered")
+        await eventually(lambda: _status(runtime, view.command_id, "completed"), what="completed")
+        doc = await eventually(lambda: _mode(runtime, e0, "LOITER"), what="entity in LOITER")
+        recent = doc["commands"]["recent"]
+        assert recent[0]["command_id"] == view.command_id and recent[0]["status"] == "completed"
+        here = doc["position"]["global"]
+        target = {"latitude": here["latitude"] + 0.0003, "longitude": here["longitude"]}  # ~33 m north
+        goto = await runtime.services.commands.send("org1", e0, CommandCreate(command="goto", params=target), "test")
+        await eventually(lambda: _status(runtime, goto.command_id, "accepted"), what="goto accepted")
+        await eventually(lambda: _status(runtime, goto.command_id, "completed"), timeout=30, what="goto completed")
+        rejected = await runtime.services.commands.send("org1", e0, CommandCreate(command="self_destruct"), "test")
+        await eventually(lambda: _status(runtime, rejected.command_id, "failed"), what="unsupported → failed")
+    finally:
+        stop.set()
+        await task
+
+
+async def _mode(rt: Runtime, entity_id: str, mode: str) -> dict[str, Any] | None:
+    doc = await state(rt, entity_id)
+    return doc if doc and (doc.get("vehicle_status") or {}).get("mode") == mode and doc.get("commands") else None
+
+
+async def test_offline_entity_keeps_command_queued_until_it_returns(runtime: Runtime) -> None:
+    (e0,) = await seed(runtime, entities=1)
+    view = await runtime.services.commands.send("org1", e0, CommandCreate(command="hold"), "test")
+    assert view.status == "queued"
+    await asyncio.sleep(0.5)
+    assert await _status(runtime, view.command_id, "queued")
+    sim, stop, task = await _start_sim(runtime, [e0])
+    try:
+        await eventually(lambda: _status(runtime, view.command_id, "completed"), what="delivered on return")
+        row = await commands_db.get_command(runtime.db, view.command_id)
+        assert row is not None and row.delivered_at
+    finally:
+        stop.set()
+        await task
+
+
+async def test_unanswered_command_expires(runtime: Runtime) -> None:
+    (e0,) = await seed(runtime, entities=1)
+    view = await runtime.services.commands.send("org1", e0, CommandCreate(command="rtl", ttl_s=0.5), "test")
+    await eventually(lambda: _status(runtime, view.command_id, "expired"), timeout=5, what="expired")
+
+
+async def test_acks_never_move_a_command_backwards(runtime: Runtime) -> None:
+    (e0,) = await seed(runtime, entities=1)
+    view = await runtime.services.commands.send("org1", e0, CommandCreate(command="land"), "test")
+    service = runtime.services.commands
+    assert await service.acknowledge(view.command_id, e0, "completed", "done") is not None
+    assert await service.acknowledge(view.command_id, e0, "accepted", "late") is None
+    assert await service.acknowledge(view.command_id, e0, "failed", "late") is None
+    assert await _status(runtime, view.command_id, "completed")

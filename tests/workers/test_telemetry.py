@@ -1,0 +1,108 @@
+"""TelemetryWorker: scopes into KV, coalescing, tracks, liveness, alerts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import msgspec
+
+from app import topology
+from app.runtime import Runtime
+from db import alerts as alerts_db
+from db import tracks as tracks_db
+from tests.helpers import eventually, seed, state, stream_messages, telemetry
+
+
+async def test_telemetry_lands_in_state_scopes(runtime: Runtime) -> None:
+    (e0, _e1) = await seed(runtime)
+    await runtime.js.publish(topology.telemetry_subject("org1", e0), telemetry(lat=37.1, battery=55.0))
+    doc = await eventually(lambda: state(runtime, e0), what="state written")
+    doc = await eventually(lambda: _with(runtime, e0, lambda d: d.get("power")), what="power scope")
+    assert doc["position"]["global"]["latitude"] == 37.1
+    assert doc["power"]["battery_remaining"] == 55.0
+    assert doc["is_live"] is True and doc["status"] == "active"
+    assert doc["entity_type"] == "aircraft_multirotor" and doc["org_id"] == "org1"
+    for key in ("entity_id", "device_id", "updated_at", "mission", "detections", "analytics"):
+        assert key in doc
+
+
+async def _with(runtime: Runtime, entity_id: str, pred: Any) -> dict[str, Any] | None:
+    doc = await state(runtime, entity_id)
+    return doc if doc and pred(doc) else None
+
+
+async def test_bursts_coalesce_with_bounded_write_rate(make_runtime: Any) -> None:
+    rt: Runtime = await make_runtime(telemetry_max_hz=5.0)
+    (e0,) = await seed(rt, entities=1)
+    worker = next(w for w in rt.workers.workers if w.name == "telemetry")
+    subject = topology.telemetry_subject("org1", e0)
+    started = time.monotonic()
+    for i in range(300):
+        await rt.nc.publish(subject, telemetry(battery=float(i % 100), extras_seq=i))  # type: ignore[union-attr]
+    await rt.nc.flush()  # type: ignore[union-attr]
+    await eventually(lambda: worker.stats.processed >= 300, what="all 300 processed")
+    elapsed = time.monotonic() - started
+    writes = worker.store.writes
+    assert writes <= 5.0 * elapsed + 2, f"{writes} writes in {elapsed:.2f}s exceeds 5 Hz"
+    doc = await state(rt, e0)
+    assert doc is not None and doc["extras"]["extras_seq"] == 299, "latest message must win"
+
+
+async def test_track_points_are_stored_downsampled(make_runtime: Any) -> None:
+    rt: Runtime = await make_runtime(track_interval=0.2)
+    (e0,) = await seed(rt, entities=1)
+    for i in range(10):
+        await rt.js.publish(topology.telemetry_subject("org1", e0), telemetry(lat=37.0 + i * 0.001))
+        await asyncio.sleep(0.1)
+    count = await eventually(lambda: tracks_db.count_points(rt.db, e0), what="track points")
+    assert 2 <= count <= 8
+    points = await tracks_db.recent_track(rt.db, e0, time.time() - 60)
+    assert [p.latitude for p in points] == sorted(p.latitude for p in points)
+
+
+async def test_silence_marks_offline_then_back_online(make_runtime: Any) -> None:
+    rt: Runtime = await make_runtime(offline_after=1.0)
+    (e0,) = await seed(rt, entities=1)
+    status_sub = await rt.js.subscribe(topology.entity_lifecycle_subject("org1", "status"), ordered_consumer=True)
+    await rt.js.publish(topology.telemetry_subject("org1", e0), telemetry())
+    await eventually(lambda: _with(rt, e0, lambda d: d.get("is_live")), what="live")
+    await eventually(lambda: _with(rt, e0, lambda d: d.get("is_live") is False), timeout=6, what="offline")
+    alert = await eventually(lambda: alerts_db.get_alert(rt.db, f"offline:{e0}"), what="offline alert")
+    assert alert.status == "active" and alert.kind == "offline"
+    event = msgspec.json.decode((await status_sub.next_msg(timeout=5)).data)
+    assert event["type"] == "status" and event["data"]["is_live"] is False
+    await rt.js.publish(topology.telemetry_subject("org1", e0), telemetry())
+    await eventually(lambda: _with(rt, e0, lambda d: d.get("is_live")), what="live again")
+    cleared = await eventually(lambda: _active_is(rt, f"offline:{e0}", "cleared"), what="alert cleared")
+    assert cleared
+    await status_sub.unsubscribe()
+
+
+async def _active_is(rt: Runtime, alert_id: str, status: str) -> bool:
+    row = await alerts_db.get_alert(rt.db, alert_id)
+    return row is not None and row.status == status
+
+
+async def test_low_battery_raises_and_recovery_clears(runtime: Runtime) -> None:
+    (e0,) = await seed(runtime, entities=1)
+    await runtime.js.publish(topology.telemetry_subject("org1", e0), telemetry(battery=12.0))
+    row = await eventually(lambda: alerts_db.get_alert(runtime.db, f"battery:{e0}"), what="battery alert")
+    assert row.severity == "warning" and "20%" in row.reason
+    await runtime.js.publish(topology.telemetry_subject("org1", e0), telemetry(battery=90.0))
+    assert await eventually(lambda: _active_is(runtime, f"battery:{e0}", "cleared"), what="battery cleared")
+
+
+async def test_mavlink_envelope(runtime: Runtime) -> None:
+    (e0,) = await seed(runtime, entities=1)
+    body = {
+        "message_type": "GPS_RAW_INT",
+        "data": {"lat": 374000000, "lon": -1221000000, "alt": 50000},
+        "timestamp": "2026-01-01T00:00:00Z",
+    }
+    await runtime.js.publish(topology.telemetry_subject("org1", e0), msgspec.json.encode(body))
+    doc = await eventually(lambda: _with(runtime, e0, lambda d: d.get("position")), what="position")
+    assert abs(doc["position"]["global"]["latitude"] - 37.4) < 1e-9
+    assert doc["position"]["global"]["altitude_msl"] == 50.0
+    assert not await stream_messages(runtime.js, topology.STREAM_DLQ)
