@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 
 from app.logs import setup_logging
 from app.runtime import Runtime, StartupError, WorkerFactory
@@ -46,11 +47,22 @@ async def after_start(runtime: Runtime) -> None:
         start_demo_fleet(runtime)
 
 
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed (it comes with ``uvicorn[standard]``): about half the per-message
+    overhead of the default loop on the NATS hot paths."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def run_server(settings: Settings) -> int:
     """Run the server; print one clear line and return non-zero on startup failure."""
     setup_logging(settings.log_level, settings.log_format)
     try:
-        return asyncio.run(serve(settings, worker_factories(), after_start))
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            return runner.run(serve(settings, worker_factories(), after_start))
     except StartupError as exc:
         log.debug("startup failed", exc_info=True)
         print(f"overwatch: error: {exc}", file=sys.stderr)

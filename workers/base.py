@@ -24,11 +24,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import nats.errors
 from nats.aio.msg import Msg
-from nats.js.errors import NotFoundError
 
 from app import topology
+from workers.pull import PullConsumer
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
@@ -179,25 +178,23 @@ class ConsumerWorker(Worker, abc.ABC):
 
     async def run(self) -> None:
         """Fetch and process batches until ``stopping`` is set."""
-        sub = await self.ctx.js.pull_subscribe_bind(self.durable, self.stream)
+        consumer = PullConsumer(self.ctx.nc, self.stream, self.durable, batch=self.batch_size)
+        await consumer.start()
         log.info("%s: consuming %s/%s", self.name, self.stream, self.durable)
         try:
             while not self.stopping.is_set():
-                try:
-                    msgs = await sub.fetch(self.batch_size, timeout=self.fetch_timeout)
-                except TimeoutError:  # nats-py raises both its own subclass and the builtin
-                    await self.idle()
-                    continue
-                except (nats.errors.ConnectionClosedError, nats.errors.ConnectionDrainingError):
+                if self.ctx.nc.is_closed or self.ctx.nc.is_draining:
                     return
-                except (nats.errors.Error, NotFoundError) as exc:
-                    log.warning("%s: fetch failed: %s", self.name, exc)
-                    await asyncio.sleep(0.5)
+                msgs = await consumer.fetch(self.fetch_timeout)
+                if not msgs:
+                    await self.idle()
                     continue
                 await self.handle_batch(msgs)
         finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+            try:
+                await consumer.stop()
+            except Exception:
+                log.debug("%s: unsubscribe failed", self.name, exc_info=True)
 
     async def idle(self) -> None:
         """Called when a fetch returns nothing; subclasses flush buffers here."""

@@ -19,17 +19,20 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from app.contracts.common import DecodeError, decode_object, encode, utc_now
 from app.contracts.state import new_state
 from workers.base import TransientError
+from workers.pubacks import AckedPublisher, PublishError
 
 log = logging.getLogger(__name__)
 
 Mutate = Callable[[dict[str, Any]], bool]
+Job = tuple[str, Mutate, "Callable[[], dict[str, Any]] | None"]
 Doc = dict[str, Any]
+WRONG_LAST_SEQUENCE = 10071  # JetStream API error code for a failed expected-last-subject-sequence
 
 
 def deep_merge(base: Any, patch: Any) -> Any:
@@ -53,18 +56,26 @@ class StateStore:
         self.writer = writer
         self.retries = retries
         self.cache_size = cache_size
-        self._cache: OrderedDict[str, tuple[int, Doc]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[int, Doc | None]] = OrderedDict()
+        # KeyValue keeps the bucket's subject prefix private; it is "$KV.<bucket>.".
+        self._prefix = kv._pre
+        self._publisher: AckedPublisher | None = None
         self.writes = 0
         self.conflicts = 0
 
-    async def read(self, entity_id: str) -> tuple[int, Doc] | None:
-        """Current ``(revision, value)`` from the bucket, or ``None`` if missing/deleted."""
+    async def read(self, entity_id: str) -> tuple[int, Doc | None]:
+        """Current ``(revision, value)``; value ``None`` when missing or deleted.
+
+        The revision of a delete marker is kept: a re-create must name it for CAS.
+        """
         try:
             entry = await self.kv.get(entity_id)
+        except KeyDeletedError as exc:
+            return (exc.entry.revision or 0) if exc.entry else 0, None
         except KeyNotFoundError:
-            return None
+            return 0, None
         if entry.value is None:
-            return None
+            return entry.revision or 0, None
         try:
             return entry.revision or 0, decode_object(entry.value)
         except DecodeError:
@@ -86,27 +97,22 @@ class StateStore:
         objects in place) and returns False when nothing changed. With ``create=False``
         a missing entity is left alone (returns ``None``).
         """
-        cached = self._cache.get(entity_id)
+        cached: tuple[int, Doc | None] | None = self._cache.get(entity_id)
         for attempt in range(self.retries):
             if cached is None or attempt > 0:
                 cached = await self.read(entity_id)
-            if cached is None:
+            revision, current = cached
+            if current is None:
                 if not create:
                     return None
-                revision: int | None = None
                 doc = defaults() if defaults else new_state(entity_id)
             else:
-                revision, current = cached
                 doc = dict(current)
             if not mutate(doc):
                 return revision
             doc["updated_at"] = utc_now()
-            data = encode(doc)
             try:
-                if revision is None:
-                    new_rev = await self.kv.create(entity_id, data)
-                else:
-                    new_rev = await self.kv.update(entity_id, data, last=revision)
+                new_rev = await self._write(entity_id, encode(doc), revision)
             except KeyWrongLastSequenceError:
                 self.conflicts += 1
                 self._cache.pop(entity_id, None)
@@ -120,6 +126,74 @@ class StateStore:
             self._remember(entity_id, new_rev, doc)
             return new_rev
         raise TransientError(f"state {entity_id}: {self.retries} CAS conflicts in a row")
+
+    async def merge_many(self, jobs: list[Job]) -> list[int | None | BaseException]:
+        """``merge`` for many entities at once, pipelined: one round trip for the batch.
+
+        Entities whose value this writer wrote last are written straight away with
+        CAS and their acks awaited together; the rest (first write, conflicts) go
+        through ``merge``. Returns each job's revision, or the exception it raised.
+        """
+        results: list[int | None | BaseException] = [None] * len(jobs)
+        inflight: list[tuple[int, str, Doc, asyncio.Future[int]]] = []
+        slow: list[int] = []
+        for idx, (entity_id, mutate, _defaults) in enumerate(jobs):
+            cached = self._cache.get(entity_id)
+            if cached is None or cached[1] is None:
+                slow.append(idx)
+                continue
+            doc = dict(cached[1])
+            if not mutate(doc):
+                results[idx] = cached[0]
+                continue
+            doc["updated_at"] = utc_now()
+            if self._publisher is None:
+                self._publisher = AckedPublisher(self.kv._js._nc)
+            fut = await self._publisher.submit(
+                f"{self._prefix}{entity_id}",
+                encode(doc),
+                headers={"Nats-Expected-Last-Subject-Sequence": str(cached[0])},
+            )
+            inflight.append((idx, entity_id, doc, fut))
+        if inflight:
+            await asyncio.wait([f for *_, f in inflight])
+        for idx, entity_id, doc, fut in inflight:
+            exc = fut.exception()
+            if exc is None:
+                self.writes += 1
+                self._remember(entity_id, fut.result(), doc)
+                results[idx] = fut.result()
+                continue
+            self._cache.pop(entity_id, None)
+            if isinstance(exc, PublishError) and exc.err_code == WRONG_LAST_SEQUENCE:
+                self.conflicts += 1
+                slow.append(idx)
+            else:
+                results[idx] = exc
+        if slow:
+            outcomes = await asyncio.gather(
+                *(self.merge(jobs[i][0], jobs[i][1], defaults=jobs[i][2]) for i in slow), return_exceptions=True
+            )
+            for i, outcome in zip(slow, outcomes, strict=True):
+                results[i] = outcome
+        return results
+
+    async def _write(self, entity_id: str, data: bytes, revision: int) -> int:
+        """Publish ``data`` only if the key's last revision is still ``revision`` (0 = never written).
+
+        This is what ``KeyValue.update``/``create`` do, through one shared reply
+        subscription (``AckedPublisher``), which costs about half as much per write.
+        """
+        if self._publisher is None:
+            self._publisher = AckedPublisher(self.kv._js._nc)
+        try:
+            return await self._publisher.publish(
+                f"{self._prefix}{entity_id}", data, headers={"Nats-Expected-Last-Subject-Sequence": str(revision)}
+            )
+        except PublishError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                raise KeyWrongLastSequenceError(description=exc.description) from None
+            raise
 
     async def delete(self, entity_id: str) -> None:
         """Delete the entity's value (and forget the cached copy)."""

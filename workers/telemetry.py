@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,13 +29,15 @@ from db import retention
 from db import tracks as tracks_db
 from db.tracks import TrackPoint
 from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext
-from workers.state_store import StateStore, deep_merge
+from workers.state_store import Job, StateStore, deep_merge
 
 log = logging.getLogger("overwatch.workers.telemetry")
 
 MAX_PAYLOAD = 64 * 1024  # bytes; larger telemetry is dead-lettered
-WRITE_CONCURRENCY = 128
 UNKNOWN_ENTITY_RETRIES = 2  # deliveries to wait for a registry that is still catching up
+MAX_HELD = 15_000  # un-acked messages held for coalescing (below the consumer's max_ack_pending)
+BACKLOG_FLUSH = 0.5  # seconds between writes while a backlog is drained (more coalescing, fewer writes)
+BACKLOG_PENDING = 5_000  # messages still waiting in the stream that count as a backlog
 
 
 @dataclass
@@ -67,7 +69,7 @@ class TelemetryWorker(ConsumerWorker):
     name = "telemetry"
     stream = topology.STREAM_TELEMETRY
     durable = topology.CONSUMER_TELEMETRY
-    batch_size = 1000
+    batch_size = 2000
 
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
@@ -80,7 +82,8 @@ class TelemetryWorker(ConsumerWorker):
         self.last_track: dict[str, float] = {}
         self.track_buffer: list[TrackPoint] = []
         self.coalesced = 0
-        self._sem = asyncio.Semaphore(WRITE_CONCURRENCY)
+        self.held = 0
+        self.last_flush = 0.0
 
     @property
     def fetch_timeout(self) -> float:  # type: ignore[override]
@@ -123,6 +126,10 @@ class TelemetryWorker(ConsumerWorker):
                 self.coalesced += 1
             pending.patch = deep_merge(pending.patch, patch)
             pending.msgs.append(msg)
+            self.held += 1
+        backlogged = _pending_after(msgs[-1]) > BACKLOG_PENDING if msgs else False
+        if backlogged and self.held < MAX_HELD and time.monotonic() - self.last_flush < BACKLOG_FLUSH:
+            return  # more is waiting: keep draining so each write coalesces more messages
         await self.flush(due_only=True)
 
     async def idle(self) -> None:
@@ -153,47 +160,52 @@ class TelemetryWorker(ConsumerWorker):
         if not self.pending:
             await self._write_tracks()
             return
-        now = time.monotonic()
+        now = self.last_flush = time.monotonic()
         due = [e for e in self.pending if not due_only or now - self.last_write.get(e, 0.0) >= self.min_interval]
         if due:
             batch = [(entity_id, self.pending.pop(entity_id)) for entity_id in due]
-            await asyncio.gather(*(self._write(entity_id, p) for entity_id, p in batch))
+            self.held -= sum(len(p.msgs) for _, p in batch)
+            await self._write_batch(batch)
         await self._write_tracks()
 
-    async def _write(self, entity_id: str, p: Pending) -> None:
+    async def _write_batch(self, batch: list[tuple[str, Pending]]) -> None:
+        """One pipelined CAS write per entity; acknowledge each entity's messages once written."""
         seen = utc_now()
-        final: dict[str, Any] = {}
+        finals: list[dict[str, Any]] = [{} for _ in batch]
 
-        def mutate(doc: dict[str, Any]) -> bool:
-            for scope, value in p.patch.items():
-                doc[scope] = deep_merge(doc.get(scope), value) if isinstance(value, dict) else value
-            doc["is_live"] = True
-            doc["last_seen"] = seen
-            if doc.get("status") in (None, "unknown", "inactive", "pending"):
-                doc["status"] = "active"
-            if not doc.get("org_id"):
-                doc["org_id"] = p.org_id
-            final.clear()
-            final.update(doc)
-            return True
+        def mutator(p: Pending, final: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+            def mutate(doc: dict[str, Any]) -> bool:
+                for scope, value in p.patch.items():
+                    doc[scope] = deep_merge(doc.get(scope), value) if isinstance(value, dict) else value
+                doc["is_live"] = True
+                doc["last_seen"] = seen
+                if doc.get("status") in (None, "unknown", "inactive", "pending"):
+                    doc["status"] = "active"
+                if not doc.get("org_id"):
+                    doc["org_id"] = p.org_id
+                final.clear()
+                final.update(doc)
+                return True
 
-        async with self._sem:
-            try:
-                await self.store.merge(
-                    entity_id,
-                    mutate,
-                    defaults=lambda: new_state(entity_id, p.org_id, p.entity_type, name=p.name),
-                )
-            except Exception as exc:  # noqa: BLE001 - every message of the batch is retried or dead-lettered
+            return mutate
+
+        def defaults(entity_id: str, p: Pending) -> Callable[[], dict[str, Any]]:
+            return lambda: new_state(entity_id, p.org_id, p.entity_type, name=p.name)
+
+        jobs: list[Job] = [(eid, mutator(p, finals[i]), defaults(eid, p)) for i, (eid, p) in enumerate(batch)]
+        outcomes = await self.store.merge_many(jobs)
+        now = time.monotonic()
+        for (entity_id, p), outcome, final in zip(batch, outcomes, finals, strict=True):
+            if isinstance(outcome, BaseException):
                 for msg in p.msgs:
-                    await self.retry_or_dead_letter(msg, exc)
-                return
-        self.last_write[entity_id] = time.monotonic()
-        for msg in p.msgs:
-            await msg.ack()
-        self.stats.processed += len(p.msgs)
+                    await self.retry_or_dead_letter(msg, outcome)
+                continue
+            self.last_write[entity_id] = now
+            for msg in p.msgs:
+                await msg.ack()
+            self.stats.processed += len(p.msgs)
+            self._record_track(entity_id, p, final)
         self.stats.last_message_at = time.time()
-        self._record_track(entity_id, p, final)
 
     def _record_track(self, entity_id: str, p: Pending, doc: dict[str, Any]) -> None:
         position = position_of(p.patch)
@@ -279,6 +291,14 @@ class TelemetryWorker(ConsumerWorker):
         if changed:
             log.info("entity %s offline (no telemetry for %.0fs)", entity_id, timeout)
         return bool(changed)
+
+
+def _pending_after(msg: Msg) -> int:
+    """Messages still waiting for this consumer, from the ack subject (no server round trip)."""
+    try:
+        return int(msg.metadata.num_pending or 0)
+    except Exception:  # noqa: BLE001 - not a JetStream message (tests publish core messages too)
+        return 0
 
 
 def _float(value: Any) -> float | None:

@@ -34,23 +34,34 @@ async def follow_bucket(
         try:
             watcher = await kv.watch(keys)
         except Exception as exc:  # noqa: BLE001 - NATS may be restarting; try again shortly
-            log.warning("watch %s failed: %s", kv._name, exc)
+            log.warning("watch %s failed: %s", keys, exc)
             await asyncio.sleep(1.0)
             continue
-        try:
-            while not stopping.is_set():
-                try:
-                    entry = await watcher.updates(timeout=1.0)
-                except TimeoutError:
-                    if nc.stats.get("reconnects", 0) != reconnects:
-                        log.info("watch %s: reconnected, re-watching", kv._name)
-                        break
-                    continue
+
+        async def consume(w: KeyValue.KeyWatcher = watcher) -> None:
+            # Plain iteration: no timer per entry (that is what updates(timeout) would cost).
+            async for entry in w:
                 if entry is None:
                     if on_synced is not None:
                         await on_synced()
                     continue
                 await on_entry(entry)
+
+        reader = asyncio.create_task(consume(), name=f"watch-{keys}")
+        stop_waiter = asyncio.create_task(stopping.wait())
+        try:
+            while not stopping.is_set() and not reader.done():
+                await asyncio.wait({reader, stop_waiter}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                if nc.stats.get("reconnects", 0) != reconnects:
+                    log.info("watch %s: reconnected, re-watching", keys)
+                    break
         finally:
+            stop_waiter.cancel()
             with contextlib.suppress(Exception):
                 await watcher.stop()
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+        if reader.done() and not reader.cancelled() and reader.exception() is not None:
+            log.error("watch %s failed: %s", keys, reader.exception())
+            await asyncio.sleep(1.0)
