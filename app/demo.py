@@ -9,7 +9,7 @@ from app.api.schemas import EntityCreate, OrgCreate
 from app.contracts.registry import Position
 from app.errors import Conflict
 from app.runtime import Runtime
-from workers.simulator import Simulator, make_fleet
+from workers.simulator import FaultConfig, Simulator, make_fleet
 
 log = logging.getLogger("overwatch.demo")
 
@@ -60,13 +60,17 @@ async def seed_demo(runtime: Runtime) -> None:
     log.info("demo seed: %d records created (organisation %s, %d entities)", created, DEMO_ORG_ID, len(DEMO_FLEET))
 
 
-def start_demo_fleet(runtime: Runtime) -> Simulator:
+DEMO_FAULTS = FaultConfig(dropout_rate=0.003, dropout_seconds=20.0)
+
+
+def start_demo_fleet(runtime: Runtime, faults: FaultConfig = DEMO_FAULTS) -> Simulator:
     """Run the simulator over the demo fleet inside the server (stops with the server)."""
     assert runtime.nc is not None
     fleet = make_fleet(
         DEMO_ORG_ID, [(eid, kind) for eid, _name, kind in DEMO_FLEET], (DEMO_HOME.latitude, DEMO_HOME.longitude)
     )
-    sim = Simulator(runtime.nc, fleet, rate_hz=2.0)
+    # Occasional silences (DEMO_FAULTS) show offline/online transitions and alerts in the demo.
+    sim = Simulator(runtime.nc, fleet, rate_hz=4.0, faults=faults)
     runtime.background.append(asyncio.create_task(sim.run(runtime.shutting_down), name="demo-simulator"))
     log.info("demo simulator started for %d entities", len(fleet))
     return sim

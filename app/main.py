@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from litestar import Litestar
+from litestar.openapi.config import OpenAPIConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
@@ -11,6 +12,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
+from app import __version__
 from app.api.entities import EntityController
 from app.api.live import LiveEntityController
 from app.api.organizations import OrganizationController
@@ -48,6 +50,13 @@ def create_app(runtime: Runtime) -> Litestar:
             Exception: internal_error_handler,
         },
         request_max_body_size=1024 * 1024,
+        openapi_config=OpenAPIConfig(
+            title="Constellation Overwatch API",
+            version=__version__,
+            path="/api/schema",
+            render_plugins=[],
+            description="Organisations, entities, EntityState, commands, detections and alerts.",
+        ),
         state=State({"runtime": runtime}),
         logging_config=None,
     )
