@@ -39,7 +39,15 @@ def worker_factories() -> list[WorkerFactory]:
 
 
 async def after_start(runtime: Runtime) -> None:
-    """Hooks that need a started runtime (demo seed)."""
+    """Hooks that need a started runtime: the first admin account, the demo seed."""
+    password = await runtime.services.users.bootstrap_admin()
+    if password:
+        # Shown exactly once: only its scrypt hash is stored.
+        banner = (
+            f"First run: created admin account {runtime.settings.admin_email} with password {password}\n"
+            "Write it down now; it is not shown again (reset with `overwatch user reset-password`)."
+        )
+        print("\n" + banner + "\n", file=sys.stderr, flush=True)
     if runtime.settings.demo:
         from app.demo import seed_demo, start_demo_fleet
 

@@ -46,11 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(simulate)
     simulate_cmd.add_arguments(simulate)
 
-    for name, text in (
-        ("detect", "run the detection worker process"),
-        ("user", "manage local user accounts"),
-        ("apikey", "manage API keys"),
-    ):
+    from app import admin_cmd
+
+    user = sub.add_parser("user", help="manage local user accounts")
+    _add_common(user)
+    admin_cmd.add_user_arguments(user)
+    apikey = sub.add_parser("apikey", help="manage API keys")
+    _add_common(apikey)
+    admin_cmd.add_apikey_arguments(apikey)
+
+    for name, text in (("detect", "run the detection worker process"),):
         p = sub.add_parser(name, help=text)
         _add_common(p)
         p.add_argument("args", nargs=argparse.REMAINDER)
@@ -82,6 +87,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return simulate_cmd.run(settings, args)
 
 
+def _admin(which: str, args: argparse.Namespace) -> int:
+    from app import admin_cmd
+
+    settings = settings_from_args(args, ["data_dir", "log_level", "log_format"])
+    return admin_cmd.run_user(settings, args) if which == "user" else admin_cmd.run_apikey(settings, args)
+
+
 def cmd_not_yet(name: str) -> Callable[[argparse.Namespace], int]:
     """A subcommand whose implementation lands in a later release: says so, exits 2."""
 
@@ -96,8 +108,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "detect": cmd_not_yet("detect"),
     "simulate": cmd_simulate,
-    "user": cmd_not_yet("user"),
-    "apikey": cmd_not_yet("apikey"),
+    "user": lambda a: _admin("user", a),
+    "apikey": lambda a: _admin("apikey", a),
     "version": lambda _a: print(f"overwatch {__version__}") or 0,
 }
 

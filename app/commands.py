@@ -19,6 +19,7 @@ from nats.js import JetStreamContext
 
 from app import topology
 from app.api.schemas import CommandCreate, CommandView
+from app.audit import SYSTEM_ACTOR, Actor, AuditService
 from app.contracts.commands import CommandMessage, check_params
 from app.contracts.common import DecodeError, encode, new_id, utc_now
 from app.errors import Invalid, NotFound
@@ -58,7 +59,14 @@ class CommandService:
     """Send, dispatch, advance and expire commands."""
 
     def __init__(
-        self, db: Database, js: JetStreamContext, store: StateStore, cache: StateCache, hub: Hub, default_ttl: float
+        self,
+        db: Database,
+        js: JetStreamContext,
+        store: StateStore,
+        cache: StateCache,
+        hub: Hub,
+        default_ttl: float,
+        audit: AuditService,
     ) -> None:
         self.db = db
         self.js = js
@@ -66,8 +74,9 @@ class CommandService:
         self.cache = cache
         self.hub = hub
         self.default_ttl = default_ttl
+        self.audit = audit
 
-    async def send(self, org_id: str, entity_id: str, body: CommandCreate, issued_by: str) -> CommandView:
+    async def send(self, org_id: str, entity_id: str, body: CommandCreate, actor: Actor = SYSTEM_ACTOR) -> CommandView:
         """Queue a command for an entity and deliver it now if the entity is live."""
         entity = await registry_db.get_entity(self.db, entity_id)
         if entity is None or entity.org_id != org_id:
@@ -75,8 +84,17 @@ class CommandService:
         try:
             check_params(body.command, body.params)
         except DecodeError as exc:
+            await self.audit.record(
+                actor,
+                "command.send",
+                target=f"{entity_id}:{body.command}",
+                org_id=org_id,
+                outcome="failure",
+                detail=str(exc),
+            )
             raise Invalid(str(exc)) from None
         now = datetime.now(UTC)
+        issued_by = actor.label
         ttl = body.ttl_s or self.default_ttl
         row = CommandRow(
             command_id=new_id(),
@@ -92,6 +110,14 @@ class CommandService:
             expires_at=_iso(now + timedelta(seconds=ttl)),
         )
         await commands_db.insert_command(self.db, row)
+        await self.audit.record(
+            actor,
+            "command.send",
+            target=f"{entity_id}:{body.command}",
+            org_id=org_id,
+            detail=f"command {row.command_id}",
+            changes={"params": [None, body.params]},
+        )
         view = self.cache.get(entity_id) or {}
         if view.get("is_live"):
             row = await self.dispatch(row) or row

@@ -74,6 +74,39 @@ def http_error_handler(_request: Request[Any, Any, Any], exc: HTTPException) -> 
     return problem(exc.status_code, _title(exc.status_code), detail, extra)
 
 
+def _wants_page(request: Request[Any, Any, Any]) -> bool:
+    path = request.url.path
+    if path.startswith(("/api/", "/events/", "/video/", "/health/")) or request.headers.get("hx-request"):
+        return False
+    return request.method == "GET" and "text/html" in request.headers.get("accept", "")
+
+
+def auth_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """401 → sign-in page for browsers (``HX-Redirect`` for htmx), problem+json otherwise; 403 likewise."""
+    from urllib.parse import quote
+
+    from litestar.response import Redirect
+
+    if exc.status_code == 401:
+        target = "/login?next=" + quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+        if _wants_page(request):
+            return Redirect(target, status_code=303)
+        response = problem(401, "Unauthorized", exc.detail or "sign in required")
+        if request.headers.get("hx-request"):
+            response.headers["HX-Redirect"] = target
+        response.headers["WWW-Authenticate"] = 'Bearer realm="overwatch"'
+        return response
+    if _wants_page(request):
+        from litestar.response import Template
+
+        return Template(
+            "pages/error.html",
+            context={"status": exc.status_code, "title": _title(exc.status_code), "detail": exc.detail, "active": ""},
+            status_code=exc.status_code,
+        )
+    return problem(exc.status_code, _title(exc.status_code), exc.detail or "forbidden")
+
+
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:
     """Log unexpected errors with a traceback; never leak internals to the client."""
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)

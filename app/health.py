@@ -15,6 +15,7 @@ class HealthController(Controller):
 
     path = "/health"
     tags = ["health"]
+    opt = {"public": True, "anonymous": True}
 
     @get("/live", sync_to_thread=False)
     def live(self, runtime: NamedDependency[Runtime]) -> dict[str, object]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from litestar import Litestar
-from litestar.openapi.config import OpenAPIConfig
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
+from litestar.middleware import DefineMiddleware
+from litestar.openapi.config import OpenAPIConfig
 from litestar.plugins.htmx import HTMXRequest
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
@@ -16,10 +18,13 @@ from app import __version__
 from app.api.entities import EntityController
 from app.api.live import LiveEntityController
 from app.api.organizations import OrganizationController
-from app.errors import AppError, app_error_handler, http_error_handler, internal_error_handler
+from app.auth.guards import authenticate
+from app.auth.login import LoginController
+from app.errors import AppError, app_error_handler, auth_error_handler, http_error_handler, internal_error_handler
 from app.health import HealthController
 from app.pages import PagesController
 from app.runtime import Runtime
+from app.security_headers import security_headers
 from app.templating import STATIC_DIR
 
 
@@ -33,18 +38,28 @@ def create_app(runtime: Runtime) -> Litestar:
     return Litestar(
         route_handlers=[
             HealthController,
+            LoginController,
             PagesController,
             OrganizationController,
             EntityController,
             LiveEntityController,
             create_static_files_router(
-                path="/static", directories=[STATIC_DIR], include_in_schema=False, cache_control=None
+                path="/static", directories=[STATIC_DIR], include_in_schema=False, opt={"public": True}
             ),
         ],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(env)),
         request_class=HTMXRequest,
+        guards=[authenticate],
+        middleware=[DefineMiddleware(security_headers(runtime.settings.embed_origin_list))],
+        cors_config=CORSConfig(
+            allow_origins=origins, allow_credentials=False, allow_headers=["Authorization", "X-API-Key", "Content-Type"]
+        )
+        if (origins := runtime.settings.cors_origin_list)
+        else None,
         exception_handlers={
+            NotAuthorizedException: auth_error_handler,
+            PermissionDeniedException: auth_error_handler,
             AppError: app_error_handler,
             HTTPException: http_error_handler,
             Exception: internal_error_handler,

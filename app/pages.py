@@ -8,6 +8,7 @@ from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 
+from app.auth.guards import requires
 from app.runtime import Runtime
 from app.sse.hub import Update
 from app.sse.stream import event_stream
@@ -18,6 +19,7 @@ class PagesController(Controller):
     """Full pages; each live region is a partial that the page's stream refreshes."""
 
     include_in_schema = False
+    guards = [requires("read")]
 
     @get("/")
     async def overview(self, runtime: NamedDependency[Runtime]) -> Template:

@@ -19,6 +19,7 @@ from nats.js.kv import KeyValue
 
 from app import topology
 from app.api.schemas import EntityCreate, EntityUpdate, OrgCreate, OrgUpdate, Page
+from app.audit import SYSTEM_ACTOR, Actor, AuditService, diff
 from app.contracts.common import DecodeError, decode, encode, new_id, utc_now
 from app.contracts.events import EntityLifecycleEvent, LifecycleData
 from app.contracts.registry import (
@@ -70,14 +71,15 @@ async def apply_registry_entry(db: Database, hub: Hub | None, key: str, value: b
 class RegistryService:
     """Create, read, update and delete organisations and entities."""
 
-    def __init__(self, kv: KeyValue, js: JetStreamContext, db: Database, hub: Hub) -> None:
+    def __init__(self, kv: KeyValue, js: JetStreamContext, db: Database, hub: Hub, audit: AuditService) -> None:
         self.kv = kv
         self.js = js
         self.db = db
         self.hub = hub
+        self.audit = audit
 
     # ------------------------------------------------------------ organisations
-    async def create_org(self, body: OrgCreate) -> OrgRecord:
+    async def create_org(self, body: OrgCreate, actor: Actor = SYSTEM_ACTOR) -> OrgRecord:
         """Create an organisation; 409 if the id exists."""
         now = utc_now()
         rec = OrgRecord(
@@ -95,9 +97,16 @@ class RegistryService:
         except KeyWrongLastSequenceError:
             raise Conflict(f"organization {rec.org_id} already exists") from None
         await apply_registry_entry(self.db, self.hub, key, encode(rec), revision)
+        await self.audit.record(
+            actor,
+            "organization.create",
+            target=rec.org_id,
+            org_id=rec.org_id,
+            changes=diff(None, msgspec.to_builtins(rec)),
+        )
         return rec
 
-    async def update_org(self, org_id: str, body: OrgUpdate) -> OrgRecord:
+    async def update_org(self, org_id: str, body: OrgUpdate, actor: Actor = SYSTEM_ACTOR) -> OrgRecord:
         """Change the given fields of an organisation."""
         changes = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not msgspec.UNSET}
         rec: OrgRecord = await self._cas(
@@ -105,17 +114,21 @@ class RegistryService:
             OrgRecord,
             lambda rec: msgspec.structs.replace(rec, **changes, updated_at=utc_now()),
             f"organization {org_id}",
+            actor,
         )
         return rec
 
-    async def delete_org(self, org_id: str) -> None:
+    async def delete_org(self, org_id: str, actor: Actor = SYSTEM_ACTOR) -> None:
         """Delete an organisation and all its entities."""
-        await self.get_org(org_id)
+        before = await self.get_org(org_id)
         for row in await registry_db.list_entities(self.db, org_id=org_id, limit=1_000_000):
-            await self.delete_entity(org_id, row.entity_id)
+            await self.delete_entity(org_id, row.entity_id, actor)
         key = registry_org_key(org_id)
         await self.kv.delete(key)
         await apply_registry_entry(self.db, self.hub, key, None, 0)
+        await self.audit.record(
+            actor, "organization.delete", target=org_id, org_id=org_id, changes=diff(msgspec.to_builtins(before), None)
+        )
 
     async def get_org(self, org_id: str) -> OrgRecord:
         """One organisation from the projection (404 if unknown)."""
@@ -131,7 +144,7 @@ class RegistryService:
         return Page(items=[r.to_record() for r in rows], total=total, limit=limit, offset=offset)
 
     # ------------------------------------------------------------ entities
-    async def create_entity(self, org_id: str, body: EntityCreate) -> EntityRecord:
+    async def create_entity(self, org_id: str, body: EntityCreate, actor: Actor = SYSTEM_ACTOR) -> EntityRecord:
         """Create an entity under an existing organisation; 409 if the id exists."""
         await self.get_org(org_id)
         now = utc_now()
@@ -148,9 +161,9 @@ class RegistryService:
             created_at=now,
             updated_at=now,
         )
-        return await self.register_entity(rec)
+        return await self.register_entity(rec, actor)
 
-    async def register_entity(self, rec: EntityRecord) -> EntityRecord:
+    async def register_entity(self, rec: EntityRecord, actor: Actor = SYSTEM_ACTOR) -> EntityRecord:
         """Write a new entity record to the registry (used by the API and self-registration)."""
         key = registry_entity_key(rec.entity_id)
         try:
@@ -160,9 +173,18 @@ class RegistryService:
         # Project locally before announcing, so this node's workers already know the entity.
         await apply_registry_entry(self.db, self.hub, key, encode(rec), revision)
         await self._lifecycle(rec, "created", revision)
+        await self.audit.record(
+            actor,
+            "entity.create",
+            target=rec.entity_id,
+            org_id=rec.org_id,
+            changes=diff(None, msgspec.to_builtins(rec)),
+        )
         return rec
 
-    async def update_entity(self, org_id: str, entity_id: str, body: EntityUpdate) -> EntityRecord:
+    async def update_entity(
+        self, org_id: str, entity_id: str, body: EntityUpdate, actor: Actor = SYSTEM_ACTOR
+    ) -> EntityRecord:
         """Change the given fields of an entity."""
         await self.get_entity(org_id, entity_id)
         changes = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not msgspec.UNSET}
@@ -171,16 +193,20 @@ class RegistryService:
             EntityRecord,
             lambda r: msgspec.structs.replace(r, **changes, updated_at=utc_now()),
             f"entity {entity_id}",
+            actor,
         )
         return rec
 
-    async def delete_entity(self, org_id: str, entity_id: str) -> None:
+    async def delete_entity(self, org_id: str, entity_id: str, actor: Actor = SYSTEM_ACTOR) -> None:
         """Delete an entity (registry, then lifecycle event, then projection)."""
         rec = await self.get_entity(org_id, entity_id)
         key = registry_entity_key(entity_id)
         await self.kv.delete(key)
         await apply_registry_entry(self.db, self.hub, key, None, 0)
         await self._lifecycle(rec, "deleted", 0)
+        await self.audit.record(
+            actor, "entity.delete", target=entity_id, org_id=org_id, changes=diff(msgspec.to_builtins(rec), None)
+        )
 
     async def get_entity(self, org_id: str | None, entity_id: str) -> EntityRecord:
         """One entity from the projection; 404 if unknown or not in ``org_id``."""
@@ -200,7 +226,9 @@ class RegistryService:
         return Page(items=[r.to_record() for r in rows], total=total, limit=limit, offset=offset)
 
     # ------------------------------------------------------------ internals
-    async def _cas(self, key: str, type_: type[Any], change: Callable[[Any], Any], what: str) -> Any:
+    async def _cas(
+        self, key: str, type_: type[Any], change: Callable[[Any], Any], what: str, actor: Actor = SYSTEM_ACTOR
+    ) -> Any:
         for _ in range(CAS_RETRIES):
             try:
                 entry = await self.kv.get(key)
@@ -216,6 +244,15 @@ class RegistryService:
             await apply_registry_entry(self.db, self.hub, key, encode(rec), revision)
             if isinstance(rec, EntityRecord):
                 await self._lifecycle(rec, "updated", revision)
+            kind = "entity" if isinstance(rec, EntityRecord) else "organization"
+            before = msgspec.to_builtins(decode(entry.value, type_))
+            await self.audit.record(
+                actor,
+                f"{kind}.update",
+                target=key.partition(".")[2],
+                org_id=getattr(rec, "org_id", ""),
+                changes=diff(before, msgspec.to_builtins(rec)),
+            )
             return rec
         raise Unavailable(f"{what} is being changed concurrently; try again")
 

@@ -8,6 +8,11 @@ from typing import TYPE_CHECKING
 from jinja2 import Environment
 
 from app.alerts import AlertService
+from app.audit import AuditService
+from app.auth.apikeys import ApiKeyService
+from app.auth.ratelimit import IpLimiter
+from app.auth.sessions import SessionService
+from app.auth.users import UserService
 from app.commands import CommandService
 from app.registry import RegistryService
 from app.state_cache import StateCache
@@ -29,19 +34,30 @@ class Services:
     state_cache: StateCache
     commands: CommandService
     video: VideoRegistry
+    audit: AuditService
+    users: UserService
+    sessions: SessionService
+    apikeys: ApiKeyService
+    login_limiter: IpLimiter
 
 
 def build_services(rt: Runtime) -> Services:
     """Construct every service from the started runtime's connections."""
     assert rt.nc is not None
     cache = StateCache(rt.nc, rt.kv_state, rt.hub)
+    audit = AuditService(rt.db)
     return Services(
-        registry=RegistryService(rt.kv_registry, rt.js, rt.db, rt.hub),
+        registry=RegistryService(rt.kv_registry, rt.js, rt.db, rt.hub, audit),
         templates=build_environment(),
         alerts=AlertService(rt.db, rt.hub),
         state_cache=cache,
         commands=CommandService(
-            rt.db, rt.js, StateStore(rt.kv_state, "commands"), cache, rt.hub, rt.settings.command_ttl
+            rt.db, rt.js, StateStore(rt.kv_state, "commands"), cache, rt.hub, rt.settings.command_ttl, audit
         ),
         video=VideoRegistry(),
+        audit=audit,
+        users=UserService(rt.db, audit, rt.settings),
+        sessions=SessionService(rt.db, rt.settings, rt.secret),
+        apikeys=ApiKeyService(rt.db, audit, rt.secret),
+        login_limiter=IpLimiter(),
     )

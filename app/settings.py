@@ -71,6 +71,14 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("detection_retention_hours", "OVERWATCH_DETECTION_RETENTION_HOURS", 24.0, "Hours of detections kept"),
     SettingSpec("battery_alert_percent", "OVERWATCH_BATTERY_ALERT_PERCENT", 20.0, "Battery % that raises an alert"),
     SettingSpec("command_ttl", "OVERWATCH_COMMAND_TTL", 120.0, "Default seconds before an undelivered command expires"),
+    SettingSpec("session_idle_minutes", "OVERWATCH_SESSION_IDLE_MINUTES", 30.0, "Sign out after this much inactivity"),
+    SettingSpec("session_max_hours", "OVERWATCH_SESSION_MAX_HOURS", 12.0, "Sign out this long after sign-in"),
+    SettingSpec("login_max_failures", "OVERWATCH_LOGIN_MAX_FAILURES", 5, "Wrong passwords per minute before lockout"),
+    SettingSpec("lockout_minutes", "OVERWATCH_LOCKOUT_MINUTES", 15.0, "How long a locked account stays locked"),
+    SettingSpec(
+        "cors_origins", "OVERWATCH_CORS_ORIGINS", "", "Origins allowed to call the API cross-site (comma list)"
+    ),
+    SettingSpec("embed_origins", "OVERWATCH_EMBED_ORIGINS", "", "Origins allowed to frame /embed/* pages (comma list)"),
     SettingSpec(
         "startup_timeout", "OVERWATCH_STARTUP_TIMEOUT", 10.0, "Seconds to wait for NATS at start before giving up"
     ),
@@ -122,6 +130,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     detection_retention_hours: float = 24.0
     battery_alert_percent: float = 20.0
     command_ttl: float = 120.0
+    session_idle_minutes: float = 30.0
+    session_max_hours: float = 12.0
+    login_max_failures: int = 5
+    lockout_minutes: float = 15.0
+    cors_origins: str = ""
+    embed_origins: str = ""
     startup_timeout: float = 10.0
 
     @property
@@ -138,6 +152,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def nats_store_path(self) -> Path:
         """The embedded JetStream store directory."""
         return self.data_path / "nats"
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """``OVERWATCH_CORS_ORIGINS`` as a list."""
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def embed_origin_list(self) -> list[str]:
+        """``OVERWATCH_EMBED_ORIGINS`` as a list."""
+        return [o.strip() for o in self.embed_origins.split(",") if o.strip()]
 
     @property
     def embedded_nats(self) -> bool:
@@ -188,6 +212,11 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {s.log_level!r}")
     if s.log_format not in {"console", "json"}:
         raise ConfigError(f"LOG_FORMAT must be console or json, got {s.log_format!r}")
+    if s.login_max_failures < 1:
+        raise ConfigError("OVERWATCH_LOGIN_MAX_FAILURES must be at least 1")
+    for origin in [*s.cors_origin_list, *s.embed_origin_list]:
+        if not re.match(r"^https?://[A-Za-z0-9.\-]+(:\d+)?$", origin):
+            raise ConfigError(f"origin {origin!r} must look like https://host[:port]")
     for spec in SETTINGS:
         value = getattr(s, spec.field)
         if isinstance(value, float) and value <= 0:

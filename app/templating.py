@@ -12,7 +12,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
+from jinja2.runtime import Context
 
 from app import __version__
 
@@ -79,6 +80,23 @@ def num(value: Any, digits: int = 1, unit: str = "") -> str:
     return f"{text}{unit}"
 
 
+@pass_context
+def current_principal(ctx: Context) -> Any:
+    """The signed-in caller of the page being rendered (anonymous outside a request)."""
+    from app.auth.principal import ANONYMOUS
+
+    request = ctx.get("request")
+    value = request.state.get("principal") if request is not None else None
+    return value if value is not None else ANONYMOUS
+
+
+@pass_context
+def csrf(ctx: Context) -> str:
+    """The CSRF token of the current session ('' outside a signed-in request)."""
+    request = ctx.get("request")
+    return str(request.state.get("csrf", "")) if request is not None else ""
+
+
 def build_environment(directory: Path = TEMPLATES_DIR) -> Environment:
     """The single Jinja environment: autoescape everywhere, strict undefined names."""
     env = Environment(
@@ -89,7 +107,7 @@ def build_environment(directory: Path = TEMPLATES_DIR) -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(ago=ago, epoch_ms=epoch_ms, num=num)
-    env.globals.update(static_url=static_url, version=__version__)
+    env.globals.update(static_url=static_url, version=__version__, principal=current_principal, csrf=csrf)
     return env
 
 

@@ -189,9 +189,13 @@ async def main(entities: int, seconds: float, rate: float = 5000.0, lag_only: bo
             "LOG_LEVEL": "WARNING",
             "OVERWATCH_TRACK_INTERVAL": "5",
         }
+        key_out = subprocess.run([OVERWATCH, "apikey", "create", "--name", "bench", "--role", "admin"], env=env,
+                                 cwd=tmp, capture_output=True, text=True, check=True).stdout
+        key = next(line.split()[-1] for line in key_out.splitlines() if line.startswith("api key:"))
         proc = subprocess.Popen([OVERWATCH, "serve"], env=env, cwd=tmp)
         try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10,
+                                         headers={"Authorization": f"Bearer {key}"}) as http:
                 for _ in range(200):
                     try:
                         if (await http.get("/health/ready")).status_code == 200:

@@ -95,14 +95,31 @@ async def make_runtime(settings: Settings) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    """An in-process HTTP client on the test's own event loop.
+async def admin_key(runtime: Runtime) -> str:
+    """An API key with every scope over every organisation."""
+    created = await runtime.services.apikeys.create("tests", "tests", ["read", "commands", "admin"], None)
+    return created.key
+
+
+@pytest.fixture
+async def anon_client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process HTTP client without credentials, on the test's own event loop.
 
     Litestar's ``AsyncTestClient`` runs the app in a portal thread with another loop,
     which cannot share the runtime's NATS connection; httpx's ASGI transport can.
     """
     transport = httpx.ASGITransport(app=create_app(runtime))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def client(runtime: Runtime, admin_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process HTTP client authenticated with an admin API key."""
+    transport = httpx.ASGITransport(app=create_app(runtime))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", headers={"Authorization": f"Bearer {admin_key}"}
+    ) as test_client:
         yield test_client
 
 
@@ -195,6 +212,14 @@ class ServerProcess:
                     return time.monotonic() - start
             time.sleep(0.05)
         raise AssertionError(f"server not ready after {timeout}s:\n{self.output()}")
+
+    def api_key(self, role: str = "admin", org: str | None = None) -> str:
+        """Create an API key with ``overwatch apikey create`` on this server's data dir."""
+        args = [OVERWATCH, "apikey", "create", "--name", f"test-{role}", "--role", role]
+        if org:
+            args += ["--org", org]
+        out = subprocess.run(args, env=self.env, capture_output=True, text=True, timeout=30, check=True).stdout
+        return next(line.split()[-1] for line in out.splitlines() if line.startswith("api key:"))
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

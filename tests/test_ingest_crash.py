@@ -27,7 +27,8 @@ async def test_kill_9_during_ingest_loses_nothing_acked(
     env = {"NATS_PORT": str(nats_port)}
     server = server_process(env=env)
     server.wait_ready()
-    async with httpx.AsyncClient(base_url=server.url) as http:
+    headers = {"Authorization": f"Bearer {server.api_key()}"}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers) as http:
         assert (
             await http.post("/api/v1/organizations", json={"name": "O", "org_type": "ngo", "org_id": "o"})
         ).status_code == 201
@@ -61,7 +62,7 @@ async def test_kill_9_during_ingest_loses_nothing_acked(
 
     again = server_process(env=env, data_dir=server.data_dir)
     again.wait_ready()
-    async with httpx.AsyncClient(base_url=again.url) as http:
+    async with httpx.AsyncClient(base_url=again.url, headers=headers) as http:
         deadline = asyncio.get_running_loop().time() + 30
         missing: dict[str, tuple[int, object]] = {}
         while asyncio.get_running_loop().time() < deadline:

@@ -34,10 +34,11 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _open_sse(url: str) -> socket.socket:
+def _open_sse(url: str, key: str) -> socket.socket:
     host, port = url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=5)
-    sock.sendall(f"GET /events/overview HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode())
+    sock.sendall(f"GET /events/overview HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n"
+                 f"Authorization: Bearer {key}\r\n\r\n".encode())
     first = sock.recv(4096)
     assert b"200 OK" in first and b"text/event-stream" in first
     return sock
@@ -51,7 +52,7 @@ def test_ready_fast_then_ctrl_c_exits_zero_with_a_browser_connected(
     assert waited < 10
     children = server.nats_child_pids()
     assert len(children) == 1
-    sse = _open_sse(server.url)
+    sse = _open_sse(server.url, server.api_key("viewer"))
     started = time.monotonic()
     code = server.stop(signal.SIGINT)
     took = time.monotonic() - started

@@ -47,7 +47,7 @@ async def test_restarts_after_unexpected_death_on_the_same_port(tmp_path: Path) 
         port, pid = server.port, server.pid
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
-        for _ in range(100):
+        for _ in range(300):
             await asyncio.sleep(0.05)
             if server.running and server.pid != pid:
                 break

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, Response, delete, get, post, put
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
@@ -23,6 +23,7 @@ from app.api.schemas import (
     Page,
     TrackPointView,
 )
+from app.auth.guards import authorize, requires
 from app.contracts.registry import EntityRecord
 from app.errors import NotFound
 from app.runtime import Runtime
@@ -31,75 +32,109 @@ from db import alerts as alerts_db
 from db import detections as detections_db
 from db import tracks as tracks_db
 
+Req = Request[Any, Any, Any]
+
 
 class EntityController(Controller):
     """Entities of one organisation and everything attached to them."""
 
     path = "/api/v1/organizations/{org_id:str}/entities"
     tags = ["entities"]
+    guards = [requires("read")]
 
     @post("/", status_code=HTTP_201_CREATED)
     async def create_entity(
-        self, org_id: FromPath[str], data: JSONBody[EntityCreate], runtime: NamedDependency[Runtime]
+        self,
+        request: Req,
+        org_id: FromPath[str],
+        data: JSONBody[EntityCreate],
+        runtime: NamedDependency[Runtime],
     ) -> EntityRecord:
         """Register an entity under an organisation; returns it with its ``entity_id``."""
-        return await runtime.services.registry.create_entity(org_id, data)
+        actor = await authorize(request, org_id, "admin")
+        return await runtime.services.registry.create_entity(org_id, data, actor)
 
     @get("/")
     async def list_entities(
-        self, org_id: FromPath[str], runtime: NamedDependency[Runtime], limit: Limit = 100, offset: Offset = 0
+        self,
+        request: Req,
+        org_id: FromPath[str],
+        runtime: NamedDependency[Runtime],
+        limit: Limit = 100,
+        offset: Offset = 0,
     ) -> Page[EntityRecord]:
         """A page of the organisation's entities, by name."""
+        await authorize(request, org_id, "read")
         return await runtime.services.registry.list_entities(org_id, limit, offset)
 
     @get("/{entity_id:str}")
     async def get_entity(
-        self, org_id: FromPath[str], entity_id: FromPath[str], runtime: NamedDependency[Runtime]
+        self,
+        request: Req,
+        org_id: FromPath[str],
+        entity_id: FromPath[str],
+        runtime: NamedDependency[Runtime],
     ) -> EntityRecord:
         """One entity's registry record."""
+        await authorize(request, org_id, "read")
         return await runtime.services.registry.get_entity(org_id, entity_id)
 
     @put("/{entity_id:str}")
     async def update_entity(
         self,
+        request: Req,
         org_id: FromPath[str],
         entity_id: FromPath[str],
         data: JSONBody[EntityUpdate],
         runtime: NamedDependency[Runtime],
     ) -> EntityRecord:
         """Change the given fields of an entity."""
-        return await runtime.services.registry.update_entity(org_id, entity_id, data)
+        actor = await authorize(request, org_id, "admin")
+        return await runtime.services.registry.update_entity(org_id, entity_id, data, actor)
 
     @delete("/{entity_id:str}", status_code=200)
     async def delete_entity(
-        self, org_id: FromPath[str], entity_id: FromPath[str], runtime: NamedDependency[Runtime]
+        self,
+        request: Req,
+        org_id: FromPath[str],
+        entity_id: FromPath[str],
+        runtime: NamedDependency[Runtime],
     ) -> Response[Deleted]:
         """Delete an entity (registry record and state)."""
-        await runtime.services.registry.delete_entity(org_id, entity_id)
+        actor = await authorize(request, org_id, "admin")
+        await runtime.services.registry.delete_entity(org_id, entity_id, actor)
         return Response(Deleted(message="Entity deleted successfully"))
 
     @get("/{entity_id:str}/state")
     async def get_state(
-        self, org_id: FromPath[str], entity_id: FromPath[str], runtime: NamedDependency[Runtime]
+        self,
+        request: Req,
+        org_id: FromPath[str],
+        entity_id: FromPath[str],
+        runtime: NamedDependency[Runtime],
     ) -> Response[bytes]:
         """The EntityState exactly as stored in ``CONSTELLATION_GLOBAL_STATE``."""
+        await authorize(request, org_id, "read")
         await runtime.services.registry.get_entity(org_id, entity_id)
         return await stored_state(runtime, entity_id)
 
     @post("/{entity_id:str}/commands", status_code=HTTP_202_ACCEPTED)
     async def send_command(
         self,
+        request: Req,
         org_id: FromPath[str],
         entity_id: FromPath[str],
         data: JSONBody[CommandCreate],
         runtime: NamedDependency[Runtime],
     ) -> CommandView:
         """Send a command; 202 with its id and status (``queued`` or ``delivered``)."""
-        return await runtime.services.commands.send(org_id, entity_id, data, issued_by="api")
+        actor = await authorize(request, org_id, "commands")
+        return await runtime.services.commands.send(org_id, entity_id, data, actor)
 
     @get("/{entity_id:str}/commands")
     async def list_commands(
         self,
+        request: Req,
         org_id: FromPath[str],
         entity_id: FromPath[str],
         runtime: NamedDependency[Runtime],
@@ -107,23 +142,27 @@ class EntityController(Controller):
         offset: Offset = 0,
     ) -> Page[CommandView]:
         """Commands sent to the entity, newest first, with their status."""
+        await authorize(request, org_id, "read")
         items, total = await runtime.services.commands.list_for(org_id, entity_id, limit, offset)
         return Page(items=items, total=total, limit=limit, offset=offset)
 
     @get("/{entity_id:str}/commands/{command_id:str}")
     async def get_command(
         self,
+        request: Req,
         org_id: FromPath[str],
         entity_id: FromPath[str],
         command_id: FromPath[str],
         runtime: NamedDependency[Runtime],
     ) -> CommandView:
         """One command and its status."""
+        await authorize(request, org_id, "read")
         return await runtime.services.commands.get(org_id, entity_id, command_id)
 
     @get("/{entity_id:str}/detections")
     async def list_detections(
         self,
+        request: Req,
         org_id: FromPath[str],
         entity_id: FromPath[str],
         runtime: NamedDependency[Runtime],
@@ -131,6 +170,7 @@ class EntityController(Controller):
         offset: Offset = 0,
     ) -> Page[DetectionView]:
         """Detection events of the entity, newest first."""
+        await authorize(request, org_id, "read")
         await runtime.services.registry.get_entity(org_id, entity_id)
         rows = await detections_db.list_detections(runtime.db, entity_id, limit, offset)
         total = await detections_db.count_detections(runtime.db, entity_id)
@@ -139,6 +179,7 @@ class EntityController(Controller):
     @get("/{entity_id:str}/alerts")
     async def list_alerts(
         self,
+        request: Req,
         org_id: FromPath[str],
         entity_id: FromPath[str],
         runtime: NamedDependency[Runtime],
@@ -147,6 +188,7 @@ class EntityController(Controller):
         status: Annotated[str | None, QueryParameter(pattern="^(active|cleared)$")] = None,
     ) -> Page[AlertView]:
         """Alerts of the entity (threat, offline, battery, device), newest first."""
+        await authorize(request, org_id, "read")
         await runtime.services.registry.get_entity(org_id, entity_id)
         rows = await alerts_db.list_alerts(runtime.db, status=status, entity_id=entity_id, limit=limit, offset=offset)
         total = await alerts_db.count_alerts(runtime.db, status=status, entity_id=entity_id)
@@ -155,12 +197,14 @@ class EntityController(Controller):
     @get("/{entity_id:str}/track")
     async def get_track(
         self,
+        request: Req,
         org_id: FromPath[str],
         entity_id: FromPath[str],
         runtime: NamedDependency[Runtime],
         minutes: Annotated[float, QueryParameter(gt=0, le=24 * 60)] = 30.0,
     ) -> list[TrackPointView]:
         """Stored positions of the last ``minutes`` as ``[ts, lat, lon, alt, heading, speed]`` rows."""
+        await authorize(request, org_id, "read")
         await runtime.services.registry.get_entity(org_id, entity_id)
         points = await tracks_db.recent_track(runtime.db, entity_id, time.time() - minutes * 60)
         return [

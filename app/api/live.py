@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from litestar import Controller, Response, get
+from typing import Any
+
+from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from app.api.entities import stored_state
 from app.api.schemas import LiveEntity
+from app.auth.guards import principal_of, requires
 from app.runtime import Runtime
 
 
@@ -27,13 +30,17 @@ class LiveEntityController(Controller):
 
     path = "/api/entities"
     tags = ["state"]
+    guards = [requires("read")]
 
     @get("/")
-    async def live_entities(self, runtime: NamedDependency[Runtime]) -> list[LiveEntity]:
-        """Entities that are live now, with status and active object count."""
+    async def live_entities(
+        self, request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]
+    ) -> list[LiveEntity]:
+        """Entities that are live now (of the caller's organisations), with status and active object count."""
+        principal = principal_of(request)
         out = []
         for entity_id, view in sorted(runtime.services.state_cache.all().items()):
-            if not view.get("is_live"):
+            if not view.get("is_live") or not principal.sees(str(view.get("org_id") or "")):
                 continue
             out.append(
                 LiveEntity(

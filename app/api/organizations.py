@@ -2,49 +2,64 @@
 
 from __future__ import annotations
 
-from litestar import Controller, Response, delete, get, post, put
+from typing import Any
+
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_201_CREATED
 
 from app.api.params import Limit, Offset
 from app.api.schemas import Deleted, OrgCreate, OrgUpdate, Page
+from app.auth.guards import authorize, principal_of, requires, requires_global_admin
 from app.contracts.registry import OrgRecord
 from app.runtime import Runtime
 
+Req = Request[Any, Any, Any]
+
 
 class OrganizationController(Controller):
-    """Organisations (registry; NATS is the source of truth)."""
+    """Organisations (registry; NATS is the source of truth). Reading needs ``read``;
+    creating and deleting needs an admin over every organisation; updating, admin in it."""
 
     path = "/api/v1/organizations"
     tags = ["organizations"]
+    guards = [requires("read")]
 
-    @post("/", status_code=HTTP_201_CREATED)
-    async def create_organization(self, data: JSONBody[OrgCreate], runtime: NamedDependency[Runtime]) -> OrgRecord:
+    @post("/", status_code=HTTP_201_CREATED, guards=[requires_global_admin()])
+    async def create_organization(
+        self, request: Req, data: JSONBody[OrgCreate], runtime: NamedDependency[Runtime]
+    ) -> OrgRecord:
         """Create an organisation; returns it with its ``org_id``."""
-        return await runtime.services.registry.create_org(data)
+        return await runtime.services.registry.create_org(data, await authorize(request, None, "admin"))
 
     @get("/")
     async def list_organizations(
-        self, runtime: NamedDependency[Runtime], limit: Limit = 100, offset: Offset = 0
+        self, request: Req, runtime: NamedDependency[Runtime], limit: Limit = 100, offset: Offset = 0
     ) -> Page[OrgRecord]:
-        """A page of organisations, by name."""
-        return await runtime.services.registry.list_orgs(limit, offset)
+        """A page of the organisations the caller may see, by name."""
+        return await runtime.services.registry.list_orgs(limit, offset, principal_of(request).visible_orgs)
 
     @get("/{org_id:str}")
-    async def get_organization(self, org_id: FromPath[str], runtime: NamedDependency[Runtime]) -> OrgRecord:
+    async def get_organization(
+        self, request: Req, org_id: FromPath[str], runtime: NamedDependency[Runtime]
+    ) -> OrgRecord:
         """One organisation."""
+        await authorize(request, org_id, "read")
         return await runtime.services.registry.get_org(org_id)
 
     @put("/{org_id:str}")
     async def update_organization(
-        self, org_id: FromPath[str], data: JSONBody[OrgUpdate], runtime: NamedDependency[Runtime]
+        self, request: Req, org_id: FromPath[str], data: JSONBody[OrgUpdate], runtime: NamedDependency[Runtime]
     ) -> OrgRecord:
         """Change the given fields of an organisation."""
-        return await runtime.services.registry.update_org(org_id, data)
+        actor = await authorize(request, org_id, "admin")
+        return await runtime.services.registry.update_org(org_id, data, actor)
 
-    @delete("/{org_id:str}", status_code=200)
-    async def delete_organization(self, org_id: FromPath[str], runtime: NamedDependency[Runtime]) -> Response[Deleted]:
+    @delete("/{org_id:str}", status_code=200, guards=[requires_global_admin()])
+    async def delete_organization(
+        self, request: Req, org_id: FromPath[str], runtime: NamedDependency[Runtime]
+    ) -> Response[Deleted]:
         """Delete an organisation and all its entities."""
-        await runtime.services.registry.delete_org(org_id)
+        await runtime.services.registry.delete_org(org_id, await authorize(request, org_id, "admin"))
         return Response(Deleted(message="Organization deleted successfully"))

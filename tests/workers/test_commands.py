@@ -40,10 +40,10 @@ async def test_command_to_live_entity_completes_and_changes_behaviour(runtime: R
         assert recent[0]["command_id"] == view.command_id and recent[0]["status"] == "completed"
         here = doc["position"]["global"]
         target = {"latitude": here["latitude"] + 0.0003, "longitude": here["longitude"]}  # ~33 m north
-        goto = await runtime.services.commands.send("org1", e0, CommandCreate(command="goto", params=target), "test")
+        goto = await runtime.services.commands.send("org1", e0, CommandCreate(command="goto", params=target))
         await eventually(lambda: _status(runtime, goto.command_id, "accepted"), what="goto accepted")
         await eventually(lambda: _status(runtime, goto.command_id, "completed"), timeout=30, what="goto completed")
-        rejected = await runtime.services.commands.send("org1", e0, CommandCreate(command="self_destruct"), "test")
+        rejected = await runtime.services.commands.send("org1", e0, CommandCreate(command="self_destruct"))
         await eventually(lambda: _status(runtime, rejected.command_id, "failed"), what="unsupported → failed")
     finally:
         stop.set()
@@ -57,7 +57,7 @@ async def _mode(rt: Runtime, entity_id: str, mode: str) -> dict[str, Any] | None
 
 async def test_offline_entity_keeps_command_queued_until_it_returns(runtime: Runtime) -> None:
     (e0,) = await seed(runtime, entities=1)
-    view = await runtime.services.commands.send("org1", e0, CommandCreate(command="hold"), "test")
+    view = await runtime.services.commands.send("org1", e0, CommandCreate(command="hold"))
     assert view.status == "queued"
     await asyncio.sleep(0.5)
     assert await _status(runtime, view.command_id, "queued")
@@ -73,13 +73,13 @@ async def test_offline_entity_keeps_command_queued_until_it_returns(runtime: Run
 
 async def test_unanswered_command_expires(runtime: Runtime) -> None:
     (e0,) = await seed(runtime, entities=1)
-    view = await runtime.services.commands.send("org1", e0, CommandCreate(command="rtl", ttl_s=0.5), "test")
+    view = await runtime.services.commands.send("org1", e0, CommandCreate(command="rtl", ttl_s=0.5))
     await eventually(lambda: _status(runtime, view.command_id, "expired"), timeout=5, what="expired")
 
 
 async def test_acks_never_move_a_command_backwards(runtime: Runtime) -> None:
     (e0,) = await seed(runtime, entities=1)
-    view = await runtime.services.commands.send("org1", e0, CommandCreate(command="land"), "test")
+    view = await runtime.services.commands.send("org1", e0, CommandCreate(command="land"))
     service = runtime.services.commands
     assert await service.acknowledge(view.command_id, e0, "completed", "done") is not None
     assert await service.acknowledge(view.command_id, e0, "accepted", "late") is None

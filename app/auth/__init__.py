@@ -1,0 +1,1 @@
+"""Authentication and authorization: accounts, sessions, API keys, the guard layer, CSRF."""

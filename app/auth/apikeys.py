@@ -1,0 +1,188 @@
+"""API keys: ``c4_live_`` + 32 random bytes (hex), shown once, stored as HMAC-SHA256.
+
+A key carries scopes (``read``, ``commands``, ``admin``), optionally one organisation,
+an optional expiry, and optionally NATS credentials (an NKey user whose permissions
+are limited to that organisation's subjects; see ``app/nats_auth.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import nkeys
+
+from app.audit import CLI, AuditService, Origin
+from app.auth.principal import Principal, key_principal
+from app.contracts.common import new_id, utc_now
+from app.errors import Invalid, NotFound
+from db import apikeys as keys_db
+from db.apikeys import ApiKeyRow
+from db.database import Database
+
+PREFIX = "c4_live_"
+SCOPES = ("read", "commands", "admin")
+ROLE_SCOPES = {"viewer": ["read"], "operator": ["read", "commands"], "admin": ["read", "commands", "admin"]}
+MARK_USED_EVERY = 60.0  # seconds
+
+
+class NewKey(msgspec.Struct, kw_only=True):
+    """A freshly created key: the only time the key (and NATS seed) are visible."""
+
+    key_id: str
+    name: str
+    key: str
+    scopes: list[str]
+    org_id: str | None
+    expires_at: str | None
+    nats_seed: str | None = None
+    nats_user: str | None = None
+
+
+class KeyView(msgspec.Struct, kw_only=True):
+    """A key as lists show it (never the key)."""
+
+    key_id: str
+    name: str
+    prefix: str
+    scopes: list[str]
+    org_id: str | None
+    nats: bool
+    created_by: str
+    created_at: str
+    expires_at: str | None
+    last_used_at: str | None
+    revoked_at: str | None
+
+
+def view(row: ApiKeyRow) -> KeyView:
+    """List view of a key row."""
+    return KeyView(
+        key_id=row.key_id,
+        name=row.name,
+        prefix=row.prefix,
+        scopes=row.scope_list,
+        org_id=row.org_id,
+        nats=bool(row.nats_pubkey),
+        created_by=row.created_by,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        last_used_at=row.last_used_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+class ApiKeyService:
+    """Create, resolve, list and revoke API keys."""
+
+    def __init__(self, db: Database, audit: AuditService, secret: str) -> None:
+        self.db = db
+        self.audit = audit
+        self._secret = secret.encode()
+        self._last_marked: dict[str, float] = {}
+        self.changed_at = time.time()
+
+    def digest(self, key: str) -> str:
+        """HMAC-SHA256 of a key with the instance secret."""
+        return hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()
+
+    async def create(
+        self,
+        actor: Principal | str,
+        name: str,
+        scopes: list[str],
+        org_id: str | None,
+        expires_days: float | None = None,
+        nats: bool = False,
+        origin: Origin = CLI,
+    ) -> NewKey:
+        """Create a key; the returned ``NewKey`` is the only copy of the secret parts."""
+        name = name.strip()[:100]
+        if not name:
+            raise Invalid("a key needs a name")
+        bad = [s for s in scopes if s not in SCOPES]
+        if bad or not scopes:
+            raise Invalid(f"scopes must be some of {', '.join(SCOPES)}")
+        if nats and org_id is None:
+            raise Invalid("NATS credentials are issued per organisation: give the key an organisation")
+        key = PREFIX + secrets.token_hex(32)
+        expires = None
+        if expires_days is not None:
+            if expires_days <= 0:
+                raise Invalid("expiry must be in the future")
+            expires = (datetime.now(UTC) + timedelta(days=expires_days)).isoformat(timespec="seconds")
+        seed = pub = None
+        if nats:
+            kp = nkeys.from_seed(nkeys.encode_seed(secrets.token_bytes(32), nkeys.PREFIX_BYTE_USER))
+            seed, pub = kp.seed.decode(), kp.public_key.decode()
+        row = ApiKeyRow(
+            key_id=new_id(),
+            name=name,
+            prefix=key[: len(PREFIX) + 6],
+            key_hash=self.digest(key),
+            scopes=",".join(s for s in SCOPES if s in scopes),
+            org_id=org_id,
+            nats_pubkey=pub,
+            created_by=actor.label if isinstance(actor, Principal) else actor,
+            created_at=utc_now(),
+            expires_at=expires,
+            last_used_at=None,
+            revoked_at=None,
+        )
+        await keys_db.insert_key(self.db, row)
+        self.changed_at = time.time()
+        await self.audit.record(
+            actor,
+            "apikey.create",
+            target=f"{name} ({row.key_id})",
+            org_id=org_id or "",
+            origin=origin,
+            changes={"scopes": [None, row.scope_list], "nats": [None, nats]},
+        )
+        return NewKey(
+            key_id=row.key_id,
+            name=name,
+            key=key,
+            scopes=row.scope_list,
+            org_id=org_id,
+            expires_at=expires,
+            nats_seed=seed,
+            nats_user=pub,
+        )
+
+    async def resolve(self, key: str) -> Principal | None:
+        """The principal of a presented key, or ``None`` (unknown, revoked or expired)."""
+        if not key.startswith(PREFIX) or len(key) != len(PREFIX) + 64:
+            return None
+        row = await keys_db.by_hash(self.db, self.digest(key))
+        if row is None or row.revoked_at is not None:
+            return None
+        if row.expires_at and row.expires_at < datetime.now(UTC).isoformat(timespec="seconds"):
+            return None
+        now = time.time()
+        if now - self._last_marked.get(row.key_id, 0.0) > MARK_USED_EVERY:
+            self._last_marked[row.key_id] = now
+            await keys_db.mark_used(self.db, row.key_id, utc_now())
+        return key_principal(row.key_id, row.name, row.scope_list, row.org_id)
+
+    async def list_keys(self, include_revoked: bool = False) -> list[KeyView]:
+        """Keys, newest first."""
+        return [view(r) for r in await keys_db.list_keys(self.db, include_revoked)]
+
+    async def revoke(self, actor: Principal | str, key_id: str, origin: Origin = CLI) -> KeyView:
+        """Revoke a key (its NATS user disappears with the next config reload)."""
+        row = await keys_db.get_key(self.db, key_id)
+        if row is None:
+            raise NotFound(f"api key {key_id} not found")
+        if await keys_db.revoke_key(self.db, key_id, utc_now()):
+            self.changed_at = time.time()
+            await self.audit.record(
+                actor, "apikey.revoke", target=f"{row.name} ({key_id})", org_id=row.org_id or "", origin=origin
+            )
+        updated = await keys_db.get_key(self.db, key_id)
+        assert updated is not None
+        return view(updated)
