@@ -20,6 +20,7 @@ def worker_factories() -> list[WorkerFactory]:
     from workers.commands import CommandWorker
     from workers.entity import EntityWorker
     from workers.events import EventWorker
+    from workers.nats_auth import NatsAuthWorker
     from workers.registry import RegistryProjector
     from workers.state_alerts import StateAlerts
     from workers.state_watch import StateWatcher
@@ -35,6 +36,7 @@ def worker_factories() -> list[WorkerFactory]:
         EventWorker,
         CommandWorker,
         VideoWorker,
+        NatsAuthWorker,
     ]
 
 

@@ -10,6 +10,8 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NATS
 
+from app.settings import Settings
+
 log = logging.getLogger("overwatch.nats.client")
 
 
@@ -25,6 +27,10 @@ async def connect(
     token: str = "",
     creds: str = "",
     nkey_seed_file: str = "",
+    user: str = "",
+    password: str = "",
+    nkey_seed: str = "",
+    inbox_prefix: str = "",
 ) -> NATS:
     """Connect with reconnect-forever semantics; fail with ``NatsConnectError`` after ``timeout``.
 
@@ -64,6 +70,12 @@ async def connect(
         options["user_credentials"] = creds
     if nkey_seed_file:
         options["nkeys_seed"] = nkey_seed_file
+    if nkey_seed:
+        options["nkeys_seed_str"] = nkey_seed
+    if user:
+        options["user"], options["password"] = user, password
+    if inbox_prefix:
+        options["inbox_prefix"] = inbox_prefix
     task = asyncio.ensure_future(nats.connect(**options))
     try:
         nc: NATS = await asyncio.wait_for(task, timeout)
@@ -76,6 +88,16 @@ async def connect(
         ) from None
     except (OSError, nats.errors.Error) as exc:
         raise NatsConnectError(f"cannot connect to NATS at {', '.join(servers)}: {exc}") from None
+
+
+def client_auth(settings: Settings) -> dict[str, str]:
+    """Credentials a local tool uses: the embedded server's own user, or the external server's auth."""
+    if settings.embedded_nats:
+        from app.nats_auth import INTERNAL_USER, internal_password
+        from app.runtime import load_or_create_secret
+
+        return {"user": INTERNAL_USER, "password": internal_password(load_or_create_secret(settings))}
+    return {"token": settings.nats_token, "creds": settings.nats_creds, "nkey_seed_file": settings.nats_nkey_seed_file}
 
 
 async def close_quietly(nc: NATS | None, drain_timeout: float = 2.0) -> None:

@@ -144,6 +144,7 @@ class EmbeddedNats:
     async def _spawn(self, timeout: float) -> None:
         conf = self.store_dir / "nats-server.conf"
         conf.write_text(self.config_text(), encoding="utf-8")
+        conf.chmod(0o600)  # it holds the server's own password
         self._ready.clear()
         self._fatal.clear()
         self._proc = await asyncio.create_subprocess_exec(
@@ -203,6 +204,14 @@ class EmbeddedNats:
                 log.debug("%s", line)
             if _READY_MARK in line:
                 self._ready.set()
+
+    async def reload(self) -> None:
+        """Rewrite the configuration file and ask the running child to reload it (SIGHUP)."""
+        conf = self.store_dir / "nats-server.conf"
+        conf.write_text(self.config_text(), encoding="utf-8")
+        conf.chmod(0o600)
+        if self._proc and self._proc.returncode is None:
+            self._proc.send_signal(signal.SIGHUP)
 
     async def _supervise(self) -> None:
         delay = 0.5

@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from app import topology
+from app.nats_auth import INTERNAL_USER, internal_password, render_authorization
 from app.nats_client import NatsConnectError, close_quietly, connect
 from app.nats_server import EmbeddedNats, NatsServerError
 from app.services import Services, build_services
@@ -133,6 +134,7 @@ class Runtime:
         except DatabaseError as exc:
             raise StartupError(str(exc)) from None
         servers = s.nats_servers
+        auth: dict[str, str] = {"token": s.nats_token, "creds": s.nats_creds, "nkey_seed_file": s.nats_nkey_seed_file}
         if s.embedded_nats:
             self.nats_server = EmbeddedNats(
                 s.nats_store_path,
@@ -140,21 +142,16 @@ class Runtime:
                 s.nats_port,
                 parse_size(s.nats_max_memory),
                 parse_size(s.nats_max_file_store),
+                extra_config=await render_authorization(self),
                 binary=s.nats_server_bin or None,
             )
+            auth = {"user": INTERNAL_USER, "password": internal_password(self.secret)}
             try:
                 servers = [await self.nats_server.start(timeout=s.startup_timeout)]
             except NatsServerError as exc:
                 raise StartupError(str(exc)) from None
         try:
-            self.nc = await connect(
-                servers,
-                name="overwatch-server",
-                timeout=s.startup_timeout,
-                token=s.nats_token,
-                creds=s.nats_creds,
-                nkey_seed_file=s.nats_nkey_seed_file,
-            )
+            self.nc = await connect(servers, name="overwatch-server", timeout=s.startup_timeout, **auth)
         except NatsConnectError as exc:
             raise StartupError(str(exc)) from None
         self._js = self.nc.jetstream(timeout=5.0)

@@ -14,6 +14,7 @@ from app.auth.ratelimit import IpLimiter
 from app.auth.sessions import SessionService
 from app.auth.users import UserService
 from app.commands import CommandService
+from app.nats_auth import NatsAuthManager
 from app.registry import RegistryService
 from app.state_cache import StateCache
 from app.templating import build_environment
@@ -39,6 +40,7 @@ class Services:
     sessions: SessionService
     apikeys: ApiKeyService
     login_limiter: IpLimiter
+    nats_auth: NatsAuthManager | None
 
 
 def build_services(rt: Runtime) -> Services:
@@ -60,4 +62,5 @@ def build_services(rt: Runtime) -> Services:
         sessions=SessionService(rt.db, rt.settings, rt.secret),
         apikeys=ApiKeyService(rt.db, audit, rt.secret),
         login_limiter=IpLimiter(),
+        nats_auth=NatsAuthManager(rt) if rt.settings.embedded_nats else None,
     )

@@ -12,7 +12,7 @@ from app import topology
 from app.contracts.common import encode, new_id, utc_now
 from app.contracts.events import EntityLifecycleEvent, LifecycleData
 from app.logs import setup_logging
-from app.nats_client import NatsConnectError, close_quietly, connect
+from app.nats_client import NatsConnectError, client_auth, close_quietly, connect
 from app.settings import Settings
 from workers.simulator import KINDS, FaultConfig, Simulator, make_fleet
 
@@ -51,14 +51,8 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     servers = [args.nats_url] if args.nats_url else settings.nats_servers or [f"nats://127.0.0.1:{settings.nats_port}"]
     try:
-        nc = await connect(
-            servers,
-            name="overwatch-simulator",
-            timeout=settings.startup_timeout,
-            token=settings.nats_token,
-            creds=settings.nats_creds,
-            nkey_seed_file=settings.nats_nkey_seed_file,
-        )
+        auth = client_auth(settings) if not args.nats_url else {"token": settings.nats_token}
+        nc = await connect(servers, name="overwatch-simulator", timeout=settings.startup_timeout, **auth)
     except NatsConnectError as exc:
         print(f"overwatch simulate: {exc}", file=sys.stderr)
         return 1

@@ -36,6 +36,7 @@ import nats
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from app import topology
+from app.nats_auth import INTERNAL_USER, internal_password
 
 OVERWATCH = str(Path(sys.executable).parent / "overwatch")
 
@@ -189,13 +190,20 @@ async def main(entities: int, seconds: float, rate: float = 5000.0, lag_only: bo
             "LOG_LEVEL": "WARNING",
             "OVERWATCH_TRACK_INTERVAL": "5",
         }
-        key_out = subprocess.run([OVERWATCH, "apikey", "create", "--name", "bench", "--role", "admin"], env=env,
-                                 cwd=tmp, capture_output=True, text=True, check=True).stdout
+        key_out = subprocess.run(
+            [OVERWATCH, "apikey", "create", "--name", "bench", "--role", "admin"],
+            env=env,
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         key = next(line.split()[-1] for line in key_out.splitlines() if line.startswith("api key:"))
         proc = subprocess.Popen([OVERWATCH, "serve"], env=env, cwd=tmp)
         try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10,
-                                         headers={"Authorization": f"Bearer {key}"}) as http:
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}", timeout=10, headers={"Authorization": f"Bearer {key}"}
+            ) as http:
                 for _ in range(200):
                     try:
                         if (await http.get("/health/ready")).status_code == 200:
@@ -217,7 +225,10 @@ async def main(entities: int, seconds: float, rate: float = 5000.0, lag_only: bo
                 t0 = time.perf_counter()
                 await asyncio.gather(*(register(i) for i in range(entities)))
                 print(f"registered {entities} entities in {time.perf_counter() - t0:.1f} s")
-            nc = await nats.connect(f"nats://127.0.0.1:{nats_port}", pending_size=256 * 1024 * 1024)
+            password = internal_password(Path(f"{tmp}/data/secret").read_text().strip())
+            nc = await nats.connect(
+                f"nats://127.0.0.1:{nats_port}", pending_size=256 * 1024 * 1024, user=INTERNAL_USER, password=password
+            )
             js = nc.jetstream(timeout=10)
             if lag_only:
                 published, applied, drain, raw = 0, float("nan"), 0.0, float("nan")

@@ -12,6 +12,7 @@ import nats
 import pytest
 
 from app import topology
+from app.nats_auth import INTERNAL_USER, internal_password
 from tests.conftest import ServerProcess, free_port
 from tests.helpers import telemetry
 
@@ -39,7 +40,14 @@ async def test_kill_9_during_ingest_loses_nothing_acked(
             assert r.status_code == 201
 
     acked: dict[str, int] = {}
-    nc = await nats.connect(f"nats://127.0.0.1:{nats_port}", max_reconnect_attempts=0, allow_reconnect=False)
+    password = internal_password((server.data_dir / "secret").read_text().strip())
+    nc = await nats.connect(
+        f"nats://127.0.0.1:{nats_port}",
+        max_reconnect_attempts=0,
+        allow_reconnect=False,
+        user=INTERNAL_USER,
+        password=password,
+    )
     js = nc.jetstream(timeout=1.0)
 
     async def publish_until_failure() -> int:

@@ -37,8 +37,10 @@ def _alive(pid: int) -> bool:
 def _open_sse(url: str, key: str) -> socket.socket:
     host, port = url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=5)
-    sock.sendall(f"GET /events/overview HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n"
-                 f"Authorization: Bearer {key}\r\n\r\n".encode())
+    sock.sendall(
+        f"GET /events/overview HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n"
+        f"Authorization: Bearer {key}\r\n\r\n".encode()
+    )
     first = sock.recv(4096)
     assert b"200 OK" in first and b"text/event-stream" in first
     return sock

@@ -31,7 +31,7 @@ async def test_command_to_live_entity_completes_and_changes_behaviour(runtime: R
     sim, stop, task = await _start_sim(runtime, [e0])
     try:
         view = await runtime.services.commands.send(
-            "org1", e0, CommandCreate(command="set_mode", params={"mode": "LOITER"}), "test"
+            "org1", e0, CommandCreate(command="set_mode", params={"mode": "LOITER"})
         )
         assert view.status in ("queued", "delivered")
         await eventually(lambda: _status(runtime, view.command_id, "completed"), what="completed")
