@@ -7,7 +7,6 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
-from litestar.middleware import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
 from litestar.plugins.htmx import HTMXRequest
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -15,6 +14,11 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from app import __version__
+from app.admin.audit import AuditController
+from app.admin.keys import KeysController
+from app.admin.sessions import AccountController, SessionsController
+from app.admin.users import UsersController
+from app.api.alerts import AlertController
 from app.api.entities import EntityController
 from app.api.live import LiveEntityController
 from app.api.organizations import OrganizationController
@@ -43,6 +47,12 @@ def create_app(runtime: Runtime) -> Litestar:
             OrganizationController,
             EntityController,
             LiveEntityController,
+            AlertController,
+            UsersController,
+            KeysController,
+            AuditController,
+            SessionsController,
+            AccountController,
             create_static_files_router(
                 path="/static", directories=[STATIC_DIR], include_in_schema=False, opt={"public": True}
             ),
@@ -51,7 +61,7 @@ def create_app(runtime: Runtime) -> Litestar:
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(env)),
         request_class=HTMXRequest,
         guards=[authenticate],
-        middleware=[DefineMiddleware(security_headers(runtime.settings.embed_origin_list))],
+        before_send=[security_headers(runtime.settings.embed_origin_list)],
         cors_config=CORSConfig(
             allow_origins=origins, allow_credentials=False, allow_headers=["Authorization", "X-API-Key", "Content-Type"]
         )

@@ -24,6 +24,7 @@ log = logging.getLogger("overwatch.nats")
 
 PR_SET_PDEATHSIG = 1
 _READY_MARK = "Server is ready"
+_RELOADED_MARK = "Reloaded server configuration"
 
 
 class NatsServerError(Exception):
@@ -93,6 +94,7 @@ class EmbeddedNats:
         self._reader: asyncio.Task[None] | None = None
         self._stopping = False
         self._ready = asyncio.Event()
+        self._reloaded = asyncio.Event()
         self._fatal: list[str] = []
 
     @property
@@ -204,14 +206,21 @@ class EmbeddedNats:
                 log.debug("%s", line)
             if _READY_MARK in line:
                 self._ready.set()
+            elif _RELOADED_MARK in line:
+                self._reloaded.set()
 
-    async def reload(self) -> None:
-        """Rewrite the configuration file and ask the running child to reload it (SIGHUP)."""
+    async def reload(self, timeout: float = 5.0) -> None:
+        """Rewrite the configuration file, SIGHUP the child and wait until it says it reloaded."""
         conf = self.store_dir / "nats-server.conf"
         conf.write_text(self.config_text(), encoding="utf-8")
         conf.chmod(0o600)
         if self._proc and self._proc.returncode is None:
+            self._reloaded.clear()
             self._proc.send_signal(signal.SIGHUP)
+            try:
+                await asyncio.wait_for(self._reloaded.wait(), timeout)
+            except TimeoutError:
+                log.warning("nats-server did not confirm the configuration reload within %.0fs", timeout)
 
     async def _supervise(self) -> None:
         delay = 0.5

@@ -1,14 +1,18 @@
 """Security headers on every response; a strict CSP on HTML.
 
-No inline script or style is allowed anywhere (htmx runs with its indicator styles and
-eval turned off, templates carry no ``style`` attributes). MapLibre's workers are
-allowed explicitly (``worker-src blob:``). ``/embed/*`` pages may be framed by the
-origins in ``OVERWATCH_EMBED_ORIGINS``; every other page by nobody.
+Installed as an app-level ``before_send`` hook, so it also covers responses that
+never reach a route (404s, 405s). No inline script or style is allowed anywhere
+(htmx runs with its indicator styles and eval turned off, templates carry no
+``style`` attributes). MapLibre's workers are allowed explicitly (``worker-src
+blob:``). ``/embed/*`` pages may be framed by the origins in ``OVERWATCH_EMBED_ORIGINS``;
+every other page by nobody.
 """
 
 from __future__ import annotations
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from collections.abc import Awaitable, Callable
+
+from litestar.types import Message, Scope
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; font-src 'self'; "
@@ -23,36 +27,22 @@ COMMON = [
 ]
 
 
-def security_headers(embed_origins: list[str]) -> type:
-    """Build the ASGI middleware class for the given embed origins."""
+def security_headers(embed_origins: list[str]) -> Callable[[Message, Scope], Awaitable[None]]:
+    """A ``before_send`` hook adding the headers for the given embed origins."""
     page_csp = CSP.format(ancestors="'none'").encode()
     embed_csp = CSP.format(ancestors=" ".join(["'self'", *embed_origins])).encode()
 
-    class SecurityHeadersMiddleware:
-        """Adds the headers on ``http.response.start``."""
+    async def add_headers(message: Message, scope: Scope) -> None:
+        if message["type"] != "http.response.start":
+            return
+        embed = str(scope.get("path", "")).startswith("/embed/")
+        headers = list(message.get("headers", []))
+        names = {k.lower() for k, _ in headers}
+        headers.extend(h for h in COMMON if h[0] not in names)
+        if b"content-security-policy" not in names:
+            headers.append((b"content-security-policy", embed_csp if embed else page_csp))
+        if not embed and b"x-frame-options" not in names:
+            headers.append((b"x-frame-options", b"DENY"))
+        message["headers"] = headers
 
-        def __init__(self, app: ASGIApp) -> None:
-            self.app = app
-
-        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-            if str(scope["type"]) != "http":
-                await self.app(scope, receive, send)
-                return
-            embed = scope["path"].startswith("/embed/")
-
-            async def send_with_headers(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    headers = list(message.get("headers", []))
-                    names = {k.lower() for k, _ in headers}
-                    headers.extend(h for h in COMMON if h[0] not in names)
-                    content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
-                    if content_type.startswith(b"text/html") or b"content-security-policy" not in names:
-                        headers.append((b"content-security-policy", embed_csp if embed else page_csp))
-                    if not embed:
-                        headers.append((b"x-frame-options", b"DENY"))
-                    message["headers"] = headers
-                await send(message)
-
-            await self.app(scope, receive, send_with_headers)
-
-    return SecurityHeadersMiddleware
+    return add_headers

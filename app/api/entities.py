@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 from nats.js.errors import KeyNotFoundError
 
-from app.api.params import Limit, Offset
+from app.api.params import ERRORS, IdPath, Limit, Offset
 from app.api.schemas import (
     AlertView,
     CommandCreate,
@@ -42,11 +43,11 @@ class EntityController(Controller):
     tags = ["entities"]
     guards = [requires("read")]
 
-    @post("/", status_code=HTTP_201_CREATED)
+    @post("/", status_code=HTTP_201_CREATED, responses=ERRORS)
     async def create_entity(
         self,
         request: Req,
-        org_id: FromPath[str],
+        org_id: IdPath,
         data: JSONBody[EntityCreate],
         runtime: NamedDependency[Runtime],
     ) -> EntityRecord:
@@ -54,11 +55,11 @@ class EntityController(Controller):
         actor = await authorize(request, org_id, "admin")
         return await runtime.services.registry.create_entity(org_id, data, actor)
 
-    @get("/")
+    @get("/", responses=ERRORS)
     async def list_entities(
         self,
         request: Req,
-        org_id: FromPath[str],
+        org_id: IdPath,
         runtime: NamedDependency[Runtime],
         limit: Limit = 100,
         offset: Offset = 0,
@@ -67,24 +68,24 @@ class EntityController(Controller):
         await authorize(request, org_id, "read")
         return await runtime.services.registry.list_entities(org_id, limit, offset)
 
-    @get("/{entity_id:str}")
+    @get("/{entity_id:str}", responses=ERRORS)
     async def get_entity(
         self,
         request: Req,
-        org_id: FromPath[str],
-        entity_id: FromPath[str],
+        org_id: IdPath,
+        entity_id: IdPath,
         runtime: NamedDependency[Runtime],
     ) -> EntityRecord:
         """One entity's registry record."""
         await authorize(request, org_id, "read")
         return await runtime.services.registry.get_entity(org_id, entity_id)
 
-    @put("/{entity_id:str}")
+    @put("/{entity_id:str}", responses=ERRORS)
     async def update_entity(
         self,
         request: Req,
-        org_id: FromPath[str],
-        entity_id: FromPath[str],
+        org_id: IdPath,
+        entity_id: IdPath,
         data: JSONBody[EntityUpdate],
         runtime: NamedDependency[Runtime],
     ) -> EntityRecord:
@@ -92,12 +93,12 @@ class EntityController(Controller):
         actor = await authorize(request, org_id, "admin")
         return await runtime.services.registry.update_entity(org_id, entity_id, data, actor)
 
-    @delete("/{entity_id:str}", status_code=200)
+    @delete("/{entity_id:str}", status_code=200, responses=ERRORS)
     async def delete_entity(
         self,
         request: Req,
-        org_id: FromPath[str],
-        entity_id: FromPath[str],
+        org_id: IdPath,
+        entity_id: IdPath,
         runtime: NamedDependency[Runtime],
     ) -> Response[Deleted]:
         """Delete an entity (registry record and state)."""
@@ -105,25 +106,25 @@ class EntityController(Controller):
         await runtime.services.registry.delete_entity(org_id, entity_id, actor)
         return Response(Deleted(message="Entity deleted successfully"))
 
-    @get("/{entity_id:str}/state")
+    @get("/{entity_id:str}/state", responses=ERRORS)
     async def get_state(
         self,
         request: Req,
-        org_id: FromPath[str],
-        entity_id: FromPath[str],
+        org_id: IdPath,
+        entity_id: IdPath,
         runtime: NamedDependency[Runtime],
-    ) -> Response[bytes]:
+    ) -> Response[dict[str, Any]]:
         """The EntityState exactly as stored in ``CONSTELLATION_GLOBAL_STATE``."""
         await authorize(request, org_id, "read")
         await runtime.services.registry.get_entity(org_id, entity_id)
         return await stored_state(runtime, entity_id)
 
-    @post("/{entity_id:str}/commands", status_code=HTTP_202_ACCEPTED)
+    @post("/{entity_id:str}/commands", status_code=HTTP_202_ACCEPTED, responses=ERRORS)
     async def send_command(
         self,
         request: Req,
-        org_id: FromPath[str],
-        entity_id: FromPath[str],
+        org_id: IdPath,
+        entity_id: IdPath,
         data: JSONBody[CommandCreate],
         runtime: NamedDependency[Runtime],
     ) -> CommandView:
@@ -131,12 +132,12 @@ class EntityController(Controller):
         actor = await authorize(request, org_id, "commands")
         return await runtime.services.commands.send(org_id, entity_id, data, actor)
 
-    @get("/{entity_id:str}/commands")
+    @get("/{entity_id:str}/commands", responses=ERRORS)
     async def list_commands(
         self,
         request: Req,
-        org_id: FromPath[str],
-        entity_id: FromPath[str],
+        org_id: IdPath,
+        entity_id: IdPath,
         runtime: NamedDependency[Runtime],
         limit: Limit = 50,
         offset: Offset = 0,
@@ -146,25 +147,25 @@ class EntityController(Controller):
         items, total = await runtime.services.commands.list_for(org_id, entity_id, limit, offset)
         return Page(items=items, total=total, limit=limit, offset=offset)
 
-    @get("/{entity_id:str}/commands/{command_id:str}")
+    @get("/{entity_id:str}/commands/{command_id:str}", responses=ERRORS)
     async def get_command(
         self,
         request: Req,
-        org_id: FromPath[str],
-        entity_id: FromPath[str],
-        command_id: FromPath[str],
+        org_id: IdPath,
+        entity_id: IdPath,
+        command_id: IdPath,
         runtime: NamedDependency[Runtime],
     ) -> CommandView:
         """One command and its status."""
         await authorize(request, org_id, "read")
         return await runtime.services.commands.get(org_id, entity_id, command_id)
 
-    @get("/{entity_id:str}/detections")
+    @get("/{entity_id:str}/detections", responses=ERRORS)
     async def list_detections(
         self,
         request: Req,
-        org_id: FromPath[str],
-        entity_id: FromPath[str],
+        org_id: IdPath,
+        entity_id: IdPath,
         runtime: NamedDependency[Runtime],
         limit: Limit = 100,
         offset: Offset = 0,
@@ -176,12 +177,12 @@ class EntityController(Controller):
         total = await detections_db.count_detections(runtime.db, entity_id)
         return Page(items=[detection_view(r) for r in rows], total=total, limit=limit, offset=offset)
 
-    @get("/{entity_id:str}/alerts")
+    @get("/{entity_id:str}/alerts", responses=ERRORS)
     async def list_alerts(
         self,
         request: Req,
-        org_id: FromPath[str],
-        entity_id: FromPath[str],
+        org_id: IdPath,
+        entity_id: IdPath,
         runtime: NamedDependency[Runtime],
         limit: Limit = 100,
         offset: Offset = 0,
@@ -194,12 +195,12 @@ class EntityController(Controller):
         total = await alerts_db.count_alerts(runtime.db, status=status, entity_id=entity_id)
         return Page(items=[alert_view(r) for r in rows], total=total, limit=limit, offset=offset)
 
-    @get("/{entity_id:str}/track")
+    @get("/{entity_id:str}/track", responses=ERRORS)
     async def get_track(
         self,
         request: Req,
-        org_id: FromPath[str],
-        entity_id: FromPath[str],
+        org_id: IdPath,
+        entity_id: IdPath,
         runtime: NamedDependency[Runtime],
         minutes: Annotated[float, QueryParameter(gt=0, le=24 * 60)] = 30.0,
     ) -> list[TrackPointView]:
@@ -220,12 +221,11 @@ class EntityController(Controller):
         ]
 
 
-async def stored_state(runtime: Runtime, entity_id: FromPath[str]) -> Response[bytes]:
+async def stored_state(runtime: Runtime, entity_id: IdPath) -> Response[dict[str, Any]]:
     """The raw stored EntityState bytes with the KV revision in a header (404 if none yet)."""
     try:
         entry = await runtime.kv_state.get(entity_id)
     except KeyNotFoundError:
         raise NotFound(f"no state stored for entity {entity_id} yet") from None
-    return Response(
-        entry.value or b"{}", media_type="application/json", headers={"KV-Revision": str(entry.revision or 0)}
-    )
+    value = msgspec.json.decode(entry.value or b"{}")
+    return Response(value if isinstance(value, dict) else {}, headers={"KV-Revision": str(entry.revision or 0)})

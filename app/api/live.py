@@ -6,11 +6,12 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
-from litestar.params import FromPath
 
 from app.api.entities import stored_state
+from app.api.params import ERRORS, IdPath
 from app.api.schemas import LiveEntity
-from app.auth.guards import principal_of, requires
+from app.auth.guards import authorize, principal_of, requires
+from app.errors import NotFound
 from app.runtime import Runtime
 
 
@@ -32,7 +33,7 @@ class LiveEntityController(Controller):
     tags = ["state"]
     guards = [requires("read")]
 
-    @get("/")
+    @get("/", responses=ERRORS)
     async def live_entities(
         self, request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]
     ) -> list[LiveEntity]:
@@ -54,7 +55,13 @@ class LiveEntityController(Controller):
             )
         return out
 
-    @get("/{entity_id:str}")
-    async def entity_state(self, entity_id: FromPath[str], runtime: NamedDependency[Runtime]) -> Response[bytes]:
-        """The EntityState as stored."""
+    @get("/{entity_id:str}", responses=ERRORS)
+    async def entity_state(
+        self, request: Request[Any, Any, Any], entity_id: IdPath, runtime: NamedDependency[Runtime]
+    ) -> Response[dict[str, Any]]:
+        """The EntityState as stored (of an entity in one of the caller's organisations)."""
+        view = runtime.services.state_cache.get(entity_id)
+        if view is None:
+            raise NotFound(f"no state stored for entity {entity_id} yet")
+        await authorize(request, str(view.get("org_id") or ""), "read")
         return await stored_state(runtime, entity_id)

@@ -152,8 +152,8 @@ class LiveEntity(msgspec.Struct, kw_only=True):
     updated_at: str
 
 
-class TrackPointView(msgspec.Struct, kw_only=True, array_like=True):
-    """``[ts, latitude, longitude, altitude, heading, speed]`` (compact)."""
+class TrackPointView(msgspec.Struct, kw_only=True):
+    """One stored position (``ts`` = epoch seconds)."""
 
     ts: float
     latitude: float

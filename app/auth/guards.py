@@ -89,6 +89,13 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], handler: 
     if handler.opt.get("public"):
         return
     if not principal.authenticated:
+        await services.audit.record(
+            "anonymous",
+            "auth.required",
+            outcome="denied",
+            origin=origin_of(connection),
+            target=f"{connection.scope.get('method')} {connection.url.path}",
+        )
         raise LoginRequired("sign in required")
     if principal.kind == "user" and connection.scope.get("method", "GET") not in SAFE_METHODS:
         await _check_csrf(connection, principal, services)
