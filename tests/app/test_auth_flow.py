@@ -130,3 +130,15 @@ async def test_idle_session_expires(make_runtime: Any) -> None:
         assert (await c.get("/api/v1/organizations")).status_code == 200
         time.sleep(0.8)
         assert (await c.get("/api/v1/organizations")).status_code == 401
+
+
+async def test_sse_streams_need_sign_in(runtime: Runtime, live_server: Any, admin_key: str) -> None:
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=5) as http:
+        r = await http.get("/events/overview")
+        assert r.status_code == 401
+        async with http.stream("GET", "/events/overview", headers={"Authorization": f"Bearer {admin_key}"}) as s:
+            assert s.status_code == 200 and s.headers["content-type"].startswith("text/event-stream")
+            async for line in s.aiter_lines():
+                if line.startswith("event:"):
+                    assert line == "event: system-status"
+                    break
