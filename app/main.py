@@ -24,9 +24,15 @@ from app.api.live import LiveEntityController
 from app.api.organizations import OrganizationController
 from app.auth.guards import authenticate
 from app.auth.login import LoginController
+from app.console.alerts import AlertsController
+from app.console.embed import EmbedController
+from app.console.entity import EntityPageController
+from app.console.fleet import FleetController
+from app.console.map import MapController
+from app.console.overview import OverviewController
+from app.console.video import VideoController
 from app.errors import AppError, app_error_handler, auth_error_handler, http_error_handler, internal_error_handler
 from app.health import HealthController
-from app.pages import PagesController
 from app.runtime import Runtime
 from app.security_headers import security_headers
 from app.templating import STATIC_DIR
@@ -43,7 +49,13 @@ def create_app(runtime: Runtime) -> Litestar:
         route_handlers=[
             HealthController,
             LoginController,
-            PagesController,
+            OverviewController,
+            FleetController,
+            EntityPageController,
+            AlertsController,
+            MapController,
+            VideoController,
+            EmbedController,
             OrganizationController,
             EntityController,
             LiveEntityController,

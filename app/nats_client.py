@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import nats
@@ -31,6 +32,7 @@ async def connect(
     password: str = "",
     nkey_seed: str = "",
     inbox_prefix: str = "",
+    on_state: Callable[[bool], None] | None = None,
 ) -> NATS:
     """Connect with reconnect-forever semantics; fail with ``NatsConnectError`` after ``timeout``.
 
@@ -48,9 +50,13 @@ async def connect(
     async def on_disconnect() -> None:
         closing = bool(holder) and (holder[0].is_closed or holder[0].is_draining)
         log.log(logging.DEBUG if closing else logging.WARNING, "disconnected from NATS")
+        if on_state is not None:
+            on_state(False)
 
     async def on_reconnect() -> None:
         log.info("reconnected to NATS")
+        if on_state is not None:
+            on_state(True)
 
     options: dict[str, Any] = {
         "servers": servers,

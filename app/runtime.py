@@ -26,7 +26,7 @@ from app.nats_client import NatsConnectError, close_quietly, connect
 from app.nats_server import EmbeddedNats, NatsServerError
 from app.services import Services, build_services
 from app.settings import Settings, parse_size
-from app.sse.hub import Hub
+from app.sse.hub import Hub, Update
 from db.database import Database, DatabaseError
 from workers.base import Worker, WorkerContext, WorkerManager
 
@@ -151,7 +151,13 @@ class Runtime:
             except NatsServerError as exc:
                 raise StartupError(str(exc)) from None
         try:
-            self.nc = await connect(servers, name="overwatch-server", timeout=s.startup_timeout, **auth)
+            self.nc = await connect(
+                servers,
+                name="overwatch-server",
+                timeout=s.startup_timeout,
+                on_state=lambda _up: self.hub.publish(Update("system", "nats")),
+                **auth,
+            )
         except NatsConnectError as exc:
             raise StartupError(str(exc)) from None
         self._js = self.nc.jetstream(timeout=5.0)

@@ -14,6 +14,7 @@ from app.auth.ratelimit import IpLimiter
 from app.auth.sessions import SessionService
 from app.auth.users import UserService
 from app.commands import CommandService
+from app.console.data import ConsoleData
 from app.nats_auth import NatsAuthManager
 from app.registry import RegistryService
 from app.state_cache import StateCache
@@ -41,6 +42,7 @@ class Services:
     apikeys: ApiKeyService
     login_limiter: IpLimiter
     nats_auth: NatsAuthManager | None
+    console: ConsoleData
 
 
 def build_services(rt: Runtime) -> Services:
@@ -63,4 +65,5 @@ def build_services(rt: Runtime) -> Services:
         apikeys=ApiKeyService(rt.db, audit, rt.secret),
         login_limiter=IpLimiter(),
         nats_auth=NatsAuthManager(rt) if rt.settings.embedded_nats else None,
+        console=ConsoleData(rt.db, cache),
     )

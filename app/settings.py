@@ -80,6 +80,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec("embed_origins", "OVERWATCH_EMBED_ORIGINS", "", "Origins allowed to frame /embed/* pages (comma list)"),
     SettingSpec(
+        "map_pmtiles", "OVERWATCH_MAP_PMTILES", "", "Optional PMTiles file (raster or Protomaps vector) for map detail"
+    ),
+    SettingSpec(
         "startup_timeout", "OVERWATCH_STARTUP_TIMEOUT", 10.0, "Seconds to wait for NATS at start before giving up"
     ),
 )
@@ -136,6 +139,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     lockout_minutes: float = 15.0
     cors_origins: str = ""
     embed_origins: str = ""
+    map_pmtiles: str = ""
     startup_timeout: float = 10.0
 
     @property

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any
 
 from app import topology
 from app.contracts.common import encode, new_id, utc_now
@@ -51,7 +52,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     servers = [args.nats_url] if args.nats_url else settings.nats_servers or [f"nats://127.0.0.1:{settings.nats_port}"]
     try:
-        auth = client_auth(settings) if not args.nats_url else {"token": settings.nats_token}
+        auth: dict[str, Any] = client_auth(settings) if not args.nats_url else {"token": settings.nats_token}
         nc = await connect(servers, name="overwatch-simulator", timeout=settings.startup_timeout, **auth)
     except NatsConnectError as exc:
         print(f"overwatch simulate: {exc}", file=sys.stderr)

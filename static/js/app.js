@@ -38,6 +38,31 @@
     }
   }
 
+  // Connection indicator and reconnects. htmx's SSE extension retries on its own with a
+  // growing delay; after the network returns or a hidden tab comes back, reconnect now.
+  function setConn(state) {
+    var c = document.getElementById("conn");
+    if (c) { c.className = "conn " + state; c.title = state === "is-live" ? "Live" : "Reconnecting…"; }
+  }
+  document.addEventListener("htmx:sseOpen", function () { setConn("is-live"); });
+  document.addEventListener("htmx:sseError", function () { setConn("is-down"); });
+
+  function reconnectClosedStreams() {
+    var nodes = document.querySelectorAll("[sse-connect]");
+    for (var i = 0; i < nodes.length; i++) {
+      var data = nodes[i]["htmx-internal-data"];
+      var source = data && data.sseEventSource;
+      if (source && source.readyState === 2 && window.htmx) {
+        data.sseEventSource = null;
+        window.htmx.process(nodes[i]);
+      }
+    }
+  }
+  window.addEventListener("online", reconnectClosedStreams);
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible") { reconnectClosedStreams(); }
+  });
+
   function init() {
     initThemeToggle();
     tickAgo();

@@ -1,8 +1,6 @@
-"""The system status shown in the console header and on the overview."""
+"""The system status strip: NATS connection, organisations, entities, live streams."""
 
 from __future__ import annotations
-
-import time
 
 import msgspec
 
@@ -20,19 +18,23 @@ class SystemStatus(msgspec.Struct, frozen=True):
     embedded: bool
     organizations: int
     entities: int
-    uptime_s: int
     sse_clients: int
 
 
-async def system_status(runtime: Runtime) -> SystemStatus:
-    """Current system status from the runtime and the registry projection."""
+async def system_status(runtime: Runtime, org_ids: list[str] | None = None) -> SystemStatus:
+    """Current system status (counts limited to the caller's organisations)."""
     nc = runtime.nc
+    if org_ids is None:
+        orgs = await registry_db.count_organizations(runtime.db)
+        entities = await registry_db.count_entities(runtime.db)
+    else:
+        orgs = len(org_ids)
+        entities = sum([await registry_db.count_entities(runtime.db, o) for o in org_ids])
     return SystemStatus(
         nats_connected=bool(nc and nc.is_connected),
         nats_url=nc.connected_url.netloc if nc and nc.connected_url else "",
         embedded=runtime.nats_server is not None,
-        organizations=await registry_db.count_organizations(runtime.db),
-        entities=await registry_db.count_entities(runtime.db),
-        uptime_s=int(time.time() - runtime.started_at),
+        organizations=orgs,
+        entities=entities,
         sse_clients=runtime.hub.client_count,
     )

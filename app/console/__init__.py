@@ -1,0 +1,1 @@
+"""The live console: pages, their partials and their SSE streams."""

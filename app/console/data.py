@@ -1,0 +1,65 @@
+"""Shared, briefly cached figures for the console (so 100 browsers do not mean 100 queries a second)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from app.console.views import EntityCard, FleetSummary, entity_card, fleet_summary
+from app.state_cache import StateCache
+from db import alerts as alerts_db
+from db import detections as detections_db
+from db.database import Database
+
+TTL = 1.0  # seconds a database figure is reused
+
+
+class ConsoleData:
+    """Cards from the state cache; counts from SQLite, cached for ``TTL``."""
+
+    def __init__(self, db: Database, cache: StateCache) -> None:
+        self.db = db
+        self.cache = cache
+        self._memo: dict[Any, tuple[float, int]] = {}
+
+    def cards(self, org_ids: list[str] | None) -> list[EntityCard]:
+        """Cards of every visible entity (root keys only), by name."""
+        visible = None if org_ids is None else set(org_ids)
+        out = []
+        for entity_id, view in self.cache.all().items():
+            if "." in entity_id:
+                continue
+            if visible is not None and str(view.get("org_id") or "") not in visible:
+                continue
+            out.append(entity_card(view))
+        out.sort(key=lambda c: (c.name.lower(), c.entity_id))
+        return out
+
+    def card(self, entity_id: str) -> EntityCard | None:
+        """One entity's card."""
+        view = self.cache.get(entity_id)
+        return entity_card(view) if view else None
+
+    async def _memoised(self, key: Any, compute: Any) -> int:
+        hit = self._memo.get(key)
+        now = time.monotonic()
+        if hit and now - hit[0] < TTL:
+            return hit[1]
+        value = int(await compute())
+        self._memo[key] = (now, value)
+        return value
+
+    async def open_alerts(self, org_ids: list[str] | None) -> int:
+        """Active, unacknowledged alerts of the visible organisations."""
+        key = ("alerts", tuple(org_ids) if org_ids is not None else None)
+        return await self._memoised(
+            key, lambda: alerts_db.count_alerts(self.db, status="active", org_ids=org_ids, unacknowledged=True)
+        )
+
+    async def detections_per_minute(self) -> int:
+        """Detection events stored in the last 60 s."""
+        return await self._memoised("dpm", lambda: detections_db.count_detections(self.db, since=time.time() - 60))
+
+    async def summary(self, org_ids: list[str] | None) -> FleetSummary:
+        """The analytics counters over every visible entity."""
+        return fleet_summary(self.cards(org_ids), await self.detections_per_minute(), await self.open_alerts(org_ids))

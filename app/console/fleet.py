@@ -1,0 +1,130 @@
+"""The fleet page: a sortable, filterable table with a live row per entity; and the nav stream."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, get
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
+from litestar.response import ServerSentEvent, Template
+
+from app.auth.guards import principal_of, requires
+from app.console.live import Messages, event, page_stream
+from app.console.views import EntityCard, sort_cards
+from app.runtime import Runtime
+from app.sse.hub import Update
+
+Req = Request[Any, Any, Any]
+SORTABLE = (
+    "name",
+    "entity_type",
+    "status",
+    "is_live",
+    "battery",
+    "speed",
+    "alt",
+    "last_seen_ms",
+    "org_id",
+    "active_objects",
+)
+Sort = Annotated[str, QueryParameter(pattern="^-?(" + "|".join(SORTABLE) + ")$")]
+Filter = Annotated[str, QueryParameter(max_length=100)]
+Show = Annotated[str, QueryParameter(pattern="^(|live|offline|threat)$")]
+
+
+class FleetQuery(msgspec.Struct, frozen=True):
+    """Sorting and filtering of the fleet table (kept in the URL)."""
+
+    sort: str = "name"
+    q: str = ""
+    state: str = ""
+
+    @property
+    def key(self) -> str:
+        """The column sorted by."""
+        return self.sort.lstrip("-")
+
+    @property
+    def descending(self) -> bool:
+        """Sort order."""
+        return self.sort.startswith("-")
+
+    def toggled(self, column: str) -> str:
+        """The ``sort`` value a header link should carry."""
+        return f"-{column}" if self.key == column and not self.descending else column
+
+    def matches(self, card: EntityCard) -> bool:
+        """Whether a row passes the filter."""
+        text = self.q.lower()
+        if text and text not in f"{card.name} {card.entity_id} {card.entity_type} {card.mode} {card.org_id}".lower():
+            return False
+        if self.state == "live" and not card.is_live:
+            return False
+        if self.state == "offline" and card.is_live:
+            return False
+        return not (self.state == "threat" and card.marker_state not in ("threat", "elevated"))
+
+
+def fleet_rows(runtime: Runtime, org_ids: list[str] | None, query: FleetQuery) -> list[EntityCard]:
+    """Visible rows, filtered and sorted."""
+    cards = [c for c in runtime.services.console.cards(org_ids) if query.matches(c)]
+    return sort_cards(cards, query.key, query.descending)
+
+
+class FleetController(Controller):
+    """``/fleet`` and its stream; ``/events/nav`` for pages without their own regions."""
+
+    include_in_schema = False
+    guards = [requires("read")]
+
+    @get("/fleet")
+    async def fleet(
+        self, request: Req, runtime: NamedDependency[Runtime], sort: Sort = "name", q: Filter = "", show: Show = ""
+    ) -> Template:
+        """The fleet table (filters live in the URL, so the stream follows them)."""
+        query = FleetQuery(sort, q, show)
+        context = {
+            "rows": fleet_rows(runtime, principal_of(request).visible_orgs, query),
+            "query": query,
+            "active": "fleet",
+        }
+        return Template("pages/fleet.html", context=context)
+
+    @get("/events/fleet")
+    async def fleet_events(
+        self, request: Req, runtime: NamedDependency[Runtime], sort: Sort = "name", q: Filter = "", show: Show = ""
+    ) -> ServerSentEvent:
+        """Live rows; the whole table again when entities are added or removed."""
+        query = FleetQuery(sort, q, show)
+        principal = principal_of(request)
+
+        async def resync() -> Messages:
+            rows = fleet_rows(runtime, principal.visible_orgs, query)
+            return [event(runtime, request, "fleet-table", {"rows": rows, "query": query})]
+
+        async def render(batch: Sequence[Update]) -> Messages:
+            if any(u.topic == "registry" for u in batch):
+                return await resync()
+            out: Messages = []
+            for update in batch:
+                card = runtime.services.console.card(update.key)
+                if card is not None and principal.sees(card.org_id) and query.matches(card):
+                    out.append(event(runtime, request, "fleet-row", {"card": card}, key=card.entity_id))
+            return out
+
+        return page_stream(request, runtime, {"state", "registry"}, resync, render)
+
+    @get("/events/nav")
+    async def nav_events(self, request: Req, runtime: NamedDependency[Runtime]) -> ServerSentEvent:
+        """Only the navigation's alert badge (pages without live regions of their own)."""
+
+        async def nothing() -> Messages:
+            return []
+
+        async def none(_batch: Sequence[Update]) -> Messages:
+            return []
+
+        return page_stream(request, runtime, set(), nothing, none, max_fps=2.0)

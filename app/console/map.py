@@ -1,0 +1,140 @@
+"""The map page: MapLibre with the offline world basemap, optional PMTiles, live markers and trails.
+
+Markers arrive as JSON on the page's SSE stream (event ``map-entity``), trails as
+GeoJSON from the stored tracks. An operator-supplied PMTiles file is served here with
+HTTP range requests, which is what the PMTiles protocol reads.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
+
+from app.auth.guards import principal_of, requires
+from app.console.live import Messages, page_stream
+from app.console.views import EntityCard
+from app.errors import NotFound
+from app.runtime import Runtime
+from app.sse.hub import Update
+from db import tracks as tracks_db
+
+Req = Request[Any, Any, Any]
+Minutes = Annotated[float, QueryParameter(gt=0, le=24 * 60)]
+MAX_RANGE = 4 * 1024 * 1024  # bytes served per range request
+
+
+def marker(card: EntityCard) -> dict[str, Any]:
+    """The JSON a map marker is drawn from."""
+    return {
+        "id": card.entity_id,
+        "name": card.name,
+        "type": card.entity_type,
+        "icon": card.icon,
+        "lat": card.lat,
+        "lon": card.lon,
+        "heading": card.heading,
+        "state": card.marker_state,
+        "status": card.status,
+        "live": card.is_live,
+        "battery": card.battery,
+        "speed": card.speed,
+        "alt": card.alt,
+    }
+
+
+def _json_event(name: str, data: Any) -> ServerSentEventMessage:
+    return ServerSentEventMessage(event=name, data=msgspec.json.encode(data).decode())
+
+
+class MapController(Controller):
+    """``/map``, its stream, trails and the optional PMTiles file."""
+
+    include_in_schema = False
+    guards = [requires("read")]
+
+    @get("/map")
+    async def map_page(self, request: Req, runtime: NamedDependency[Runtime]) -> Template:
+        """The map."""
+        cards = runtime.services.console.cards(principal_of(request).visible_orgs)
+        return Template(
+            "pages/map.html", context={"cards": cards, "active": "map", "pmtiles": bool(runtime.settings.map_pmtiles)}
+        )
+
+    @get("/events/map")
+    async def map_events(self, request: Req, runtime: NamedDependency[Runtime]) -> ServerSentEvent:
+        """Markers: all on (re)connect, then each change."""
+        principal = principal_of(request)
+        data = runtime.services.console
+
+        async def resync() -> Messages:
+            return [_json_event("map-reset", [marker(c) for c in data.cards(principal.visible_orgs)])]
+
+        async def render(batch: Sequence[Update]) -> Messages:
+            if any(u.topic == "registry" for u in batch):
+                return await resync()
+            out: Messages = []
+            for update in batch:
+                card = data.card(update.key)
+                if card is not None and principal.sees(card.org_id):
+                    out.append(_json_event("map-entity", marker(card)))
+            return out
+
+        return page_stream(request, runtime, {"state", "registry"}, resync, render, max_fps=4.0)
+
+    @get("/map/trails.geojson")
+    async def trails(
+        self, request: Req, runtime: NamedDependency[Runtime], minutes: Minutes = 10.0
+    ) -> Response[dict[str, Any]]:
+        """Recent track of every visible entity as GeoJSON line strings."""
+        cards = runtime.services.console.cards(principal_of(request).visible_orgs)
+        points = await tracks_db.tracks_between(
+            runtime.db, time.time() - minutes * 60, time.time(), [c.entity_id for c in cards], limit=100_000
+        )
+        lines: dict[str, list[list[float]]] = {}
+        for p in points:
+            lines.setdefault(p.entity_id, []).append([round(p.longitude, 6), round(p.latitude, 6)])
+        features = [
+            {"type": "Feature", "properties": {"id": eid}, "geometry": {"type": "LineString", "coordinates": coords}}
+            for eid, coords in lines.items()
+            if len(coords) > 1
+        ]
+        return Response({"type": "FeatureCollection", "features": features}, headers={"Cache-Control": "no-store"})
+
+    @get("/map/tiles.pmtiles")
+    async def pmtiles(self, request: Req, runtime: NamedDependency[Runtime]) -> Response[bytes]:
+        """The operator's PMTiles file, with HTTP range requests."""
+        path = Path(runtime.settings.map_pmtiles)
+        if not runtime.settings.map_pmtiles or not path.is_file():
+            raise NotFound("no PMTiles file configured (OVERWATCH_MAP_PMTILES)")
+        size = os.path.getsize(path)
+        start, end = 0, min(size, MAX_RANGE) - 1
+        header = request.headers.get("range", "")
+        if header.startswith("bytes="):
+            first, _, last = header[6:].split(",")[0].partition("-")
+            try:
+                start = int(first) if first else max(0, size - int(last))
+                end = min(int(last) if last and first else size - 1, size - 1, start + MAX_RANGE - 1)
+            except ValueError:
+                start, end = 0, -1
+            if start > end or start >= size:
+                return Response(b"", status_code=416, headers={"Content-Range": f"bytes */{size}"})
+        with path.open("rb") as fh:
+            fh.seek(start)
+            chunk = fh.read(end - start + 1)
+        headers = {
+            "Accept-Ranges": "bytes",
+            "Content-Range": f"bytes {start}-{end}/{size}",
+            "Cache-Control": "private, max-age=3600",
+        }
+        return Response(
+            chunk, status_code=206 if header else 200, media_type="application/octet-stream", headers=headers
+        )

@@ -1,0 +1,73 @@
+"""The overview page: analytics counters, system status and a card per entity."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from litestar import Controller, Request, get
+from litestar.di import NamedDependency
+from litestar.response import ServerSentEvent, Template
+
+from app.auth.guards import principal_of, requires
+from app.console.live import Messages, event, page_stream
+from app.console.status import SYSTEM_TOPIC, system_status
+from app.runtime import Runtime
+from app.sse.hub import Update
+
+Req = Request[Any, Any, Any]
+
+
+async def _context(request: Req, runtime: Runtime) -> dict[str, Any]:
+    orgs = principal_of(request).visible_orgs
+    data = runtime.services.console
+    return {
+        "summary": await data.summary(orgs),
+        "cards": data.cards(orgs),
+        "status": await system_status(runtime, orgs),
+    }
+
+
+class OverviewController(Controller):
+    """``/`` and ``/events/overview``."""
+
+    include_in_schema = False
+    guards = [requires("read")]
+
+    @get("/")
+    async def overview(self, request: Req, runtime: NamedDependency[Runtime]) -> Template:
+        """The overview page."""
+        return Template("pages/overview.html", context={**await _context(request, runtime), "active": "overview"})
+
+    @get("/events/overview")
+    async def overview_events(self, request: Req, runtime: NamedDependency[Runtime]) -> ServerSentEvent:
+        """Live updates of the overview's regions."""
+        principal = principal_of(request)
+
+        async def resync() -> Messages:
+            ctx = await _context(request, runtime)
+            return [
+                event(runtime, request, "fleet-summary", ctx),
+                event(runtime, request, "system-status", ctx),
+                event(runtime, request, "entity-cards", ctx),
+            ]
+
+        async def render(batch: Sequence[Update]) -> Messages:
+            topics = {u.topic for u in batch}
+            orgs = principal.visible_orgs
+            data = runtime.services.console
+            out: Messages = []
+            if "registry" in topics:
+                out.append(event(runtime, request, "entity-cards", {"cards": data.cards(orgs)}))
+            else:
+                for update in batch:
+                    card = data.card(update.key) if update.topic == "state" else None
+                    if card is not None and principal.sees(card.org_id):
+                        out.append(event(runtime, request, "entity-card", {"card": card}, key=card.entity_id))
+            if topics & {"state", "registry", "detections"}:
+                out.append(event(runtime, request, "fleet-summary", {"summary": await data.summary(orgs)}))
+            if topics & {"system", "registry"}:
+                out.append(event(runtime, request, "system-status", {"status": await system_status(runtime, orgs)}))
+            return out
+
+        return page_stream(request, runtime, {"state", "registry", "detections", SYSTEM_TOPIC}, resync, render)

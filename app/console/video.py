@@ -1,0 +1,85 @@
+"""``/video/{entity_id}.mjpg``: live MJPEG from the VideoWorker's latest frames.
+
+Each viewer gets ``multipart/x-mixed-replace`` parts as new frames arrive, at most
+``MAX_FPS`` per viewer; the stream ends when the viewer leaves or the server stops.
+Readable by whoever may read the entity, or by anyone when its embed is public.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from litestar import Controller, Request, get
+from litestar.di import NamedDependency
+from litestar.response import Stream
+
+from app.api.params import KeyPath
+from app.auth.guards import LoginRequired, deny, principal_of
+from app.errors import NotFound
+from app.runtime import Runtime
+from db import embeds as embeds_db
+from db import registry as registry_db
+
+Req = Request[Any, Any, Any]
+BOUNDARY = "overwatchframe"
+MAX_FPS = 15.0
+
+
+async def may_view(request: Req, runtime: Runtime, entity_id: str) -> str:
+    """Allow readers of the entity's organisation, or anyone for a public embed; return the org."""
+    row = await registry_db.get_entity(runtime.db, entity_id)
+    if row is None:
+        raise NotFound(f"entity {entity_id} not found")
+    principal = principal_of(request)
+    if principal.can_in("read", row.org_id) or await embeds_db.is_public(runtime.db, "entity", entity_id):
+        return row.org_id
+    if not principal.authenticated:
+        raise LoginRequired("sign in required")
+    await deny(request, principal, f"no access to organization {row.org_id}", row.org_id)
+    return row.org_id
+
+
+async def mjpeg(runtime: Runtime, entity_id: str) -> AsyncGenerator[bytes, None]:
+    """Multipart JPEG parts for every new frame until the server stops."""
+    video = runtime.services.video
+    last = 0.0
+    latest = video.latest(entity_id)
+    min_gap = 1.0 / MAX_FPS
+    while not runtime.shutting_down.is_set():
+        if latest is None:
+            latest = await video.next_frame(entity_id, last, timeout=1.0)
+            if latest is None:
+                continue
+        frame, last = latest
+        latest = None
+        yield (
+            f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(frame)}\r\n\r\n".encode()
+            + frame
+            + b"\r\n"
+        )
+        started = time.monotonic()
+        await asyncio.sleep(min_gap)
+        latest = await video.next_frame(entity_id, last, timeout=max(0.0, 1.0 - (time.monotonic() - started)))
+
+
+class VideoController(Controller):
+    """The MJPEG endpoint."""
+
+    include_in_schema = False
+    opt = {"public": True}  # access is decided per entity (public embeds)
+
+    @get("/video/{filename:str}")
+    async def video(self, request: Req, filename: KeyPath, runtime: NamedDependency[Runtime]) -> Stream:
+        """``/video/{entity_id}.mjpg``."""
+        entity_id = filename.removesuffix(".mjpg")
+        if not filename.endswith(".mjpg") or not entity_id:
+            raise NotFound("video streams are /video/{entity_id}.mjpg")
+        await may_view(request, runtime, entity_id)
+        return Stream(
+            mjpeg(runtime, entity_id),
+            media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+            headers={"Cache-Control": "no-store"},
+        )

@@ -1,0 +1,152 @@
+// The tactical map: offline world basemap, optional PMTiles, live markers from the page's SSE
+// stream (the same EventSource htmx opened), trails from stored tracks. CSP-safe: a module file,
+// DOM built with textContent (never innerHTML from data).
+import * as maplibregl from "/static/vendor/maplibre/maplibre-gl.mjs";
+
+const el = document.getElementById("map");
+if (el && !el.dataset.ready) {
+  el.dataset.ready = "1";
+  const styleFor = () => {
+    const light = document.documentElement.getAttribute("data-theme") === "light";
+    const c = light
+      ? { bg: "#b8d3e6", land: "#eef2e6", border: "#9aa7b3" }
+      : { bg: "#0b1620", land: "#1d3340", border: "#3a6070" };
+    return {
+      version: 8,
+      sources: { world: { type: "geojson", data: el.dataset.basemap } },
+      layers: [
+        { id: "background", type: "background", paint: { "background-color": c.bg } },
+        { id: "land", type: "fill", source: "world", paint: { "fill-color": c.land } },
+        { id: "borders", type: "line", source: "world", paint: { "line-color": c.border, "line-width": 0.6 } },
+      ],
+    };
+  };
+
+  const map = new maplibregl.Map({ container: el, style: styleFor(), center: [0, 20], zoom: 1.5, attributionControl: false });
+  map.addControl(new maplibregl.NavigationControl(), "bottom-right");
+  map.addControl(new maplibregl.ScaleControl(), "bottom-left");
+
+  const markers = new Map();
+  let fitted = false;
+
+  function addDetail() {
+    if (!el.dataset.pmtiles || !window.pmtiles) { return; }
+    const protocol = new window.pmtiles.Protocol();
+    maplibregl.addProtocol("pmtiles", protocol.tile);
+    const url = new URL(el.dataset.pmtiles, window.location.href).href;
+    const archive = new window.pmtiles.PMTiles(url);
+    protocol.add(archive);
+    archive.getHeader().then((h) => {
+      const src = "pmtiles://" + url;
+      if (h.tileType === 1) {  // vector (Protomaps basemap layers)
+        map.addSource("detail", { type: "vector", url: src });
+        const before = "trails";
+        map.addLayer({ id: "detail-earth", type: "fill", source: "detail", "source-layer": "earth", paint: { "fill-color": "#20394a" } }, before);
+        map.addLayer({ id: "detail-water", type: "fill", source: "detail", "source-layer": "water", paint: { "fill-color": "#0b2233" } }, before);
+        map.addLayer({ id: "detail-roads", type: "line", source: "detail", "source-layer": "roads", paint: { "line-color": "#4d6b7d", "line-width": 1 } }, before);
+        map.addLayer({ id: "detail-buildings", type: "fill", source: "detail", "source-layer": "buildings", paint: { "fill-color": "#2c4a5c" } }, before);
+      } else {
+        map.addSource("detail", { type: "raster", url: src, tileSize: 256 });
+        map.addLayer({ id: "detail", type: "raster", source: "detail" }, "trails");
+      }
+    }).catch((e) => console.warn("PMTiles unavailable", e));
+  }
+
+  function popupFor(m) {
+    const root = document.createElement("div");
+    const a = document.createElement("a");
+    a.href = "/entities/" + encodeURIComponent(m.id);
+    a.textContent = m.name;
+    const p = document.createElement("div");
+    p.className = "small";
+    p.textContent = `${m.type.replace(/_/g, " ")} · ${m.live ? "live" : "offline"} · ${m.status}` +
+      (m.battery != null ? ` · ${Math.round(m.battery)}%` : "");
+    root.append(a, p);
+    return root;
+  }
+
+  function upsert(m) {
+    if (m.lat == null || m.lon == null) { return; }
+    let entry = markers.get(m.id);
+    if (!entry) {
+      const node = document.createElement("div");
+      node.className = "map-marker";
+      node.dataset.entityId = m.id;
+      const arrow = document.createElement("div");
+      arrow.className = "map-arrow";
+      const label = document.createElement("span");
+      label.className = "map-label";
+      node.append(arrow, label);
+      const marker = new maplibregl.Marker({ element: node }).setLngLat([m.lon, m.lat]).addTo(map);
+      const popup = new maplibregl.Popup({ offset: 14, closeButton: false });
+      marker.setPopup(popup);
+      entry = { marker, node, arrow, label, popup };
+      markers.set(m.id, entry);
+    }
+    entry.marker.setLngLat([m.lon, m.lat]);
+    entry.node.className = "map-marker state-" + m.state;
+    entry.label.textContent = m.name;
+    entry.arrow.style.transform = "rotate(" + (m.heading || 0) + "deg)";
+    entry.popup.setDOMContent(popupFor(m));
+  }
+
+  function reset(list) {
+    const seen = new Set(list.map((m) => m.id));
+    for (const [id, entry] of markers) {
+      if (!seen.has(id)) { entry.marker.remove(); markers.delete(id); }
+    }
+    list.forEach(upsert);
+    const pts = list.filter((m) => m.lat != null);
+    if (!fitted && pts.length) {
+      fitted = true;
+      const b = new maplibregl.LngLatBounds();
+      pts.forEach((m) => b.extend([m.lon, m.lat]));
+      map.fitBounds(b, { padding: 60, maxZoom: 15, duration: 0 });
+    }
+    el.dataset.markers = String(markers.size);
+  }
+
+  async function loadTrails() {
+    try {
+      const r = await fetch("/map/trails.geojson?minutes=10", { credentials: "same-origin" });
+      if (r.ok && map.getSource("trails")) { map.getSource("trails").setData(await r.json()); }
+    } catch (e) { /* next round */ }
+  }
+
+  map.on("load", () => {
+    map.addSource("trails", { type: "geojson", data: { type: "FeatureCollection", features: [] } });
+    map.addLayer({ id: "trails", type: "line", source: "trails", paint: { "line-color": "#39c5bb", "line-width": 2, "line-opacity": 0.6 } });
+    addDetail();
+    loadTrails();
+    el.dataset.loaded = "1";
+  });
+  const trailTimer = window.setInterval(loadTrails, 15000);
+
+  // Live markers ride on the page's SSE connection (htmx reports it with htmx:sseOpen).
+  function attach(source) {
+    if (!source || source.__mapBound) { return; }
+    source.__mapBound = true;
+    source.addEventListener("map-reset", (e) => reset(JSON.parse(e.data)));
+    source.addEventListener("map-entity", (e) => upsert(JSON.parse(e.data)));
+  }
+  const app = document.getElementById("app");
+  app.addEventListener("htmx:sseOpen", (e) => attach(e.detail.source));
+  const existing = app["htmx-internal-data"] && app["htmx-internal-data"].sseEventSource;
+  if (existing) { attach(existing); }
+
+  document.getElementById("fit-all")?.addEventListener("click", () => {
+    const b = new maplibregl.LngLatBounds();
+    for (const { marker } of markers.values()) { b.extend(marker.getLngLat()); }
+    if (!b.isEmpty()) { map.fitBounds(b, { padding: 60, maxZoom: 15 }); }
+  });
+  // Leaving the page with a boosted link: stop the timer and free the WebGL context.
+  function onSwap(e) {
+    const target = e.detail && e.detail.target;
+    if (target && target.contains(el)) {
+      window.clearInterval(trailTimer);
+      map.remove();
+      document.removeEventListener("htmx:beforeSwap", onSwap);
+    }
+  }
+  document.addEventListener("htmx:beforeSwap", onSwap);
+}
