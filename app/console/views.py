@@ -18,10 +18,22 @@ from app.templating import epoch_ms
 
 # Short type codes render in every font (pictographs such as ⛟ often do not).
 TYPE_ICONS = {
-    "aircraft_multirotor": "MR", "aircraft_fixed_wing": "FW", "aircraft_vtol": "VT", "aircraft_helicopter": "HE",
-    "aircraft_airship": "AS", "ground_vehicle_wheeled": "GV", "ground_vehicle_tracked": "GT",
-    "surface_vessel_usv": "SV", "underwater_vehicle": "UV", "sensor_platform": "SN", "isr_sensor": "ISR",
-    "payload_system": "PL", "operator_station": "OP", "waypoint": "WP", "no_fly_zone": "NFZ", "geofence": "GF",
+    "aircraft_multirotor": "MR",
+    "aircraft_fixed_wing": "FW",
+    "aircraft_vtol": "VT",
+    "aircraft_helicopter": "HE",
+    "aircraft_airship": "AS",
+    "ground_vehicle_wheeled": "GV",
+    "ground_vehicle_tracked": "GT",
+    "surface_vessel_usv": "SV",
+    "underwater_vehicle": "UV",
+    "sensor_platform": "SN",
+    "isr_sensor": "ISR",
+    "payload_system": "PL",
+    "operator_station": "OP",
+    "waypoint": "WP",
+    "no_fly_zone": "NFZ",
+    "geofence": "GF",
 }
 THREAT_RANK = {"HIGH_THREAT": 3, "MEDIUM_THREAT": 2, "MODERATE_THREAT": 2, "LOW_THREAT": 1, "NORMAL": 0}
 

@@ -52,25 +52,34 @@ async def test_overview_has_a_card_per_entity(client: httpx.AsyncClient, fleet: 
     assert soup.select_one('[sse-swap="fleet-summary"] #fleet-summary') is not None
 
 
-async def test_entity_page_regions(client: httpx.AsyncClient, fleet: list[str]) -> None:
-    entity_id = fleet[0]
-    r = await client.get(f"/entities/{entity_id}")
-    assert r.status_code == 200, r.text[:2000]
-    soup = BeautifulSoup(r.text, "html.parser")
-    for region in (
+async def test_entity_page_regions(client: httpx.AsyncClient, fleet: list[str], runtime: Runtime) -> None:
+    common = (
         "entity-header",
         "entity-telemetry",
         "entity-attitude",
-        "video-overlay",
-        "tracked-objects",
         "entity-sparklines",
         "command-list",
-        "detection-events",
         "entity-alerts",
-    ):
-        assert soup.select_one(f'[sse-swap="{region}:{entity_id}"]') is not None, region
-    assert soup.select_one("form.command-form") is not None
+    )
+    isr = ("video-overlay", "tracked-objects", "detection-events")
+    camera = await seed_camera(runtime)
+    for entity_id, regions in ((fleet[0], common), (camera, common + isr)):
+        r = await client.get(f"/entities/{entity_id}")
+        assert r.status_code == 200, r.text[:2000]
+        soup = BeautifulSoup(r.text, "html.parser")
+        for region in regions:
+            assert len(soup.select(f'[sse-swap="{region}:{entity_id}"]')) == 1, (entity_id, region)
+        assert soup.select_one("form.command-form") is not None
     assert (await client.get("/entities/nope")).status_code == 404
+
+
+async def seed_camera(runtime: Runtime) -> str:
+    from app.api.schemas import EntityCreate
+
+    rec = await runtime.services.registry.create_entity(
+        "org1", EntityCreate(entity_id="cam-x", entity_type="isr_sensor", name="Cam")
+    )
+    return rec.entity_id
 
 
 async def test_embeds_need_sign_in_until_public(

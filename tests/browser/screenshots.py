@@ -22,9 +22,18 @@ import httpx
 OVERWATCH = str(Path(sys.executable).parent / "overwatch")
 PASSWORD = "screenshots-password"
 SIZES = {"desktop": (1280, 800), "tablet": (768, 1024)}
-PAGES = [("overview", "/"), ("fleet", "/fleet"), ("entity", "/entities/demo-uav-1"), ("camera", "/entities/demo-cam-1"),
-         ("map", "/map"), ("alerts", "/alerts?status=all"), ("embed", "/embed/entity/demo-uav-1"),
-         ("admin-users", "/admin/users"), ("audit", "/admin/audit"), ("login", "/login")]
+PAGES = [
+    ("overview", "/"),
+    ("fleet", "/fleet"),
+    ("entity", "/entities/demo-uav-1"),
+    ("camera", "/entities/demo-cam-1"),
+    ("map", "/map"),
+    ("alerts", "/alerts?status=all"),
+    ("embed", "/embed/entity/demo-uav-1"),
+    ("admin-users", "/admin/users"),
+    ("audit", "/admin/audit"),
+    ("login", "/login"),
+]
 EXTRA_PAGES: list[tuple[str, str]] = []  # later features append their pages here
 
 
@@ -68,8 +77,15 @@ def main(out_dir: str = "screenshots") -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        env = {**os.environ, "OVERWATCH_DATA_DIR": f"{tmp}/data", "PORT": str(port), "HOST": "127.0.0.1",
-               "NATS_PORT": "-1", "OVERWATCH_ADMIN_PASSWORD": PASSWORD, "LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "OVERWATCH_DATA_DIR": f"{tmp}/data",
+            "PORT": str(port),
+            "HOST": "127.0.0.1",
+            "NATS_PORT": "-1",
+            "OVERWATCH_ADMIN_PASSWORD": PASSWORD,
+            "LOG_LEVEL": "WARNING",
+        }
         proc = subprocess.Popen([OVERWATCH, "serve", "--demo"], env=env, cwd=tmp)
         try:
             base = f"http://127.0.0.1:{port}"
