@@ -171,9 +171,11 @@ async def live_server(runtime: Runtime) -> AsyncIterator[LiveServer]:
 class ServerProcess:
     """``overwatch serve`` as a subprocess, with its output kept for failure messages."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None, port: int | None = None
+    ) -> None:
         self.data_dir = data_dir
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / f"serve-{self.port}.log"
         self.env = {
@@ -249,9 +251,12 @@ def server_process(tmp_path: Path) -> Iterator[Any]:
     started: list[ServerProcess] = []
 
     def make(
-        env: dict[str, str] | None = None, args: list[str] | None = None, data_dir: Path | None = None
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        data_dir: Path | None = None,
+        port: int | None = None,
     ) -> ServerProcess:
-        proc = ServerProcess(data_dir or tmp_path / "data", env, args).start()
+        proc = ServerProcess(data_dir or tmp_path / "data", env, args, port).start()
         started.append(proc)
         return proc
 

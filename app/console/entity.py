@@ -169,7 +169,8 @@ class EntityPageController(Controller):
         async def render(batch: Sequence[Update]) -> Messages:
             mine = [u for u in batch if u.key == entity_id or (u.topic == "alerts" and _alert_of(u, entity_id))]
             topics = {u.topic for u in mine}
-            ctx: dict[str, Any] = {}
+            view = page.view()
+            ctx: dict[str, Any] = {"card": entity_card(view), "view": view}
             if "state" in topics:
                 ctx.update(await page.state_context(request))
             if "commands" in topics:

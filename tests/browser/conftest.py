@@ -67,3 +67,26 @@ async def sign_in(page: Any, base: str, email: str, password: str) -> None:
     await page.fill("#password", password)
     await page.click("button[type=submit]")
     await page.wait_for_url(f"{base}/", timeout=10_000)
+
+
+async def wait_js(page: Any, expression: str, timeout: float = 10.0, what: str = "") -> Any:
+    """Poll a JavaScript expression until truthy.
+
+    Playwright's ``wait_for_function`` evaluates its predicate with ``eval`` inside the
+    page, which our CSP (rightly) forbids; ``page.evaluate`` goes through the debugger
+    protocol and is not affected, so we poll with it.
+    """
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = await page.evaluate(expression)
+        except Exception as exc:  # noqa: BLE001 - the page may be navigating
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what or expression} (last: {last!r})")

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from app.runtime import Runtime
-from tests.browser.conftest import open_page, sign_in
+from tests.browser.conftest import open_page, sign_in, wait_js
 from tests.conftest import LiveServer
 
 pytestmark = pytest.mark.browser
@@ -22,10 +22,8 @@ async def test_sign_in_live_region_and_sign_out_under_csp(
     try:
         await sign_in(page, live_server.url, "b@example.com", PASSWORD)
         # The SSE stream swapped the live region (htmx + its SSE extension ran under the CSP).
-        await page.wait_for_function("document.querySelector('#system-status .stat-value') !== null")
-        await page.wait_for_function(
-            "document.body.getAttribute('hx-headers') && document.querySelector('[sse-connect]')"
-        )
+        await wait_js(page, "document.querySelector('#system-status strong') !== null")
+        await wait_js(page, "document.body.getAttribute('hx-headers') && document.querySelector('[sse-connect]')")
         assert await page.evaluate("typeof htmx") == "object"
         await page.click("text=Sign out")
         await page.wait_for_url(f"{live_server.url}/login", timeout=10_000)
