@@ -15,6 +15,7 @@ from app.auth.sessions import SessionService
 from app.auth.users import UserService
 from app.commands import CommandService
 from app.console.data import ConsoleData
+from app.console.live import RenderCache
 from app.nats_auth import NatsAuthManager
 from app.registry import RegistryService
 from app.state_cache import StateCache
@@ -43,6 +44,7 @@ class Services:
     login_limiter: IpLimiter
     nats_auth: NatsAuthManager | None
     console: ConsoleData
+    render_cache: RenderCache
 
 
 def build_services(rt: Runtime) -> Services:
@@ -66,4 +68,5 @@ def build_services(rt: Runtime) -> Services:
         login_limiter=IpLimiter(),
         nats_auth=NatsAuthManager(rt) if rt.settings.embedded_nats else None,
         console=ConsoleData(rt.db, cache),
+        render_cache=RenderCache(),
     )

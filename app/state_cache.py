@@ -83,6 +83,7 @@ class StateCache:
         self._subkeys: dict[str, dict[str, dict[str, Any]]] = {}
         self._views: dict[str, dict[str, Any]] = {}
         self.revisions: dict[str, int] = {}
+        self.versions: dict[str, int] = {}  # bumps on every change of an entity's view (root or sub-key)
         self._live_listeners: list[LiveListener] = []
         self.entries = 0
 
@@ -93,6 +94,10 @@ class StateCache:
     def get(self, entity_id: str) -> dict[str, Any] | None:
         """The merged view of one entity."""
         return self._views.get(entity_id)
+
+    def version(self, entity_id: str) -> int:
+        """A counter that changes whenever the entity's view changes (for render caches)."""
+        return self.versions.get(entity_id, 0)
 
     def all(self) -> dict[str, dict[str, Any]]:
         """Every entity's merged view (do not modify)."""
@@ -124,6 +129,7 @@ class StateCache:
                 self._roots[entity_id] = doc
                 self.revisions[entity_id] = revision
         view = self._rebuild(entity_id)
+        self.versions[entity_id] = self.versions.get(entity_id, 0) + 1
         self.hub.publish(Update(STATE_TOPIC, entity_id))
         new_live = bool(view and view.get("is_live"))
         if view is not None and new_live != old_live:

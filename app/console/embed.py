@@ -20,7 +20,7 @@ from app.api.params import IdPath
 from app.auth.guards import LoginRequired, deny, principal_of
 from app.console.entity import EntityPageData
 from app.console.fleet import FleetQuery, fleet_rows
-from app.console.live import Messages, event, page_stream
+from app.console.live import Messages, cached_event, event, page_stream
 from app.console.video import may_view
 from app.runtime import Runtime
 from app.sse.hub import Update
@@ -63,7 +63,7 @@ class EmbedController(Controller):
 
         async def resync() -> Messages:
             ctx = await page.state_context(request)
-            return [event(runtime, request, n, ctx, key=entity_id) for n in names]
+            return [cached_event(runtime, n, entity_id, lambda: ctx) for n in names]
 
         async def render(batch: Sequence[Update]) -> Messages:
             return await resync() if any(u.key == entity_id for u in batch) else []

@@ -12,7 +12,7 @@ from litestar.params import QueryParameter
 from litestar.response import ServerSentEvent, Template
 
 from app.auth.guards import principal_of, requires
-from app.console.live import Messages, event, page_stream
+from app.console.live import Messages, cached_event, context_of, event, page_stream
 from app.console.views import EntityCard, sort_cards
 from app.runtime import Runtime
 from app.sse.hub import Update
@@ -112,7 +112,7 @@ class FleetController(Controller):
             for update in batch:
                 card = runtime.services.console.card(update.key)
                 if card is not None and principal.sees(card.org_id) and query.matches(card):
-                    out.append(event(runtime, request, "fleet-row", {"card": card}, key=card.entity_id))
+                    out.append(cached_event(runtime, "fleet-row", card.entity_id, context_of(card=card)))
             return out
 
         return page_stream(request, runtime, {"state", "registry"}, resync, render)

@@ -8,16 +8,19 @@ an update touches. Event name = partial name, with ``:<key>`` for keyed regions
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Request
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.auth.guards import principal_of
-from app.runtime import Runtime
 from app.sse.hub import Update
 from app.sse.stream import event_stream
+
+if TYPE_CHECKING:
+    from app.runtime import Runtime
 
 RETRY_MS = 2000  # how soon a browser reconnects after the stream drops (server restart)
 ALERTS_TOPIC = "alerts"
@@ -38,6 +41,48 @@ def event(
     """The SSE event carrying one rendered region."""
     name = f"{partial}:{key}" if key else partial
     return ServerSentEventMessage(event=name, data=render(runtime, request, partial, context))
+
+
+class RenderCache:
+    """Rendered keyed regions shared by every stream: one render per (region, key, version).
+
+    Only regions that do not depend on the viewer (cards, rows, telemetry, overlays) go
+    through here; visibility is still checked per stream before anything is sent.
+    """
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self._html: OrderedDict[tuple[str, str, int], str] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, runtime: Runtime, partial: str, key: str, version: int, context: Callable[[], dict[str, Any]]) -> str:
+        """The region's HTML for this version, rendering it (from ``context()``) on first use."""
+        slot = (partial, key, version)
+        html = self._html.get(slot)
+        if html is not None:
+            self.hits += 1
+            return html
+        self.misses += 1
+        html = render(runtime, None, partial, context())
+        self._html[slot] = html
+        if len(self._html) > self.size:
+            self._html.popitem(last=False)
+        return html
+
+
+def cached_event(
+    runtime: Runtime, partial: str, key: str, context: Callable[[], dict[str, Any]]
+) -> ServerSentEventMessage:
+    """A keyed region of one entity, rendered once per state version for every stream."""
+    version = runtime.services.state_cache.version(key)
+    html = runtime.services.render_cache.get(runtime, partial, key, version, context)
+    return ServerSentEventMessage(event=f"{partial}:{key}", data=html)
+
+
+def context_of(**values: Any) -> Callable[[], dict[str, Any]]:
+    """A context factory for ``cached_event`` (rendered only on a cache miss)."""
+    return lambda: values
 
 
 async def nav_alerts(runtime: Runtime, request: Request[Any, Any, Any]) -> ServerSentEventMessage:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from litestar import Controller, Request, get
@@ -10,12 +11,14 @@ from litestar.di import NamedDependency
 from litestar.response import ServerSentEvent, Template
 
 from app.auth.guards import principal_of, requires
-from app.console.live import Messages, event, page_stream
+from app.console.live import Messages, cached_event, event, page_stream
 from app.console.status import SYSTEM_TOPIC, system_status
+from app.console.views import entity_card
 from app.runtime import Runtime
 from app.sse.hub import Update
 
 Req = Request[Any, Any, Any]
+SUMMARY_EVERY = 1.0  # seconds: the counters are recomputed over all entities at most this often per stream
 
 
 async def _context(request: Req, runtime: Runtime) -> dict[str, Any]:
@@ -26,6 +29,10 @@ async def _context(request: Req, runtime: Runtime) -> dict[str, Any]:
         "cards": data.cards(orgs),
         "status": await system_status(runtime, orgs),
     }
+
+
+def _card_context(view: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    return lambda: {"card": entity_card(view)}
 
 
 class OverviewController(Controller):
@@ -43,6 +50,7 @@ class OverviewController(Controller):
     async def overview_events(self, request: Req, runtime: NamedDependency[Runtime]) -> ServerSentEvent:
         """Live updates of the overview's regions."""
         principal = principal_of(request)
+        last_summary = [0.0]
 
         async def resync() -> Messages:
             ctx = await _context(request, runtime)
@@ -61,10 +69,13 @@ class OverviewController(Controller):
                 out.append(event(runtime, request, "entity-cards", {"cards": data.cards(orgs)}))
             else:
                 for update in batch:
-                    card = data.card(update.key) if update.topic == "state" else None
-                    if card is not None and principal.sees(card.org_id):
-                        out.append(event(runtime, request, "entity-card", {"card": card}, key=card.entity_id))
-            if topics & {"state", "registry", "detections"}:
+                    view = runtime.services.state_cache.get(update.key) if update.topic == "state" else None
+                    if view is not None and "." not in update.key and principal.sees(str(view.get("org_id") or "")):
+                        out.append(cached_event(runtime, "entity-card", update.key, _card_context(view)))
+            if topics & {"registry", "detections"} or (
+                "state" in topics and time.monotonic() - last_summary[0] >= SUMMARY_EVERY
+            ):
+                last_summary[0] = time.monotonic()
                 out.append(event(runtime, request, "fleet-summary", {"summary": await data.summary(orgs)}))
             if topics & {"system", "registry"}:
                 out.append(event(runtime, request, "system-status", {"status": await system_status(runtime, orgs)}))

@@ -68,8 +68,12 @@ class Client:
         self.closed = True
         self.wakeup.set()
 
-    async def next_batch(self, timeout: float) -> list[Update] | _Stop | None:
-        """Wait up to ``timeout`` for updates; ``None`` on timeout, ``STOP`` when closed."""
+    async def next_batch(self, timeout: float, limit: int = 0) -> list[Update] | _Stop | None:
+        """Wait up to ``timeout`` for updates; ``None`` on timeout, ``STOP`` when closed.
+
+        With ``limit`` at most that many updates are taken, oldest first; the rest stay
+        queued (still coalescing), so every key gets its turn within a few frames.
+        """
         if not self.pending and not self.closed:
             self.wakeup.clear()
             try:
@@ -78,6 +82,9 @@ class Client:
                 return None
         if self.closed:
             return STOP
+        if limit and len(self.pending) > limit:
+            batch = [self.pending.popitem(last=False)[1] for _ in range(limit)]
+            return batch
         batch = list(self.pending.values())
         self.pending.clear()
         return batch

@@ -15,6 +15,7 @@ from litestar.response import ServerSentEventMessage
 from app.sse.hub import STOP, Client, Hub, Update
 
 PING_INTERVAL = 15.0  # seconds between comment pings on an idle stream
+MAX_UPDATES_PER_FRAME = 100  # keys rendered per frame; at 10 frames/s a client gets ≤ 1,000 region updates/s
 
 Renderer = Callable[[Sequence[Update]], Awaitable[list[ServerSentEventMessage]]]
 
@@ -28,6 +29,7 @@ async def event_stream(
     ping: float = PING_INTERVAL,
     max_fps: float = 10.0,
     max_duration: float | None = None,
+    max_updates: int = MAX_UPDATES_PER_FRAME,
 ) -> AsyncGenerator[ServerSentEventMessage, None]:
     """Yield the resync frames, then rendered updates until the client or server stops."""
     deadline = time.monotonic() + max_duration if max_duration else None
@@ -42,7 +44,7 @@ async def event_stream(
                 timeout = min(timeout, deadline - time.monotonic())
                 if timeout <= 0:
                     return
-            batch = await client.next_batch(timeout)
+            batch = await client.next_batch(timeout, max_updates)
             if batch is STOP:
                 return
             if batch is None:

@@ -140,5 +140,5 @@ async def test_sse_streams_need_sign_in(runtime: Runtime, live_server: Any, admi
             assert s.status_code == 200 and s.headers["content-type"].startswith("text/event-stream")
             async for line in s.aiter_lines():
                 if line.startswith("event:"):
-                    assert line == "event: system-status"
+                    assert line == "event: nav-alerts"  # every page stream starts with the nav badge
                     break
