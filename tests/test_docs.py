@@ -60,3 +60,29 @@ def test_dlq_headers_are_documented() -> None:
     doc = (ROOT / "docs" / "nats.md").read_text()
     for name in (base.DLQ_REASON, base.DLQ_SUBJECT, base.DLQ_STREAM, base.DLQ_SEQUENCE, base.DLQ_WORKER, base.DLQ_TIME):
         assert f"`{name}`" in doc, name
+
+
+def test_every_sse_event_is_documented() -> None:
+    """Event names come from the templates' ``sse-swap`` and the JSON events in code."""
+    doc = (ROOT / "docs" / "console.md").read_text()
+    names: set[str] = set()
+    for template in (ROOT / "templates").rglob("*.html"):
+        names |= set(re.findall(r'sse-swap="([a-z-]+)', template.read_text()))
+    for module in (ROOT / "app").rglob("*.py"):
+        names |= set(re.findall(r'_json_event\("([a-z-]+)"', module.read_text()))
+    assert {"entity-card", "map-entity"} <= names  # the scan itself works
+    missing = sorted(n for n in names if f"`{n}`" not in doc)
+    assert not missing, f"SSE events missing from docs/console.md: {missing}"
+    for name in names:
+        if not name.startswith("map-"):
+            assert (ROOT / "templates" / "partials" / f"{name}.html").exists(), f"event {name} has no partial"
+
+
+def test_every_console_stream_is_documented() -> None:
+    doc = (ROOT / "docs" / "console.md").read_text()
+    paths: set[str] = set()
+    for module in (ROOT / "app" / "console").rglob("*.py"):
+        paths |= set(re.findall(r'@get\("(/(?:embed/)?events/[a-z]+)', module.read_text()))
+    assert paths
+    missing = sorted(p for p in paths if p not in doc)
+    assert not missing, f"streams missing from docs/console.md: {missing}"

@@ -68,7 +68,7 @@ class EmbedController(Controller):
         async def render(batch: Sequence[Update]) -> Messages:
             return await resync() if any(u.key == entity_id for u in batch) else []
 
-        return page_stream(request, runtime, {"state"}, resync, render, max_fps=5.0)
+        return page_stream(request, runtime, {"state"}, resync, render, max_fps=5.0, keys={entity_id})
 
     @get("/embed/fleet")
     async def fleet(self, request: Req, runtime: NamedDependency[Runtime], org: OrgQuery) -> Template:

@@ -101,7 +101,7 @@ class EntityPageData:
             "altitude_line": altitude,
             "video": self.runtime.services.video.source(self.entity_id),
             "can_command": principal.can_in("commands", str(view.get("org_id") or "")),
-            "is_admin": principal.is_global_admin,
+            "is_admin": principal.can_in("admin", str(view.get("org_id") or "")),
             "command_names": COMMANDS,
             "flash": "",
             "error": "",
@@ -181,7 +181,9 @@ class EntityPageController(Controller):
                 ctx.update(await page.alerts_context())
             return _regions(runtime, request, entity_id, ctx, topics=topics) if topics else []
 
-        return page_stream(request, runtime, {"state", "commands", "detections", "alerts"}, resync, render)
+        return page_stream(
+            request, runtime, {"state", "commands", "detections", "alerts"}, resync, render, keys={entity_id}
+        )
 
     @post("/entities/{entity_id:str}/commands")
     async def send_command(
@@ -211,9 +213,7 @@ class EntityPageController(Controller):
     async def toggle_embed(self, request: Req, entity_id: IdPath, runtime: NamedDependency[Runtime]) -> Redirect:
         """Make this entity's embed public or private (admins only; audited)."""
         org_id = await _visible_entity(request, runtime, entity_id)
-        actor = await authorize(request, None, "admin")
-        if not actor.principal.is_global_admin:  # type: ignore[union-attr]
-            await authorize(request, org_id, "admin")
+        actor = await authorize(request, org_id, "admin")
         form = await request.form()
         public = form.get("public") == "on"
         if await embeds_db.set_public(runtime.db, "entity", entity_id, public, actor.label, utc_now()):

@@ -6,16 +6,21 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, get
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
-from litestar.response import ServerSentEvent, Template
+from litestar.response import Redirect, ServerSentEvent, Template
 
-from app.auth.guards import principal_of, requires
+from app.api.params import IdPath
+from app.auth.guards import authorize, principal_of, requires
 from app.console.live import Messages, cached_event, context_of, event, page_stream
 from app.console.views import EntityCard, sort_cards
+from app.contracts.common import utc_now
+from app.errors import NotFound
 from app.runtime import Runtime
 from app.sse.hub import Update
+from db import embeds as embeds_db
+from db import registry as registry_db
 
 Req = Request[Any, Any, Any]
 SORTABLE = (
@@ -74,6 +79,20 @@ def fleet_rows(runtime: Runtime, org_ids: list[str] | None, query: FleetQuery) -
     return sort_cards(cards, query.key, query.descending)
 
 
+class FleetEmbed(msgspec.Struct, frozen=True):
+    """One organisation's fleet embed and whether it is public."""
+
+    org_id: str
+    name: str
+    public: bool
+
+
+async def _fleet_embeds(runtime: Runtime, org_ids: list[str] | None) -> list[FleetEmbed]:
+    public = {target for kind, target in await embeds_db.list_public(runtime.db) if kind == "fleet"}
+    orgs = await registry_db.list_orgs(runtime.db, limit=500, org_ids=org_ids)
+    return [FleetEmbed(o.org_id, o.name, o.org_id in public) for o in orgs]
+
+
 class FleetController(Controller):
     """``/fleet`` and its stream; ``/events/nav`` for pages without their own regions."""
 
@@ -86,12 +105,28 @@ class FleetController(Controller):
     ) -> Template:
         """The fleet table (filters live in the URL, so the stream follows them)."""
         query = FleetQuery(sort, q, show)
+        principal = principal_of(request)
         context = {
-            "rows": fleet_rows(runtime, principal_of(request).visible_orgs, query),
+            "rows": fleet_rows(runtime, principal.visible_orgs, query),
             "query": query,
             "active": "fleet",
+            "embeds": await _fleet_embeds(runtime, principal.visible_orgs) if principal.can("admin") else [],
         }
         return Template("pages/fleet.html", context=context)
+
+    @post("/fleet/embed/{org_id:str}")
+    async def toggle_embed(self, request: Req, org_id: IdPath, runtime: NamedDependency[Runtime]) -> Redirect:
+        """Make an organisation's fleet embed public or private (its admins only; audited)."""
+        actor = await authorize(request, org_id, "admin")
+        if await registry_db.get_org(runtime.db, org_id) is None:
+            raise NotFound(f"organization {org_id} not found")
+        form = await request.form()
+        public = form.get("public") == "on"
+        if await embeds_db.set_public(runtime.db, "fleet", org_id, public, actor.label, utc_now()):
+            await runtime.services.audit.record(
+                actor, "embed.public" if public else "embed.private", target=f"fleet:{org_id}", org_id=org_id
+            )
+        return Redirect("/fleet", status_code=303)
 
     @get("/events/fleet")
     async def fleet_events(

@@ -98,10 +98,31 @@ def page_stream(
     resync: Callable[[], Awaitable[Messages]],
     render_updates: Renderer,
     max_fps: float = 10.0,
+    keys: set[str] | None = None,
 ) -> ServerSentEvent:
-    """A page's SSE response: resync, then live updates of the regions it shows."""
+    """A page's SSE response: resync, then live updates of the regions it shows.
+
+    Updates are filtered when they are offered, not when rendered, so a stream's queue
+    only ever holds what it will send: its topics, only ``keys`` when given (a page
+    about one entity), and only entities of organisations the caller may see.
+    """
     wanted = topics | {ALERTS_TOPIC}
-    client = runtime.hub.subscribe(lambda u: u.topic in wanted)
+    principal = principal_of(request)
+    cache = runtime.services.state_cache
+
+    def accepts(update: Update) -> bool:
+        if update.topic not in wanted:
+            return False
+        if update.topic == ALERTS_TOPIC or update.topic not in ("state", "commands", "detections"):
+            return True
+        if keys is not None:
+            return update.key in keys
+        if principal.org_ids is None:
+            return True
+        view = cache.get(update.key)
+        return view is not None and principal.sees(str(view.get("org_id") or ""))
+
+    client = runtime.hub.subscribe(accepts)
 
     async def first() -> Messages:
         out: Messages = [ServerSentEventMessage(comment="resync", retry=RETRY_MS, data=None)]

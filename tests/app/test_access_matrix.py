@@ -81,6 +81,10 @@ def routes(fixture: dict[str, str]) -> list[Route]:
         Route("GET", "/api/v1/alerts", "read", "any"),
         Route("POST", f"/api/v1/alerts/{alert}/ack", "commands", "org1"),
         Route("GET", "/api/schema/openapi.json", "read", "any"),
+        Route("GET", "/fleet", "read", "any", page=True),
+        Route("GET", f"/entities/{e1}", "read", "org1", page=True),
+        Route("POST", "/fleet/embed/org1", "admin", "org1"),
+        Route("POST", f"/entities/{e1}/embed", "admin", "org1"),
     ]
 
 

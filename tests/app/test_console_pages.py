@@ -103,3 +103,22 @@ async def test_embeds_need_sign_in_until_public(
     assert (await anon_client.get(f"/embed/entity/{fleet[1]}", headers={"accept": "text/html"})).status_code == 303
     r = await client.get("/embed/fleet?org=org1")
     assert r.status_code == 200 and fleet[2] in r.text
+
+
+async def test_fleet_embed_made_public_from_the_fleet_page(
+    client: httpx.AsyncClient, anon_client: httpx.AsyncClient, fleet: list[str], runtime: Runtime
+) -> None:
+    html = {"accept": "text/html"}
+    assert (await anon_client.get("/embed/fleet?org=org1", headers=html)).status_code == 303
+    page = BeautifulSoup((await client.get("/fleet")).text, "html.parser")
+    form = page.select_one('form[action="/fleet/embed/org1"]')
+    assert form is not None and form.select_one('input[name="public"]') is not None
+    assert (await client.post("/fleet/embed/org1", data={"public": "on"})).status_code == 303
+    r = await anon_client.get("/embed/fleet?org=org1")
+    assert r.status_code == 200 and all(e in r.text for e in fleet)
+    assert (await anon_client.get("/embed/fleet?org=org2", headers=html)).status_code == 303
+    audit = await runtime.db.fetch_rows("SELECT action, target FROM audit_log WHERE action LIKE 'embed.%'")
+    assert ("embed.public", "fleet:org1") in [tuple(r) for r in audit]
+    assert (await client.post("/fleet/embed/org1", data={})).status_code == 303
+    assert (await anon_client.get("/embed/fleet?org=org1", headers=html)).status_code == 303
+    assert (await client.post("/fleet/embed/nope", data={"public": "on"})).status_code == 404
