@@ -27,7 +27,9 @@ TARGETS_JS = """() => {
     if (r.width === 0 || r.height === 0 || getComputedStyle(el).visibility === 'hidden') continue;
     if (el.closest('td')) continue;
     if (r.height < 44 || (el.tagName !== 'INPUT' && el.tagName !== 'SELECT' && r.width < 44)) {
-      bad.push(`${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''} "${(el.textContent || el.name || '').trim().slice(0, 30)}" ${Math.round(r.width)}x${Math.round(r.height)}`);
+      const label = (el.textContent || el.name || '').trim().slice(0, 30);
+      const size = `${Math.round(r.width)}x${Math.round(r.height)}`;
+      bad.push(`${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''} "${label}" ${size}`);
     }
   }
   return bad;
