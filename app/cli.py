@@ -55,10 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(apikey)
     admin_cmd.add_apikey_arguments(apikey)
 
-    for name, text in (("detect", "run the detection worker process"),):
-        p = sub.add_parser(name, help=text)
-        _add_common(p)
-        p.add_argument("args", nargs=argparse.REMAINDER)
+    from app import detect_cmd
+
+    detect = sub.add_parser("detect", help="run the detection worker (camera → detections, threats, video)")
+    _add_common(detect)
+    detect_cmd.add_arguments(detect)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -94,19 +95,17 @@ def _admin(which: str, args: argparse.Namespace) -> int:
     return admin_cmd.run_user(settings, args) if which == "user" else admin_cmd.run_apikey(settings, args)
 
 
-def cmd_not_yet(name: str) -> Callable[[argparse.Namespace], int]:
-    """A subcommand whose implementation lands in a later release: says so, exits 2."""
+def cmd_detect(args: argparse.Namespace) -> int:
+    """``overwatch detect``."""
+    from app import detect_cmd
 
-    def run(_args: argparse.Namespace) -> int:
-        print(f"overwatch {name}: not available in this build yet.", file=sys.stderr)
-        return EXIT_CONFIG
-
-    return run
+    settings = settings_from_args(args, ["data_dir", "log_level", "log_format"])
+    return detect_cmd.run(args, settings.log_level, settings.log_format)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": cmd_serve,
-    "detect": cmd_not_yet("detect"),
+    "detect": cmd_detect,
     "simulate": cmd_simulate,
     "user": lambda a: _admin("user", a),
     "apikey": lambda a: _admin("apikey", a),

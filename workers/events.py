@@ -37,6 +37,7 @@ log = logging.getLogger("overwatch.workers.events")
 
 MAX_PAYLOAD = 256 * 1024
 THREATS = {"HIGH_THREAT": "high", "MEDIUM_THREAT": "elevated", "MODERATE_THREAT": "elevated"}
+LIVENESS_TYPES = {"bootsequence", "shutdown"}
 LOST_TYPES = {"lost", "object_lost", "detection_lost", "track_lost", "cleared"}
 DEVICE_SEVERITIES = {"critical", "high", "elevated", "warning", "info"}
 DETECTIONS_TOPIC = "detections"
@@ -117,12 +118,13 @@ class EventWorker(ConsumerWorker):
             raise InvalidMessage(f"unknown entity {entity_id}")
         if info.org_id != org_id:
             raise InvalidMessage(f"entity {entity_id} belongs to organisation {info.org_id}, not {org_id}")
-        if kind == "isr":
-            return await self._detection(msg, org_id, entity_id)
         try:
             event = decode(msg.data, GenericEvent)
         except DecodeError as exc:
             raise InvalidMessage(str(exc)) from None
+        if kind == "isr" and event.event_type not in LIVENESS_TYPES:
+            # The ISR subject carries detections, and (as the upstream client sends them) liveness events.
+            return await self._detection(msg, org_id, entity_id)
         if event.resolve_entity_id() not in ("", entity_id):
             raise InvalidMessage(f"payload entity {event.resolve_entity_id()!r} does not match subject")
         self.by_type[event.event_type] = self.by_type.get(event.event_type, 0) + 1

@@ -1,0 +1,183 @@
+"""Settings of the detection worker (``overwatch detect``): environment (upstream names), ``.env``, flags.
+
+Declared like the server's settings (``DETECT_SETTINGS``), each documented in the
+README's configuration table (a test checks). Invalid identities, sources, models or
+auth combinations fail at start with a message naming the variable — the worker
+never asks interactively.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from app.settings import ConfigError, SettingSpec, read_dotenv
+from app.topology import TOKEN_RE
+
+EXIT_CONFIG = 78  # EX_CONFIG: what the upstream deploy wrappers use for bad configuration
+
+DETECT_SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("org_id", "CONSTELLATION_ORG_ID", "", "Organisation of the camera entity (required)"),
+    SettingSpec("entity_id", "CONSTELLATION_ENTITY_ID", "", "The camera entity this worker reports as (required)"),
+    SettingSpec("nats_url", "NATS_URL", "nats://127.0.0.1:4222", "NATS server(s) to connect to, comma-separated"),
+    SettingSpec("nats_token", "NATS_AUTH_TOKEN", "", "Token auth (at most one auth method)"),
+    SettingSpec("nats_user", "NATS_USER", "", "User/password auth: the user"),
+    SettingSpec("nats_password", "NATS_PASSWORD", "", "User/password auth: the password"),
+    SettingSpec("nats_creds", "NATS_CREDS_FILE", "", "JWT credentials file"),
+    SettingSpec("nats_nkey_seed_file", "NATS_NKEY_SEED_FILE", "", "NKey seed file (permissions must be 0600)"),
+    SettingSpec("nats_nkey_seed", "NATS_NKEY_SEED_STR", "", "NKey seed string (starts with `S`)"),
+    SettingSpec("device_id", "DEVICE_ID", "", "Stable device id; unset derives one from the host and entity"),
+    SettingSpec(
+        "source", "DETECT_SOURCE", "synthetic", "`synthetic[:seed]`, a video file, `rtsp://…`, `/dev/videoN`, index"
+    ),
+    SettingSpec("source_fps", "DETECT_SOURCE_FPS", 15.0, "Frame rate of the synthetic source"),
+    SettingSpec("loop", "DETECT_LOOP", False, "Play a video file in a loop instead of stopping at its end"),
+    SettingSpec("stall_seconds", "DETECT_STALL_SECONDS", 10.0, "A stream without frames this long is reopened"),
+    SettingSpec("model", "DETECT_MODEL", "", "ONNX model; unset uses the shipped `models/detector.onnx`"),
+    SettingSpec("labels", "DETECT_LABELS", "", "Labels file (one class per line); unset reads the model's metadata"),
+    SettingSpec("conf", "DETECT_CONF", 0.3, "Confidence above which detections are published"),
+    SettingSpec("iou", "DETECT_IOU", 0.5, "NMS IoU threshold"),
+    SettingSpec("threads", "DETECT_THREADS", 2, "onnxruntime intra-op threads"),
+    SettingSpec("max_fps", "DETECT_MAX_FPS", 0.0, "Cap on frames processed per second (0 = as fast as frames come)"),
+    SettingSpec("track_buffer", "DETECT_TRACK_BUFFER", 30, "Frames a lost track is kept to re-identify its object"),
+    SettingSpec("lost_after", "DETECT_LOST_AFTER", 1.0, "Seconds unseen before an object is lost (leaves KV)"),
+    SettingSpec("threat_table", "DETECT_THREAT_TABLE", "", "JSON file of label → threat level merged over the default"),
+    SettingSpec("movement", "SIGINT_MOVEMENT_THRESHOLD", 0.05, "Publish when the bbox centre moved more than this"),
+    SettingSpec("confidence", "SIGINT_CONFIDENCE_THRESHOLD", 0.1, "Publish when confidence changed more than this"),
+    SettingSpec("kv_mode", "DETECT_KV_MODE", "full", "`full` writes EntityState scopes; `off` publishes events only"),
+    SettingSpec("kv_hz", "DETECT_KV_HZ", 2.0, "Max EntityState writes per second (threat changes go at once)"),
+    SettingSpec("event_buffer", "DETECT_EVENT_BUFFER", 2000, "Events kept while NATS is unreachable"),
+    SettingSpec("video", "ENABLE_FRAME_STREAMING", True, "Publish JPEG frames on `constellation.video.{entity_id}`"),
+    SettingSpec("video_fps", "FRAME_TARGET_FPS", 10.0, "Max video frames per second"),
+    SettingSpec("video_max_dimension", "FRAME_MAX_DIMENSION", 960, "Frames are scaled down to this many pixels"),
+    SettingSpec("video_quality", "FRAME_JPEG_QUALITY", 70, "JPEG quality 1–100"),
+    SettingSpec("video_annotated", "FRAME_INCLUDE_DETECTIONS", True, "Draw boxes on published frames"),
+)
+
+
+class DetectSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Configuration of one detection worker; see ``DETECT_SETTINGS``."""
+
+    org_id: str = ""
+    entity_id: str = ""
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_token: str = ""
+    nats_user: str = ""
+    nats_password: str = ""
+    nats_creds: str = ""
+    nats_nkey_seed_file: str = ""
+    nats_nkey_seed: str = ""
+    device_id: str = ""
+    source: str = "synthetic"
+    source_fps: float = 15.0
+    loop: bool = False
+    stall_seconds: float = 10.0
+    model: str = ""
+    labels: str = ""
+    conf: float = 0.3
+    iou: float = 0.5
+    threads: int = 2
+    max_fps: float = 0.0
+    track_buffer: int = 30
+    lost_after: float = 1.0
+    threat_table: str = ""
+    movement: float = 0.05
+    confidence: float = 0.1
+    kv_mode: str = "full"
+    kv_hz: float = 2.0
+    event_buffer: int = 2000
+    video: bool = True
+    video_fps: float = 10.0
+    video_max_dimension: int = 960
+    video_quality: int = 70
+    video_annotated: bool = True
+
+    @property
+    def servers(self) -> list[str]:
+        """NATS server URLs."""
+        return [u.strip() for u in self.nats_url.split(",") if u.strip()]
+
+    def __repr__(self) -> str:
+        secret = {"nats_token", "nats_password", "nats_nkey_seed"}
+        shown = {f: ("***" if f in secret and getattr(self, f) else getattr(self, f)) for f in self.__struct_fields__}
+        return "DetectSettings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+
+def _env(name: str) -> str:
+    return next(s.env for s in DETECT_SETTINGS if s.field == name)
+
+
+def validate(s: DetectSettings) -> None:
+    """Raise ``ConfigError`` naming the variable for anything unusable."""
+    for field in ("org_id", "entity_id"):
+        value = getattr(s, field)
+        if not value:
+            raise ConfigError(f"{_env(field)} is required (or --{field.replace('_id', '')})")
+        if not TOKEN_RE.match(value):
+            raise ConfigError(f"{_env(field)} {value!r} must be 1–128 letters, digits, '-' or '_'")
+    if s.device_id and not TOKEN_RE.match(s.device_id):
+        raise ConfigError(f"DEVICE_ID {s.device_id!r} must be 1–128 letters, digits, '-' or '_'")
+    auths = [
+        _env(f)
+        for f in ("nats_token", "nats_creds", "nats_nkey_seed_file", "nats_nkey_seed", "nats_user")
+        if getattr(s, f)
+    ]
+    if len(auths) > 1:
+        raise ConfigError(f"use at most one NATS auth method (got {', '.join(auths)})")
+    if s.nats_user and not s.nats_password:
+        raise ConfigError("NATS_USER needs NATS_PASSWORD")
+    if s.nats_nkey_seed and not s.nats_nkey_seed.startswith("S"):
+        raise ConfigError("NATS_NKEY_SEED_STR must be an NKey seed (it starts with 'S')")
+    for field in ("nats_nkey_seed_file", "nats_creds"):
+        path = getattr(s, field)
+        if path:
+            if not Path(path).is_file():
+                raise ConfigError(f"{_env(field)}: file not found: {path}")
+            if Path(path).stat().st_mode & 0o077:
+                raise ConfigError(f"{_env(field)}: {path} is readable by others; chmod 600 it")
+    if not s.servers:
+        raise ConfigError("NATS_URL is empty")
+    for field in ("conf", "iou", "movement", "confidence"):
+        if not 0.0 <= getattr(s, field) <= 1.0:
+            raise ConfigError(f"{_env(field)} must be between 0 and 1, got {getattr(s, field)}")
+    for field in ("source_fps", "stall_seconds", "lost_after", "kv_hz", "video_fps"):
+        if getattr(s, field) <= 0:
+            raise ConfigError(f"{_env(field)} must be positive, got {getattr(s, field)}")
+    for field in ("threads", "track_buffer", "event_buffer", "video_max_dimension"):
+        if getattr(s, field) < 1:
+            raise ConfigError(f"{_env(field)} must be at least 1, got {getattr(s, field)}")
+    if s.max_fps < 0:
+        raise ConfigError(f"DETECT_MAX_FPS must be 0 (no cap) or positive, got {s.max_fps}")
+    if not 1 <= s.video_quality <= 100:
+        raise ConfigError(f"FRAME_JPEG_QUALITY must be 1..100, got {s.video_quality}")
+    if s.kv_mode not in ("full", "off"):
+        raise ConfigError(f"DETECT_KV_MODE must be full or off, got {s.kv_mode!r}")
+
+
+def load_detect_settings(
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    dotenv: Path | None = Path(".env"),
+) -> DetectSettings:
+    """Flags (``overrides``) > environment > ``.env`` > defaults, validated."""
+    env = dict(os.environ if environ is None else environ)
+    file_values = read_dotenv(dotenv) if dotenv is not None else {}
+    raw: dict[str, Any] = {}
+    for spec in DETECT_SETTINGS:
+        if spec.env in env:
+            raw[spec.field] = env[spec.env]
+        elif spec.env in file_values:
+            raw[spec.field] = file_values[spec.env]
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        settings = msgspec.convert(raw, DetectSettings, strict=False)
+    except msgspec.ValidationError as exc:
+        field = str(exc).rpartition("$.")[2].strip("`' ")
+        env_name = next((s.env for s in DETECT_SETTINGS if s.field == field), field)
+        raise ConfigError(f"{env_name}: {exc}") from None
+    validate(settings)
+    return settings

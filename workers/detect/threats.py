@@ -1,0 +1,150 @@
+"""Threat grading: label → level, suspicious indicators, alert level, and threat alerts with reasons.
+
+The default table is the upstream client's (its 24 prompt classes), plus the shipped
+model's labels that it lacks: ``bag`` (like ``backpack``/``suitcase``) and ``drone`` are
+``MEDIUM_THREAT``. Operators replace or extend it with a JSON file ``{label: level}``.
+Unknown labels are ``NORMAL``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+LEVELS = ("HIGH_THREAT", "MEDIUM_THREAT", "LOW_THREAT", "NORMAL")
+RANK = {level: len(LEVELS) - i for i, level in enumerate(LEVELS)}  # HIGH 4 … NORMAL 1
+ALERTING = ("HIGH_THREAT", "MEDIUM_THREAT")
+
+DEFAULT_TABLE: dict[str, str] = {
+    **dict.fromkeys(("weapon", "knife", "gun", "rifle", "pistol", "explosive", "bomb"), "HIGH_THREAT"),
+    **dict.fromkeys(
+        ("suspicious package", "unattended bag", "backpack", "suitcase", "unauthorized vehicle", "truck", "van"),
+        "MEDIUM_THREAT",
+    ),
+    **dict.fromkeys(("person", "car", "bicycle", "motorcycle", "dog"), "LOW_THREAT"),
+    **dict.fromkeys(("traffic light", "stop sign", "bench", "bird", "cat"), "NORMAL"),
+    # Labels of the shipped synthetic-scene model that the upstream table does not name.
+    "bag": "MEDIUM_THREAT",
+    "drone": "MEDIUM_THREAT",
+}
+
+
+class ThreatTableError(ValueError):
+    """The operator's threat table is not a JSON object of label → known level."""
+
+
+def load_table(path: Path | None) -> dict[str, str]:
+    """The default table, updated from ``path`` when given."""
+    table = dict(DEFAULT_TABLE)
+    if path is None:
+        return table
+    try:
+        extra = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ThreatTableError(f"threat table {path}: {exc}") from exc
+    if not isinstance(extra, dict):
+        raise ThreatTableError(f"threat table {path}: expected a JSON object of label → level")
+    for label, level in extra.items():
+        if level not in LEVELS:
+            raise ThreatTableError(
+                f"threat table {path}: {label!r} has level {level!r}; use one of {', '.join(LEVELS)}"
+            )
+        table[str(label).lower()] = level
+    return table
+
+
+def indicators(level: str, confidence: float) -> list[str]:
+    """Suspicious indicators (upstream rules, strict comparisons)."""
+    if level == "HIGH_THREAT" and confidence > 0.7:
+        return ["high_confidence_weapon_detection"]
+    if level == "MEDIUM_THREAT" and confidence > 0.5:
+        return ["suspicious_object_detected"]
+    if level == "HIGH_THREAT" and confidence < 0.5:
+        return ["uncertain_threat_requires_validation"]
+    return []
+
+
+def alert_level(levels: list[str]) -> str:
+    """``HIGH`` with any active HIGH_THREAT, else ``ELEVATED`` with any MEDIUM_THREAT, else ``NORMAL``."""
+    if "HIGH_THREAT" in levels:
+        return "HIGH"
+    if "MEDIUM_THREAT" in levels:
+        return "ELEVATED"
+    return "NORMAL"
+
+
+def reason(label: str, level: str, confidence: float) -> str:
+    """A sentence an operator can act on."""
+    certainty = "high" if confidence > 0.7 else "moderate" if confidence >= 0.5 else "low"
+    what = {"HIGH_THREAT": "High threat", "MEDIUM_THREAT": "Suspicious object"}.get(level, "Object")
+    text = f"{what}: {label} detected with {certainty} confidence ({confidence:.0%})"
+    if level == "HIGH_THREAT" and confidence < 0.5:
+        text += "; needs validation"
+    return text
+
+
+@dataclass
+class ThreatAlert:
+    """An active threat alert of one tracked object."""
+
+    track_id: str
+    level: str
+    label: str
+    confidence: float
+    reason: str
+    first_detected: str
+    timestamp: str
+    escalated: bool = False
+
+    def as_scope(self) -> dict[str, object]:
+        """The ``c4isr.threat_intelligence.threat_alerts`` entry (KV spec shape plus context)."""
+        return {
+            "track_id": self.track_id,
+            "alert_type": self.level,
+            "reason": self.reason,
+            "timestamp": self.timestamp,
+            "label": self.label,
+            "confidence": round(self.confidence, 4),
+            "first_detected": self.first_detected,
+            "status": "active",
+        }
+
+
+class ThreatBook:
+    """Active threat alerts per track: raised, escalated when the level rises, cleared when the object is gone."""
+
+    def __init__(self) -> None:
+        self.active: dict[str, ThreatAlert] = {}
+        self.raised = 0
+        self.cleared = 0
+
+    def observe(self, track_id: str, label: str, level: str, confidence: float, now: str) -> bool:
+        """Record an object's current grade; True when an alert was raised or escalated."""
+        current = self.active.get(track_id)
+        if level not in ALERTING:
+            return False
+        if current is None:
+            self.active[track_id] = ThreatAlert(
+                track_id, level, label, confidence, reason(label, level, confidence), now, now
+            )
+            self.raised += 1
+            return True
+        if RANK[level] > RANK[current.level]:
+            current.level, current.label, current.confidence = level, label, confidence
+            current.reason, current.timestamp, current.escalated = reason(label, level, confidence), now, True
+            return True
+        current.confidence = max(current.confidence, confidence)
+        return False
+
+    def clear(self, track_id: str) -> bool:
+        """The object is gone: drop its alert; True when there was one."""
+        if self.active.pop(track_id, None) is None:
+            return False
+        self.cleared += 1
+        return True
+
+    def scope(self, limit: int = 10) -> list[dict[str, object]]:
+        """Active alerts, most severe and newest first, at most ``limit``."""
+        ordered = sorted(self.active.values(), key=lambda a: (RANK[a.level], a.timestamp), reverse=True)
+        return [a.as_scope() for a in ordered[:limit]]
