@@ -51,10 +51,12 @@ async def after_start(runtime: Runtime) -> None:
         )
         print("\n" + banner + "\n", file=sys.stderr, flush=True)
     if runtime.settings.demo:
-        from app.demo import seed_demo, start_demo_fleet
+        from app.demo import seed_demo, start_demo_detector, start_demo_fleet
 
         await seed_demo(runtime)
         start_demo_fleet(runtime)
+        if runtime.settings.demo_detect:
+            start_demo_detector(runtime)
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

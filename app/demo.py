@@ -7,13 +7,16 @@ import logging
 
 from app.api.schemas import EntityCreate, OrgCreate
 from app.contracts.registry import Position
+from app.detect_child import DetectChild
 from app.errors import Conflict
+from app.nats_auth import INTERNAL_USER, internal_password
 from app.runtime import Runtime
 from workers.simulator import FaultConfig, Simulator, make_fleet
 
 log = logging.getLogger("overwatch.demo")
 
 DEMO_ORG_ID = "demo"
+DEMO_CAMERA_ID = "demo-cam-1"
 DEMO_HOME = Position(latitude=37.4275, longitude=-122.1697, altitude=30.0)
 
 # (entity_id, name, entity_type)
@@ -22,7 +25,7 @@ DEMO_FLEET: tuple[tuple[str, str, str], ...] = (
     ("demo-uav-2", "Raven 2", "aircraft_multirotor"),
     ("demo-fw-1", "Albatross", "aircraft_fixed_wing"),
     ("demo-ugv-1", "Mule", "ground_vehicle_wheeled"),
-    ("demo-cam-1", "Gate camera", "isr_sensor"),
+    (DEMO_CAMERA_ID, "Gate camera", "isr_sensor"),
 )
 
 
@@ -74,3 +77,36 @@ def start_demo_fleet(runtime: Runtime, faults: FaultConfig = DEMO_FAULTS) -> Sim
     runtime.background.append(asyncio.create_task(sim.run(runtime.shutting_down), name="demo-simulator"))
     log.info("demo simulator started for %d entities", len(fleet))
     return sim
+
+
+def detector_env(runtime: Runtime, entity_id: str, source: str = "synthetic") -> dict[str, str]:
+    """Environment for an ``overwatch detect`` child on this server's NATS, with its credentials."""
+    s = runtime.settings
+    env = {
+        "CONSTELLATION_ORG_ID": DEMO_ORG_ID,
+        "CONSTELLATION_ENTITY_ID": entity_id,
+        "DETECT_SOURCE": source,
+        "LOG_LEVEL": s.log_level,
+        "LOG_FORMAT": s.log_format,
+    }
+    if runtime.nats_server is not None:
+        env |= {
+            "NATS_URL": runtime.nats_server.url,
+            "NATS_USER": INTERNAL_USER,
+            "NATS_PASSWORD": internal_password(runtime.secret),
+        }
+    else:
+        env |= {
+            "NATS_URL": s.nats_url,
+            "NATS_AUTH_TOKEN": s.nats_token,
+            "NATS_CREDS_FILE": s.nats_creds,
+            "NATS_NKEY_SEED_FILE": s.nats_nkey_seed_file,
+        }
+    return env
+
+
+def start_demo_detector(runtime: Runtime) -> DetectChild:
+    """Run the detection worker for the demo camera as a supervised child process."""
+    child = DetectChild(detector_env(runtime, DEMO_CAMERA_ID))
+    runtime.background.append(asyncio.create_task(child.run(runtime.shutting_down), name="demo-detector"))
+    return child

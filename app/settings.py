@@ -64,6 +64,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("log_level", "LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
     SettingSpec("log_format", "LOG_FORMAT", "console", "`console` or `json` (one JSON object per line)"),
     SettingSpec("demo", "OVERWATCH_DEMO", False, "Seed a demo organisation and fleet (`serve --demo`)"),
+    SettingSpec(
+        "demo_detect",
+        "OVERWATCH_DEMO_DETECT",
+        True,
+        "With `--demo`, run the detection worker on the synthetic source for the demo camera",
+    ),
     SettingSpec("telemetry_max_hz", "OVERWATCH_TELEMETRY_MAX_HZ", 10.0, "Max KV state writes per entity per second"),
     SettingSpec("offline_after", "OVERWATCH_OFFLINE_AFTER", 10.0, "Seconds of silence before an entity is offline"),
     SettingSpec("track_interval", "OVERWATCH_TRACK_INTERVAL", 2.0, "Seconds between stored track points per entity"),
@@ -126,6 +132,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "INFO"
     log_format: str = "console"
     demo: bool = False
+    demo_detect: bool = True
     telemetry_max_hz: float = 10.0
     offline_after: float = 10.0
     track_interval: float = 2.0

@@ -7,12 +7,18 @@ stays untouched (``include_detections=False`` really sends the clean image).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
+from nats.aio.client import Client as NATS
 
 from workers.detect.objects import TrackedObject
+
+log = logging.getLogger("overwatch.detect.video")
 
 COLOURS = {  # BGR per threat level
     "HIGH_THREAT": (40, 40, 235),
@@ -77,3 +83,55 @@ class FrameEncoder:
         if not ok:
             raise ValueError("JPEG encoding failed")
         return jpeg.tobytes(), image.shape[1], image.shape[0]
+
+
+class VideoPublisher:
+    """Encodes and sends at most one frame at a time off the event loop; a busy encoder skips frames."""
+
+    def __init__(self, subject: str, encoder: FrameEncoder, annotated: bool, headers: dict[str, str]) -> None:
+        self.subject = subject
+        self.encoder = encoder
+        self.annotated = annotated
+        self.headers = headers
+        self.sent = 0
+        self.failures = 0
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="video")
+        self._task: asyncio.Future[None] | None = None
+
+    def offer(
+        self, nc: NATS, image: np.ndarray, seq: int, captured_at: str, objects: list[TrackedObject], banner: str
+    ) -> None:
+        """Send this frame if one is due and the previous one is out."""
+        if (self._task is not None and not self._task.done()) or not self.encoder.due():
+            return
+        loop = asyncio.get_running_loop()
+
+        def encode() -> tuple[bytes, int, int]:
+            return self.encoder.encode(annotate(image, objects, banner) if self.annotated else image)
+
+        async def send() -> None:
+            try:
+                jpeg, width, height = await loop.run_in_executor(self._pool, encode)
+                headers = {
+                    **self.headers,
+                    "Content-Type": "image/jpeg",
+                    "Frame-Number": str(seq),
+                    "Timestamp": captured_at,
+                    "Width": str(width),
+                    "Height": str(height),
+                    "Detection-Count": str(len(objects)),
+                }
+                await nc.publish(self.subject, jpeg, headers=headers)
+                self.sent += 1
+            except Exception as exc:  # noqa: BLE001 - video is best effort; events and state are not
+                self.failures += 1
+                if self.failures in (1, 100) or self.failures % 1000 == 0:
+                    log.warning("video frame not sent (%d so far): %s", self.failures, exc)
+
+        self._task = asyncio.ensure_future(send())
+
+    async def close(self) -> None:
+        """Wait for the frame in flight and stop the encoder thread."""
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._pool.shutdown(wait=False)

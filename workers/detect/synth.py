@@ -407,7 +407,14 @@ class VideoScene:
         depth = math.log(max(size, lo) / lo) / math.log(hi / lo)
         bottom = self.horizon + (0.15 + 0.8 * depth) * (self.height - self.horizon)
         direction = 1 if rng.random() < 0.5 else -1
-        speed = {"person": size * 0.5, "car": 90.0, "truck": 70.0, "drone": 50.0, "bag": 0.0, "weapon": size * 0.45}
+        speed = {
+            "person": size * 0.5,
+            "car": 90.0,
+            "truck": 70.0,
+            "drone": 50.0,
+            "bag": 0.0,
+            "weapon": 60.0 + size * 0.3,
+        }
         vx = direction * speed[label] * rng.uniform(0.7, 1.3)
         x = rng.uniform(0, self.width) if anywhere or label == "bag" else (-size if direction > 0 else self.width)
         vy = 0.0

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import platform
-import socket
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -26,16 +23,17 @@ from typing import Any
 import numpy as np
 from nats.aio.client import Client as NATS
 
-from app import __version__, topology
+from app import topology
 from app.contracts.common import utc_now
 from app.nats_client import NatsConnectError, close_quietly, connect
 from workers.detect import threats
 from workers.detect.config import DetectSettings
 from workers.detect.events import Identity, Outgoing, Snapshot, boot_event, detection_event, publish_reason
 from workers.detect.events import shutdown_event as make_shutdown
-from workers.detect.frames import FrameEncoder, annotate
+from workers.detect.frames import FrameEncoder, VideoPublisher
 from workers.detect.model import DEFAULT_MODEL, Detector
 from workers.detect.objects import ObjectBook, TrackedObject
+from workers.detect.report import Metrics, device_id_for, entity_scopes, fingerprint
 from workers.detect.sender import EventSender
 from workers.detect.sources import Frame, LatestFrame, Source, open_source, parse_source
 from workers.detect.state import StateWriter
@@ -43,16 +41,6 @@ from workers.detect.tracker import Track, Tracker, TrackerConfig
 from workers.state_store import StateStore
 
 log = logging.getLogger("overwatch.detect")
-
-
-def device_id_for(entity_id: str) -> str:
-    """A device id stable across restarts: machine id (or host and MAC) and the entity, hashed."""
-    try:
-        machine = Path("/etc/machine-id").read_text().strip()
-    except OSError:
-        machine = ""
-    basis = machine or f"{socket.gethostname()}-{uuid.getnode():012x}-{platform.machine()}"
-    return hashlib.sha256(f"{basis}-{entity_id}".encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -64,32 +52,6 @@ class Step:
     labels: list[str]
     removed: set[str]
     infer_ms: float
-
-
-class Metrics:
-    """Pipeline counters, reported in ``analytics.pipeline`` and the logs."""
-
-    def __init__(self) -> None:
-        self.processed = 0
-        self.skipped = 0
-        self.infer_ms: list[float] = []
-        self.loop_ms: list[float] = []
-        self.nats_reconnects = 0
-        self.video_frames = 0
-        self.video_failures = 0
-        self.fps = 0.0
-        self._last_mono = 0.0
-
-    def frame_done(self, infer_ms: float, loop_ms: float) -> None:
-        """Record a processed frame."""
-        self.processed += 1
-        self.infer_ms = (self.infer_ms + [infer_ms])[-200:]
-        self.loop_ms = (self.loop_ms + [loop_ms])[-200:]
-        now = time.monotonic()
-        if self._last_mono:
-            inst = 1.0 / max(now - self._last_mono, 1e-6)
-            self.fps = inst if self.fps == 0 else 0.9 * self.fps + 0.1 * inst
-        self._last_mono = now
 
 
 class DetectionWorker:
@@ -120,7 +82,16 @@ class DetectionWorker:
         self.threats = threats.ThreatBook()
         self.published: dict[str, Snapshot] = {}
         self.metrics = Metrics()
-        self.encoder = FrameEncoder(settings.video_fps, settings.video_max_dimension, settings.video_quality)
+        self.video = (
+            VideoPublisher(
+                self.video_subject,
+                FrameEncoder(settings.video_fps, settings.video_max_dimension, settings.video_quality),
+                settings.video_annotated,
+                {"Entity-ID": settings.entity_id, "Device-ID": self.ident_device},
+            )
+            if settings.video
+            else None
+        )
         self.boot_id = uuid.uuid4().hex[:12]
         self.started_at = utc_now()
         self.nc: NATS | None = None
@@ -129,8 +100,6 @@ class DetectionWorker:
         self.source: Source | None = None
         self.slot: LatestFrame | None = None
         self._infer_pool = ThreadPoolExecutor(1, thread_name_prefix="infer")
-        self._video_pool = ThreadPoolExecutor(1, thread_name_prefix="video")
-        self._video_task: asyncio.Future[None] | None = None
         self.last_frame_shape = (480, 640)
 
     # ------------------------------------------------------------------ lifecycle
@@ -239,8 +208,8 @@ class DetectionWorker:
     async def _shutdown(self, sender_stop: asyncio.Event, sender_task: asyncio.Task[None]) -> None:
         if self.source is not None:
             await asyncio.to_thread(self.source.stop)
-        if self._video_task is not None:
-            await asyncio.gather(self._video_task, return_exceptions=True)
+        if self.video is not None:
+            await self.video.close()
         for obj in self.book.active():  # everything leaves with us
             self._emit(obj, "lost")
             self.threats.clear(obj.track_id)
@@ -256,7 +225,6 @@ class DetectionWorker:
             log.warning("%d events could not be delivered before exit", self.sender.pending)
         await close_quietly(self.nc)
         self._infer_pool.shutdown(wait=False)
-        self._video_pool.shutdown(wait=False)
         log.info(
             "stopped: %d frames processed, %d events published, %d state writes",
             self.metrics.processed,
@@ -352,44 +320,11 @@ class DetectionWorker:
         self.published.pop(event.track_id, None)
 
     def _maybe_video(self, frame: Frame) -> None:
-        if not self.settings.video or self.nc is None or not self.encoder.due():
-            return
-        if self._video_task is not None and not self._video_task.done():
+        if self.video is None or self.nc is None:
             return
         objects = self.book.active()
         banner = threats.alert_level([o.threat_level for o in objects])
-        image = frame.image
-        annotated = self.settings.video_annotated
-        loop = asyncio.get_running_loop()
-
-        def encode() -> tuple[bytes, int, int]:
-            return self.encoder.encode(annotate(image, objects, banner) if annotated else image)
-
-        async def send() -> None:
-            try:
-                jpeg, width, height = await loop.run_in_executor(self._video_pool, encode)
-                assert self.nc is not None
-                await self.nc.publish(
-                    self.video_subject,
-                    jpeg,
-                    headers={
-                        "Content-Type": "image/jpeg",
-                        "Frame-Number": str(frame.seq),
-                        "Timestamp": frame.captured_at,
-                        "Width": str(width),
-                        "Height": str(height),
-                        "Detection-Count": str(len(objects)),
-                        "Entity-ID": self.settings.entity_id,
-                        "Device-ID": self.ident_device,
-                    },
-                )
-                self.metrics.video_frames += 1
-            except Exception as exc:  # noqa: BLE001 - video is best effort; events and state are not
-                self.metrics.video_failures += 1
-                if self.metrics.video_failures in (1, 100):
-                    log.warning("video frame not sent: %s", exc)
-
-        self._video_task = asyncio.ensure_future(send())
+        self.video.offer(self.nc, frame.image, frame.seq, frame.captured_at, objects, banner)
 
     # ------------------------------------------------------------------ reported state
 
@@ -411,7 +346,7 @@ class DetectionWorker:
             "kv_writes": state.writes if state else 0,
             "kv_conflicts": state.conflicts if state else 0,
             "kv_failures": state.failures if state else 0,
-            "video_frames": m.video_frames,
+            "video_frames": self.video.sent if self.video else 0,
             "nats_reconnects": m.nats_reconnects,
             "source_reconnects": src.reconnects if src else 0,
             "source_connected": bool(src and src.connected),
@@ -419,73 +354,17 @@ class DetectionWorker:
 
     def scopes(self, stopping: bool = False) -> dict[str, Any]:
         """The owned EntityState scopes, as of now."""
-        now = utc_now()
-        objects = [] if stopping else self.book.active()
-        analytics = self.book.analytics()
-        if stopping:
-            analytics.update(active_objects_count=0, threat_distribution={}, active_threat_count=0, active_track_ids=[])
-        levels = [o.threat_level for o in objects]
-        distribution = analytics["threat_distribution"]
-        return {
-            "device_id": self.ident_device,
-            "is_live": not stopping,
-            "mission": {
-                "mode": "c4isr",
-                "status": "stopped" if stopping else "operational",
-                "started_at": self.started_at,
-                "model": self.detector.model_type,
-                "source": self.spec.label,
-            },
-            "detections": {"timestamp": now, "objects": {o.track_id: o.as_scope() for o in objects}},
-            "analytics": {
-                "timestamp": now,
-                "summary": {
-                    "total_unique_objects": analytics["total_unique_objects"],
-                    "active_objects_count": analytics["active_objects_count"],
-                    "total_frames_processed": analytics["total_frames_processed"],
-                },
-                "c4isr_summary": {
-                    "timestamp": now,
-                    "active_threat_count": analytics["active_threat_count"],
-                    "threat_distribution": distribution,
-                    "label_distribution": analytics["label_distribution"],
-                },
-                "pipeline": self.pipeline(),
-            },
-            "c4isr": {
-                "timestamp": now,
-                "mission": "C4ISR",
-                "threat_intelligence": {
-                    "threat_summary": {
-                        "total_threats": analytics["active_threat_count"],
-                        "alert_level": threats.alert_level(levels),
-                        "threat_distribution": distribution,
-                    },
-                    "threat_alerts": [] if stopping else self.threats.scope(),
-                },
-            },
-        }
+        return entity_scopes(
+            device_id=self.ident_device,
+            started_at=self.started_at,
+            model_type=self.detector.model_type,
+            source=self.spec.label,
+            book=self.book,
+            threat_book=self.threats,
+            pipeline=self.pipeline(),
+            stopping=stopping,
+        )
 
     def fingerprint(self) -> dict[str, Any]:
         """The device fingerprint sent with ``bootsequence``."""
-        return {
-            "organization_id": self.settings.org_id,
-            "entity_id": self.settings.entity_id,
-            "device_id": self.ident_device,
-            "hostname": socket.gethostname(),
-            "platform": {
-                "system": platform.system(),
-                "release": platform.release(),
-                "machine": platform.machine(),
-                "python_version": platform.python_version(),
-            },
-            "camera": {"source": self.spec.label, "kind": self.spec.kind},
-            "component": {
-                "name": "constellation-isr",
-                "type": self.detector.model_type,
-                "version": __version__,
-                **self.detector.info(),
-                "mode": "c4isr",
-            },
-            "fingerprinted_at": utc_now(),
-        }
+        return fingerprint(self.settings, self.ident_device, self.spec, self.detector)
