@@ -7,6 +7,7 @@ from pathlib import Path
 
 from app import topology
 from app.settings import SETTINGS
+from workers.detect.config import DETECT_SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,7 +20,7 @@ def _readme_table_vars() -> set[str]:
 
 def test_every_setting_is_in_the_readme_configuration_table() -> None:
     documented = _readme_table_vars()
-    missing = [spec.env for spec in SETTINGS if spec.env not in documented]
+    missing = [spec.env for spec in (*SETTINGS, *DETECT_SETTINGS) if spec.env not in documented]
     assert not missing, f"settings missing from README configuration table: {missing}"
 
 

@@ -73,6 +73,11 @@ class LatestFrame:
         except RuntimeError:  # loop closed during shutdown
             pass
 
+    @property
+    def pending(self) -> bool:
+        """Whether a frame waits to be taken."""
+        return self._frame is not None
+
     async def take(self, timeout: float) -> Frame | None:
         """The newest frame not handed out yet, waiting up to ``timeout`` seconds."""
         try:

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +58,15 @@ class Step:
 class DetectionWorker:
     """One camera entity's detection pipeline."""
 
-    def __init__(self, settings: DetectSettings, detector: Detector | None = None) -> None:
+    def __init__(
+        self,
+        settings: DetectSettings,
+        detector: Detector | None = None,
+        source_factory: Callable[[LatestFrame], Source] | None = None,
+    ) -> None:
+        """``source_factory`` replaces the source ``settings.source`` names (benchmarks use a lock-step one)."""
         self.settings = settings
+        self.source_factory = source_factory
         self.ident_device = settings.device_id or device_id_for(settings.entity_id)
         self.table = threats.load_table(Path(settings.threat_table) if settings.threat_table else None)
         self.spec = parse_source(settings.source)
@@ -117,12 +125,16 @@ class DetectionWorker:
         await self._bind_state(js)
         self.sender.submit(boot_event(self.ident, self.subject, self.boot_id, self.fingerprint()))
         self.slot = LatestFrame(asyncio.get_running_loop())
-        self.source = open_source(
-            self.spec,
-            self.slot,
-            fps=self.settings.source_fps,
-            stall_after=self.settings.stall_seconds,
-            loop_file=self.settings.loop,
+        self.source = (
+            self.source_factory(self.slot)
+            if self.source_factory
+            else open_source(
+                self.spec,
+                self.slot,
+                fps=self.settings.source_fps,
+                stall_after=self.settings.stall_seconds,
+                loop_file=self.settings.loop,
+            )
         )
         self.source.start()
         log.info(

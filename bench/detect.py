@@ -1,0 +1,201 @@
+"""Detection benchmark: end-to-end frames per second versus raw onnxruntime, inference ms, mAP.
+
+``overwatch serve`` runs as a subprocess (its workers take the detection events, the
+state writes and the video). The detection worker runs in this process on the
+synthetic camera at 640×480 with the shipped model, exactly as ``overwatch detect``
+would, except that its source renders the next frame as soon as the previous one was
+taken (lock-step), so the figure is the pipeline's throughput rather than a camera's
+frame rate: capture → inference → tracking → grading → events, KV state, video.
+
+Baseline in the same run, on the same frames (same scene seed): render the frame, then
+``session.run`` on the prepared tensor, sequentially — the least any pipeline must do.
+Overhead = baseline fps / end-to-end fps − 1. Then inference ms p50/p99 (session.run
+only), and mAP@0.5 of the shipped model on the held-out set (``models/evaluate.py``).
+Targets on the 2-core CPU (issue #6): ≥ 25 fps end to end, overhead ≤ 25 %, mAP ≥ 0.9.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from app.nats_auth import INTERNAL_USER, internal_password
+from models.evaluate import evaluate
+from workers.detect.boxes import letterbox, to_tensor
+from workers.detect.config import DetectSettings
+from workers.detect.model import DEFAULT_MODEL, Detector
+from workers.detect.sources import LatestFrame, Source
+from workers.detect.synth import VideoScene
+from workers.detect.worker import DetectionWorker
+
+OVERWATCH = str(Path(sys.executable).parent / "overwatch")
+SEED = 7
+
+
+class LockstepSynthetic(Source):
+    """The synthetic camera, rendering the next frame only once the pipeline took the last one."""
+
+    def __init__(self, slot: LatestFrame) -> None:
+        super().__init__(slot)
+        self.scene = VideoScene(seed=SEED)
+
+    def capture(self) -> None:
+        self.stats.connected = True
+        while not self._stop.is_set():
+            if self.slot.pending:
+                self._stop.wait(0.0005)
+                continue
+            frame = self.scene.frame()
+            self.emit(frame.image, frame.truth)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def baseline(frames: int, threads: int) -> tuple[float, list[float], float]:
+    """(fps of render + raw session.run, session.run ms each, render ms mean) on the scene's frames."""
+    detector = Detector(DEFAULT_MODEL, threads=threads)
+    scene = VideoScene(seed=SEED)
+    run_ms: list[float] = []
+    render_ms: list[float] = []
+    for _ in range(20):  # warm-up
+        detector.infer_raw(to_tensor(letterbox(scene.frame().image, detector.size)[0]))
+    scene = VideoScene(seed=SEED)
+    started = time.perf_counter()
+    for _ in range(frames):
+        t0 = time.perf_counter()
+        image = scene.frame().image
+        t1 = time.perf_counter()
+        tensor = to_tensor(letterbox(image, detector.size)[0])
+        t2 = time.perf_counter()
+        detector.infer_raw(tensor)
+        t3 = time.perf_counter()
+        render_ms.append((t1 - t0) * 1000)
+        run_ms.append((t3 - t2) * 1000)
+    total = time.perf_counter() - started
+    prep = total - (sum(run_ms) + sum(render_ms)) / 1000  # letterbox time: not part of the baseline
+    return frames / (total - prep), run_ms, float(np.mean(render_ms))
+
+
+async def end_to_end(nats_url: str, password: str, seconds: float, threads: int) -> tuple[float, dict[str, object]]:
+    """Frames per second the whole worker sustains against the running server."""
+    settings = DetectSettings(
+        org_id="bench",
+        entity_id="bench-cam",
+        nats_url=nats_url,
+        nats_user=INTERNAL_USER,
+        nats_password=password,
+        source=f"synthetic:{SEED}",
+        threads=threads,
+    )
+    worker = DetectionWorker(settings, source_factory=LockstepSynthetic)
+    stopping = asyncio.Event()
+    task = asyncio.create_task(worker.run(stopping))
+    await asyncio.sleep(3.0)  # connect, boot event, warm the session
+    start_frames, started = worker.metrics.processed, time.perf_counter()
+    await asyncio.sleep(seconds)
+    fps = (worker.metrics.processed - start_frames) / (time.perf_counter() - started)
+    stats = worker.pipeline()
+    stopping.set()
+    await asyncio.wait_for(task, 15)
+    return fps, stats
+
+
+async def main(seconds: float, frames: int, eval_frames: int, threads: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        port, nats_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "OVERWATCH_DATA_DIR": f"{tmp}/data",
+            "PORT": str(port),
+            "HOST": "127.0.0.1",
+            "NATS_PORT": str(nats_port),
+            "LOG_LEVEL": "WARNING",
+        }
+        out = subprocess.run(
+            [OVERWATCH, "apikey", "create", "--name", "bench", "--role", "admin"],
+            env=env,
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        key = next(line.split()[-1] for line in out.splitlines() if line.startswith("api key:"))
+        proc = subprocess.Popen([OVERWATCH, "serve"], env=env, cwd=tmp)
+        try:
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}, timeout=10
+            ) as h:
+                for _ in range(200):
+                    try:
+                        if (await h.get("/health/ready")).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    await asyncio.sleep(0.05)
+                await h.post("/api/v1/organizations", json={"name": "Bench", "org_type": "ngo", "org_id": "bench"})
+                await h.post(
+                    "/api/v1/organizations/bench/entities",
+                    json={"entity_type": "isr_sensor", "entity_id": "bench-cam", "name": "Bench camera"},
+                )
+            password = internal_password(Path(f"{tmp}/data/secret").read_text().strip())
+            print(f"baseline: render + raw session.run, {frames} frames, {threads} ORT threads ...", flush=True)
+            base_fps, run_ms, render_ms = baseline(frames, threads)
+            print(f"end to end: detection worker against the running server for {seconds:.0f} s ...", flush=True)
+            server_cpu0 = cpu_seconds(proc.pid)
+            e2e_fps, stats = await end_to_end(f"nats://127.0.0.1:{nats_port}", password, seconds, threads)
+            server_cpu = (cpu_seconds(proc.pid) - server_cpu0) / (seconds + 3.0)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    print(f"evaluating the shipped model on {eval_frames} held-out frames ...", flush=True)
+    result = evaluate(frames=eval_frames, threads=threads)
+    overhead = base_fps / e2e_fps - 1
+    print()
+    print(f"{'figure':58s} value")
+    print(f"{'end-to-end fps (capture→infer→track→publish, server up)':58s} {e2e_fps:7.1f}   target ≥ 25")
+    print(f"{'baseline fps (render + raw session.run, same frames)':58s} {base_fps:7.1f}")
+    print(f"{'pipeline overhead (baseline / end-to-end − 1)':58s} {overhead:7.1%}   target ≤ 25 %")
+    print(f"{'render ms per frame (mean)':58s} {render_ms:7.2f}")
+    p50, p99 = np.percentile(run_ms, 50), np.percentile(run_ms, 99)
+    print(f"{'inference ms (session.run) p50 / p99':58s} {p50:7.2f} / {p99:.2f}")
+    print(
+        f"{'worker inference ms p50 / p99 (last 200, in pipeline)':58s} "
+        f"{stats['inference_ms_p50']} / {stats['inference_ms_p99']}"
+    )
+    print(
+        f"{'events sent / KV writes / KV conflicts / video frames':58s} "
+        f"{stats['events_published']} / {stats['kv_writes']} / {stats['kv_conflicts']} / {stats['video_frames']}"
+    )
+    print(f"{'server CPU while detecting (cores)':58s} {server_cpu:7.2f}")
+    print(f"{'mAP@0.5 / mAP@0.75 on held-out frames':58s} {result['map50']} / {result['map75']}   target ≥ 0.9")
+    for name, row in result["per_class"].items():  # type: ignore[union-attr]
+        print(f"  AP@0.5 {name:8s} {row['ap50']:.3f}  ({row['truths']} objects)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="end-to-end measuring time")
+    parser.add_argument("--frames", type=int, default=300, help="baseline frames")
+    parser.add_argument("--eval-frames", type=int, default=300, help="held-out frames for mAP")
+    parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
+    a = parser.parse_args()
+    asyncio.run(main(a.seconds, a.frames, a.eval_frames, a.threads))
