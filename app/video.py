@@ -25,10 +25,11 @@ class VideoSource(msgspec.Struct, kw_only=True):
     size: int
     width: int | None = None
     height: int | None = None
+    annotated: bool = False  # boxes already drawn into the frames (the overlay starts hidden)
 
 
 class _Slot:
-    __slots__ = ("frame", "at", "frames", "fps", "changed", "width", "height")
+    __slots__ = ("frame", "at", "frames", "fps", "changed", "width", "height", "annotated")
 
     def __init__(self) -> None:
         self.frame = b""
@@ -38,6 +39,7 @@ class _Slot:
         self.changed = asyncio.Condition()
         self.width: int | None = None
         self.height: int | None = None
+        self.annotated = False
 
 
 class VideoRegistry:
@@ -47,7 +49,14 @@ class VideoRegistry:
         self._slots: dict[str, _Slot] = {}
         self.rejected = 0
 
-    async def put(self, entity_id: str, frame: bytes, width: int | None = None, height: int | None = None) -> None:
+    async def put(
+        self,
+        entity_id: str,
+        frame: bytes,
+        width: int | None = None,
+        height: int | None = None,
+        annotated: bool = False,
+    ) -> None:
         """Store a new frame and wake its viewers."""
         slot = self._slots.get(entity_id)
         if slot is None:
@@ -57,7 +66,7 @@ class VideoRegistry:
             gap = max(now - slot.at, 1e-3)
             # Exponential moving average of the instantaneous rate.
             slot.fps = 1.0 / gap if slot.fps == 0 else slot.fps * 0.8 + (1.0 / gap) * 0.2
-        slot.frame, slot.at, slot.width, slot.height = frame, now, width, height
+        slot.frame, slot.at, slot.width, slot.height, slot.annotated = frame, now, width, height, annotated
         slot.frames += 1
         async with slot.changed:
             slot.changed.notify_all()
@@ -96,6 +105,7 @@ class VideoRegistry:
             size=len(slot.frame),
             width=slot.width,
             height=slot.height,
+            annotated=slot.annotated,
         )
 
     def sources(self) -> list[VideoSource]:

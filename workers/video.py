@@ -63,7 +63,8 @@ class VideoWorker(Worker):
             return
         headers = msg.headers or {}
         width, height = _int(headers.get("Width")), _int(headers.get("Height"))
-        await self.ctx.services.video.put(entity_id, msg.data, width, height)
+        annotated = headers.get("Annotated", "").lower() == "true"
+        await self.ctx.services.video.put(entity_id, msg.data, width, height, annotated)
         self.stats.processed += 1
         self.stats.last_message_at = time.time()
 

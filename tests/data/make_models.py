@@ -18,15 +18,19 @@ HERE = Path(__file__).resolve().parent
 
 # YOLO layout, 2 classes, 4 candidates (cx, cy, w, h, score_a, score_b) in 64×64 input pixels:
 # two overlapping "a" boxes (NMS keeps the stronger), one "b" box, one below any threshold.
-YOLO = np.array(
-    [  # one candidate per row here; the model's layout is attributes × candidates
-        [16, 17, 32, 18, 0.9, 0.0],
-        [17, 17, 30, 18, 0.8, 0.0],
-        [40, 40, 16, 16, 0.05, 0.7],
-        [8, 8, 8, 8, 0.0, 0.02],
-    ],
-    np.float32,
-).T[None].copy()
+YOLO = (
+    np.array(
+        [  # one candidate per row here; the model's layout is attributes × candidates
+            [16, 17, 32, 18, 0.9, 0.0],
+            [17, 17, 30, 18, 0.8, 0.0],
+            [40, 40, 16, 16, 0.05, 0.7],
+            [8, 8, 8, 8, 0.0, 0.02],
+        ],
+        np.float32,
+    )
+    .T[None]
+    .copy()
+)
 # End-to-end layout: (x1, y1, x2, y2, score, class) in input pixels.
 E2E = np.array([[[8, 24, 24, 40, 0.95, 1], [40, 24, 56, 40, 0.6, 0], [0, 0, 4, 4, 0.01, 0]]], np.float32)
 

@@ -120,6 +120,7 @@ class VideoPublisher:
                     "Width": str(width),
                     "Height": str(height),
                     "Detection-Count": str(len(objects)),
+                    "Annotated": "true" if self.annotated else "false",
                 }
                 await nc.publish(self.subject, jpeg, headers=headers)
                 self.sent += 1
