@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint typecheck pytest bench screenshots clean
+.PHONY: help run test lint typecheck pytest bench model screenshots clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,13 @@ pytest: $(VENV)/.installed-dev ## tests only (pass ARGS=... to pytest)
 
 bench: $(VENV)/.installed-dev ## run every benchmark under bench/ and print figures
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+model: $(VENV)/.installed-dev ## retrain the shipped detector on the CPU (installs the train extra; ~40 min on 2 cores)
+	$(BIN)/pip install -q -e '.[train]'
+	$(BIN)/python -m models.data --frames 14000 --processes 2
+	$(BIN)/python -m models.train --steps 2200
+	$(BIN)/python -m models.export
+	$(BIN)/python -m models.evaluate --json models/work/eval.json
 
 screenshots: $(VENV)/.installed-dev ## screenshots of every page at desktop and tablet size into ./screenshots
 	$(BIN)/python -m tests.browser.screenshots screenshots
