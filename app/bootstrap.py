@@ -17,6 +17,7 @@ log = logging.getLogger("overwatch")
 
 def worker_factories() -> list[WorkerFactory]:
     """Every in-process worker, in start order."""
+    from app.rules.worker import RuleEvaluator
     from workers.commands import CommandWorker
     from workers.entity import EntityWorker
     from workers.events import EventWorker
@@ -37,6 +38,7 @@ def worker_factories() -> list[WorkerFactory]:
         CommandWorker,
         VideoWorker,
         NatsAuthWorker,
+        RuleEvaluator,
     ]
 
 

@@ -33,6 +33,12 @@ from app.console.overview import OverviewController
 from app.console.video import VideoController
 from app.errors import AppError, app_error_handler, auth_error_handler, http_error_handler, internal_error_handler
 from app.health import HealthController
+from app.metrics.pages import MetricsController
+from app.nats_console.browse import MessagesController
+from app.nats_console.views import ConsumersController, ServerController, StreamsController
+from app.nats_data.dlq_views import DlqController
+from app.nats_data.kv_views import KvController
+from app.rules.pages import RulesController
 from app.runtime import Runtime
 from app.security_headers import security_headers
 from app.templating import STATIC_DIR
@@ -53,6 +59,14 @@ def create_app(runtime: Runtime) -> Litestar:
             FleetController,
             EntityPageController,
             AlertsController,
+            RulesController,
+            MetricsController,
+            StreamsController,
+            ConsumersController,
+            MessagesController,
+            ServerController,
+            KvController,
+            DlqController,
             MapController,
             VideoController,
             EmbedController,
@@ -73,6 +87,7 @@ def create_app(runtime: Runtime) -> Litestar:
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(env)),
         request_class=HTMXRequest,
         guards=[authenticate],
+        middleware=[runtime.metrics.middleware],
         before_send=[security_headers(runtime.settings.embed_origin_list)],
         cors_config=CORSConfig(
             allow_origins=origins, allow_credentials=False, allow_headers=["Authorization", "X-API-Key", "Content-Type"]

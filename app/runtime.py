@@ -21,6 +21,8 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from app import topology
+from app.metrics.otel import Metrics
+from app.metrics.sampler import Sampler
 from app.nats_auth import INTERNAL_USER, internal_password, render_authorization
 from app.nats_client import NatsConnectError, close_quietly, connect
 from app.nats_server import EmbeddedNats, NatsServerError
@@ -84,6 +86,7 @@ class Runtime:
         self.shutting_down = asyncio.Event()
         self._services: Services | None = None
         self.background: list[asyncio.Task[Any]] = []
+        self.metrics = Metrics(self)
 
     @property
     def js(self) -> JetStreamContext:
@@ -174,6 +177,7 @@ class Runtime:
         ctx = self.worker_context
         self.workers = WorkerManager([factory(ctx) for factory in self.worker_factories])
         self.workers.start()
+        self.background.append(asyncio.create_task(Sampler(self).run(self.shutting_down), name="metrics-sampler"))
 
     async def stop(self) -> None:
         """End streams, stop workers, drain NATS, stop the child, close SQLite."""
@@ -185,6 +189,7 @@ class Runtime:
                 task.cancel()
             await asyncio.gather(*self.background, return_exceptions=True)
         await self.workers.stop()
+        self.metrics.shutdown()
         await close_quietly(self.nc)
         if self.nats_server:
             await self.nats_server.stop()

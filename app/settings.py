@@ -91,6 +91,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "startup_timeout", "OVERWATCH_STARTUP_TIMEOUT", 10.0, "Seconds to wait for NATS at start before giving up"
     ),
+    SettingSpec(
+        "metrics_public", "OVERWATCH_METRICS_PUBLIC", False, "Serve `/metrics` without sign-in or API key (scrapers)"
+    ),
+    SettingSpec("metrics_interval", "OVERWATCH_METRICS_INTERVAL", 10.0, "Seconds between metric samples"),
+    SettingSpec("metrics_retention_hours", "OVERWATCH_METRICS_RETENTION_HOURS", 24.0, "Hours of metric samples kept"),
 )
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
@@ -148,6 +153,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     embed_origins: str = ""
     map_pmtiles: str = ""
     startup_timeout: float = 10.0
+    metrics_public: bool = False
+    metrics_interval: float = 10.0
+    metrics_retention_hours: float = 24.0
 
     @property
     def data_path(self) -> Path:

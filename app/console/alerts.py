@@ -13,11 +13,13 @@ from litestar.response import Redirect, ServerSentEvent, Template
 from app.api.params import KeyPath
 from app.auth.guards import authorize, principal_of, requires
 from app.console.live import Messages, event, page_stream
+from app.contracts.common import utc_now
 from app.errors import NotFound
 from app.runtime import Runtime
 from app.sse.hub import Update
 from app.views import alert_view
 from db import alerts as alerts_db
+from db import rules as rules_db
 
 Req = Request[Any, Any, Any]
 Status = Annotated[str, QueryParameter(pattern="^(active|cleared|all)$")]
@@ -81,6 +83,8 @@ class AlertsController(Controller):
             raise NotFound(f"alert {alert_id} not found")
         actor = await authorize(request, row.org_id, "commands")
         updated = await runtime.services.alerts.acknowledge(alert_id, actor.label)
+        if row.kind == "rule":  # the rule's firing history shows the same acknowledgement
+            await rules_db.acknowledge_events(runtime.db, alert_id, actor.label, utc_now())
         await runtime.services.audit.record(actor, "alert.acknowledge", target=alert_id, org_id=row.org_id)
         if not getattr(request, "htmx", False):
             return Redirect("/alerts", status_code=303)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 RETRY_MS = 2000  # how soon a browser reconnects after the stream drops (server restart)
 ALERTS_TOPIC = "alerts"
+TOAST_TOPIC = "toasts"  # rule firings (app.rules.service): a ``toast`` event on every page stream
 
 Messages = list[ServerSentEventMessage]
 Renderer = Callable[[Sequence[Update]], Awaitable[Messages]]
@@ -106,13 +107,16 @@ def page_stream(
     only ever holds what it will send: its topics, only ``keys`` when given (a page
     about one entity), and only entities of organisations the caller may see.
     """
-    wanted = topics | {ALERTS_TOPIC}
+    wanted = topics | {ALERTS_TOPIC, TOAST_TOPIC}
     principal = principal_of(request)
     cache = runtime.services.state_cache
 
     def accepts(update: Update) -> bool:
         if update.topic not in wanted:
             return False
+        if update.topic == TOAST_TOPIC:
+            org_id = str(getattr(update.payload, "org_id", ""))
+            return principal.sees(org_id) if org_id else principal.org_ids is None
         if update.topic == ALERTS_TOPIC or update.topic not in ("state", "commands", "detections"):
             return True
         if keys is not None:
@@ -134,6 +138,7 @@ def page_stream(
         out: Messages = []
         if any(u.topic == ALERTS_TOPIC for u in batch):
             out.append(await nav_alerts(runtime, request))
+        out.extend(event(runtime, request, "toast", {"toast": u.payload}) for u in batch if u.topic == TOAST_TOPIC)
         relevant = [u for u in batch if u.topic in topics]
         if relevant:
             out.extend(await render_updates(relevant))

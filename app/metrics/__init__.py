@@ -1,0 +1,1 @@
+"""Metrics: OpenTelemetry instruments exported at ``/metrics``, samples and the metrics page."""

@@ -1,0 +1,1 @@
+"""The NATS console: streams, consumers, message browser, live tail and server view."""

@@ -1,0 +1,1 @@
+"""Alert rules: definitions, the evaluator, rule events, and the rules page."""

@@ -1,0 +1,287 @@
+"""Alert rules: the state machine, the evaluator with a real runtime and simulator, the page's access rules."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from app.main import create_app
+from app.rules import engine
+from app.rules.model import RuleForm, RuleSpec, validate
+from app.rules.service import RuleService
+from app.runtime import Runtime
+from db import alerts as alerts_db
+from db import audit as audit_db
+from db import rules as rules_db
+from tests.helpers import eventually, seed
+from workers.simulator import FaultConfig, Simulator, make_fleet
+
+
+def rule(kind: str = "battery", threshold: float = 20, duration: float = 0, cooldown: float = 0) -> RuleSpec:
+    """A validated rule spec for the state-machine tests."""
+    return validate(
+        RuleForm(name="r", kind=kind, threshold=threshold, duration_s=duration, cooldown_s=cooldown, enabled="on")
+    )
+
+
+# ---------------------------------------------------------------- state machine
+
+
+def test_fires_only_after_the_condition_held_for_the_duration() -> None:
+    spec, track = rule(duration=5), engine.Track()
+    assert engine.step(spec, track, "e", 10, now=100, snoozed=False) is None  # starts holding
+    assert engine.step(spec, track, "e", 10, now=104.9, snoozed=False) is None
+    fired = engine.step(spec, track, "e", 12, now=105, snoozed=False)
+    assert fired == engine.Transition("fire", "e", 12)
+    assert engine.step(spec, track, "e", 12, now=106, snoozed=False) is None  # fires once, not every tick
+
+
+def test_a_break_restarts_the_duration() -> None:
+    spec, track = rule(duration=5), engine.Track()
+    engine.step(spec, track, "e", 10, now=0, snoozed=False)
+    engine.step(spec, track, "e", 50, now=3, snoozed=False)  # recovered in between
+    assert engine.step(spec, track, "e", 10, now=6, snoozed=False) is None
+    assert engine.step(spec, track, "e", 10, now=11, snoozed=False) is not None
+
+
+def test_resolves_when_the_condition_stops_holding() -> None:
+    spec, track = rule(), engine.Track()
+    assert engine.step(spec, track, "e", 5, now=0, snoozed=False) is not None
+    resolved = engine.step(spec, track, "e", 30, now=1, snoozed=False)
+    assert resolved == engine.Transition("resolve", "e", 30)
+    assert engine.step(spec, track, "e", 30, now=2, snoozed=False) is None
+
+
+def test_missing_value_never_fires_and_resolves() -> None:
+    spec, track = rule(), engine.Track()
+    assert engine.step(spec, track, "e", None, now=0, snoozed=False) is None
+    engine.step(spec, track, "e", 5, now=1, snoozed=False)
+    assert engine.step(spec, track, "e", None, now=2, snoozed=False) == engine.Transition("resolve", "e", None)
+
+
+def test_cooldown_spaces_firings() -> None:
+    spec, track = rule(cooldown=60), engine.Track()
+    assert engine.step(spec, track, "e", 5, now=0, snoozed=False) is not None
+    engine.step(spec, track, "e", 50, now=1, snoozed=False)  # resolved
+    assert engine.step(spec, track, "e", 5, now=10, snoozed=False) is None  # holds again within the cooldown
+    assert engine.step(spec, track, "e", 5, now=59.9, snoozed=False) is None
+    assert engine.step(spec, track, "e", 5, now=60, snoozed=False) is not None
+
+
+def test_snooze_holds_back_new_firings_until_it_ends() -> None:
+    spec, track = rule(duration=2), engine.Track()
+    assert engine.step(spec, track, "e", 5, now=0, snoozed=True) is None
+    assert engine.step(spec, track, "e", 5, now=10, snoozed=True) is None
+    assert engine.step(spec, track, "e", 5, now=11, snoozed=False) is not None  # held long enough already
+
+
+def test_snooze_does_not_stop_a_resolution() -> None:
+    spec, track = rule(), engine.Track()
+    engine.step(spec, track, "e", 5, now=0, snoozed=False)
+    assert engine.step(spec, track, "e", 90, now=1, snoozed=True) is not None
+
+
+def test_comparisons_per_kind() -> None:
+    assert engine.holds(rule("offline", 5), 5.1) and not engine.holds(rule("offline", 5), 5)
+    assert engine.holds(rule("threat", 2), 2) and not engine.holds(rule("threat", 3), 2)
+    assert engine.holds(rule("disk_free", 10), 9) and not engine.holds(rule("disk_free", 10), 11)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"kind": "nope"}, "kind"),
+        ({"severity": "loud"}, "severity"),
+        ({"name": " "}, "name"),
+        ({"kind": "battery", "threshold": 150}, "percentage"),
+        ({"kind": "threat", "threshold": 7}, "threat level"),
+        ({"kind": "disk_free", "threshold": 5, "org_id": "org1"}, "whole system"),
+        ({"entity_id": "a b"}, "entity_id"),
+        ({"duration_s": -1}, "duration_s"),
+    ],
+)
+def test_invalid_rules_are_refused_with_the_field_named(changes: dict[str, Any], message: str) -> None:
+    from app.errors import Invalid
+
+    base = {"name": "r", "kind": "battery", "threshold": 20.0}
+    with pytest.raises(Invalid, match=message):
+        validate(msgspec.convert({**base, **changes}, RuleForm))
+
+
+# ---------------------------------------------------------------- with a real runtime
+
+
+@pytest.mark.timeout(120)
+async def test_offline_rule_fires_resolves_and_ack_is_audited(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    """The acceptance test: "entity offline > 5 s" fires when the simulator stops an entity."""
+    ids = await seed(runtime, entities=2)
+    assert runtime.nc is not None
+    sim = Simulator(
+        runtime.nc, make_fleet("org1", [(i, "aircraft_multirotor") for i in ids], (37.0, -122.0)), 4, FaultConfig()
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(sim.run(stop))
+    try:
+        cache = runtime.services.state_cache
+        await eventually(lambda: all((cache.get(i) or {}).get("is_live") for i in ids), what="fleet live")
+        response = await client.post(
+            "/alerts/rules",
+            data={
+                "name": "Lost link",
+                "kind": "offline",
+                "threshold": "5",
+                "severity": "high",
+                "cooldown_s": "0",
+                "enabled": "on",
+                "org_id": "org1",
+            },
+        )
+        assert response.status_code in (200, 303), response.text
+        rules = await rules_db.list_rules(runtime.db)
+        assert [r.name for r in rules] == ["Lost link"]
+        rule_id = rules[0].rule_id
+        await asyncio.sleep(1.5)
+        assert await rules_db.open_events(runtime.db) == []  # live entities do not fire
+
+        sim.pause("ent-1")
+        paused = time.monotonic()
+        events = await eventually(lambda: rules_db.open_events(runtime.db), timeout=12, what="rule fired")
+        took = time.monotonic() - paused
+        assert 4.5 <= took <= 8.5, f"fired after {took:.1f}s"
+        assert [(e.subject, e.rule_id) for e in events] == [("ent-1", rule_id)]
+        assert events[0].value > 5 and events[0].threshold == 5
+        alert = await alerts_db.get_alert(runtime.db, events[0].alert_id)
+        assert alert is not None and alert.kind == "rule" and alert.status == "active" and alert.org_id == "org1"
+
+        sim.resume("ent-1")
+
+        async def resolved() -> bool:
+            row = await rules_db.get_event(runtime.db, events[0].event_id)
+            return bool(row and row.resolved_at)
+
+        await eventually(resolved, timeout=10, what="rule resolved")
+        alert = await alerts_db.get_alert(runtime.db, events[0].alert_id)
+        assert alert is not None and alert.status == "cleared"
+        assert await rules_db.open_events(runtime.db) == []
+
+        ack = await client.post(f"/alerts/rules/events/{events[0].event_id}/ack")
+        assert ack.status_code in (200, 303)
+        row = await rules_db.get_event(runtime.db, events[0].event_id)
+        assert row is not None and row.acknowledged_by == "apikey:tests"
+        alert = await alerts_db.get_alert(runtime.db, events[0].alert_id)
+        assert alert is not None and alert.acknowledged_by == "apikey:tests"
+        actions = [a.action for a in await audit_db.query_audit(runtime.db, limit=50)]
+        assert "rule.acknowledge" in actions and "rule.create" in actions
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_system_rule_fires_and_deleting_it_resolves(runtime: Runtime) -> None:
+    from app.audit import Actor
+
+    service = RuleService.of(runtime)
+    actor = Actor("tests")
+    # Free disk is always below 100 %: fires on the next tick.
+    row = await service.create(actor, validate(RuleForm(name="disk", kind="disk_free", threshold=100, enabled="on")))
+    events = await eventually(lambda: rules_db.open_events(runtime.db), timeout=8, what="disk rule fired")
+    assert events[0].subject == "disk" and events[0].org_id == "" and 0 <= events[0].value < 100
+    await service.delete(actor, row.rule_id)
+    await eventually(lambda: _no_open(runtime), timeout=8, what="resolved after delete")
+    actions = [a.action for a in await audit_db.query_audit(runtime.db, limit=20)]
+    assert {"rule.create", "rule.delete"} <= set(actions)
+
+
+async def _no_open(rt: Runtime) -> bool:
+    return not await rules_db.open_events(rt.db)
+
+
+async def test_snooze_holds_back_and_is_audited(runtime: Runtime) -> None:
+    from app.audit import Actor
+
+    service = RuleService.of(runtime)
+    actor = Actor("tests")
+    row = await service.create(actor, validate(RuleForm(name="d", kind="disk_free", threshold=100, enabled="")))
+    await service.snooze(actor, row.rule_id, 30)
+    spec = validate(RuleForm(name="d", kind="disk_free", threshold=100, enabled="on"))
+    await service.update(actor, row.rule_id, spec)
+    await asyncio.sleep(2.5)
+    assert await rules_db.open_events(runtime.db) == []  # snoozed: no firing
+    await service.snooze(actor, row.rule_id, 0)
+    await eventually(lambda: rules_db.open_events(runtime.db), timeout=8, what="fires after the snooze ends")
+    actions = [a.action for a in await audit_db.query_audit(runtime.db, limit=20)]
+    assert actions.count("rule.snooze") == 2 and "rule.update" in actions
+
+
+async def test_bad_state_never_stops_the_evaluator(runtime: Runtime) -> None:
+    from app.audit import Actor
+
+    await seed(runtime, entities=1)
+    service = RuleService.of(runtime)
+    await service.create(Actor("t"), validate(RuleForm(name="b", kind="battery", threshold=20, enabled="on")))
+    await service.create(Actor("t"), validate(RuleForm(name="o", kind="offline", threshold=5, enabled="on")))
+    await service.create(Actor("t"), validate(RuleForm(name="t", kind="threat", threshold=2, enabled="on")))
+    bad = {
+        "entity_id": "weird",
+        "org_id": "org1",
+        "power": "full",
+        "last_seen": "yesterday",
+        "detections": {"objects": ["not", "a", "dict"]},
+        "c4isr": {"threat_intelligence": {"threat_alerts": 5}},
+    }
+    await runtime.kv_state.put("weird", msgspec.json.encode(bad))
+    low = {"entity_id": "low", "org_id": "org1", "power": {"battery_remaining": 5}}
+    await runtime.kv_state.put("low", msgspec.json.encode(low))
+    events = await eventually(lambda: rules_db.open_events(runtime.db), timeout=8, what="battery fired")
+    assert [(e.subject, e.rule_name) for e in events] == [("low", "b")]
+    evaluator = next(w for w in runtime.workers.workers if w.name == "rules")
+    await asyncio.sleep(1.5)
+    assert runtime.workers.status()["rules"] is True and evaluator.stats.restarts == 0
+
+
+async def test_viewer_sees_no_controls_and_gets_403(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    from app.audit import Actor
+
+    service = RuleService.of(runtime)
+    row = await service.create(
+        Actor("t"), validate(RuleForm(name="disk", kind="disk_free", threshold=100, enabled="on"))
+    )
+    events = await eventually(lambda: rules_db.open_events(runtime.db), timeout=8, what="fired")
+    viewer = await runtime.services.apikeys.create("tests", "viewer", ["read"], None)
+    transport = httpx.ASGITransport(app=create_app(runtime))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", headers={"Authorization": f"Bearer {viewer.key}"}
+    ) as as_viewer:
+        page = await as_viewer.get("/alerts/rules")
+        assert page.status_code == 200 and "disk" in page.text
+        controls = ("Create rule", "/snooze", "/ack", f'href="/alerts/rules/{row.rule_id}"')
+        for control in controls:
+            assert control not in page.text, control
+        admin_page = await client.get("/alerts/rules")
+        assert all(c in admin_page.text for c in controls)
+        form = {"name": "x", "kind": "battery", "threshold": "10"}
+        calls = [
+            ("POST", "/alerts/rules", form),
+            ("GET", f"/alerts/rules/{row.rule_id}", None),
+            ("POST", f"/alerts/rules/{row.rule_id}", form),
+            ("POST", f"/alerts/rules/{row.rule_id}/delete", None),
+            ("POST", f"/alerts/rules/{row.rule_id}/snooze", {"minutes": "5"}),
+            ("POST", f"/alerts/rules/events/{events[0].event_id}/ack", None),
+        ]
+        for method, path, data in calls:
+            response = await as_viewer.request(method, path, data=data)
+            assert response.status_code == 403, (method, path, response.status_code)
+    assert await rules_db.get_rule(runtime.db, row.rule_id) is not None
+    denied = await audit_db.query_audit(runtime.db, action="auth.denied", limit=20)
+    assert len(denied) >= len(calls)
+
+
+async def test_invalid_form_is_a_422_with_the_reason(client: httpx.AsyncClient) -> None:
+    response = await client.post("/alerts/rules", data={"name": "x", "kind": "battery", "threshold": "500"})
+    assert response.status_code == 422
+    assert "percentage" in response.text
