@@ -44,7 +44,7 @@ DETECT_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("threads", "DETECT_THREADS", 2, "onnxruntime intra-op threads"),
     SettingSpec("max_fps", "DETECT_MAX_FPS", 0.0, "Cap on frames processed per second (0 = as fast as frames come)"),
     SettingSpec("track_buffer", "DETECT_TRACK_BUFFER", 30, "Frames a lost track is kept to re-identify its object"),
-    SettingSpec("lost_after", "DETECT_LOST_AFTER", 1.0, "Seconds unseen before an object is lost (leaves KV)"),
+    SettingSpec("lost_after", "DETECT_LOST_AFTER", 2.0, "Seconds unseen before an object is lost (leaves KV)"),
     SettingSpec("threat_table", "DETECT_THREAT_TABLE", "", "JSON file of label → threat level merged over the default"),
     SettingSpec("movement", "SIGINT_MOVEMENT_THRESHOLD", 0.05, "Publish when the bbox centre moved more than this"),
     SettingSpec("confidence", "SIGINT_CONFIDENCE_THRESHOLD", 0.1, "Publish when confidence changed more than this"),
@@ -83,7 +83,7 @@ class DetectSettings(msgspec.Struct, frozen=True, kw_only=True):
     threads: int = 2
     max_fps: float = 0.0
     track_buffer: int = 30
-    lost_after: float = 1.0
+    lost_after: float = 2.0
     threat_table: str = ""
     movement: float = 0.05
     confidence: float = 0.1

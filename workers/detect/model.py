@@ -99,7 +99,8 @@ class Detector:
         if names is None:
             names = [f"class_{i}" for i in range(n_classes or 0)]
         if n_classes is not None and len(names) < n_classes:
-            raise ModelError(f"{path} predicts {n_classes} classes but only {len(names)} names were given")
+            source = f"labels file {labels}" if labels else "the model's names metadata"
+            raise ModelError(f"{path} predicts {n_classes} classes but {source} names only {len(names)}")
         self.names = names
         self.model_type = meta.get("model_type") or path.stem
 

@@ -16,6 +16,8 @@ from typing import Any
 from workers.detect import threats
 from workers.detect.tracker import Track
 
+CONFIDENCE_SMOOTHING = 0.3  # EMA weight of the newest frame's score
+
 
 @dataclass(eq=False)
 class TrackedObject:
@@ -73,7 +75,7 @@ class TrackedObject:
 class ObjectBook:
     """Objects keyed by track id, graded by the threat table."""
 
-    def __init__(self, table: dict[str, str], lost_after: float = 1.0) -> None:
+    def __init__(self, table: dict[str, str], lost_after: float = 2.0) -> None:
         self.table = table
         self.lost_after = lost_after
         self.objects: dict[str, TrackedObject] = {}
@@ -111,11 +113,14 @@ class ObjectBook:
             else:
                 returned = obj.state == "lost"
                 obj.state = "active"
-                obj.label, obj.threat_level, obj.bbox, obj.confidence = label, level, bbox, track.score
+                obj.label, obj.threat_level, obj.bbox = label, level, bbox
+                # Smoothed: a walking figure's score swings ±0.1 frame to frame, which would
+                # otherwise fire a confidence_changed event (and flicker indicators) every frame.
+                obj.confidence += CONFIDENCE_SMOOTHING * (track.score - obj.confidence)
                 obj.frame_count += 1
                 obj.conf_sum += track.score
                 obj.last_seen, obj.last_seen_at = now, mono
-            obj.indicators = threats.indicators(level, track.score)
+            obj.indicators = threats.indicators(level, obj.confidence)
             out.append((obj, returned))
         return out
 

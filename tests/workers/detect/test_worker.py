@@ -92,12 +92,20 @@ async def test_detection_worker_feeds_the_whole_picture(runtime: Runtime) -> Non
             assert scope in doc, scope
         assert doc["is_live"] is True and doc["mission"]["status"] == "operational"
         obj = next(iter(doc["detections"]["objects"].values()))
-        assert {"track_id", "label", "confidence", "bbox", "threat_level", "first_seen", "last_seen"} <= obj.keys()
+        assert {
+            "track_id",
+            "label",
+            "confidence",
+            "current_bbox",
+            "threat_level",
+            "first_seen",
+            "last_seen",
+        } <= obj.keys()
 
         # The weapon walks in: HIGH threat in the KV state and a threat alert with a reason.
         doc = await eventually(lambda: _alert_level(state(runtime, CAMERA), "HIGH"), timeout=30, what="HIGH threat")
         alert = doc["c4isr"]["threat_intelligence"]["threat_alerts"][0]
-        assert alert["threat_level"] == "HIGH" and "weapon" in alert["reason"]
+        assert alert["alert_type"] == "HIGH_THREAT" and "weapon" in alert["reason"]
         rows = await eventually(lambda: _open_threat_alerts(runtime), timeout=10, what="threat alert row")
         assert any("weapon" in r.reason for r in rows)
 
@@ -108,7 +116,7 @@ async def test_detection_worker_feeds_the_whole_picture(runtime: Runtime) -> Non
         await eventually(
             lambda: _no_weapon(state(runtime, CAMERA)), timeout=40, interval=0.2, what="weapon gone from KV"
         )
-        await eventually(lambda: _no_open_threat(runtime), timeout=10, what="threat alert cleared")
+        await eventually(lambda: _no_open_weapon_alert(runtime), timeout=10, what="weapon alert cleared")
     finally:
         stopping.set()
         assert await asyncio.wait_for(task, 15) == 0
@@ -158,5 +166,5 @@ async def _open_threat_alerts(runtime: Runtime) -> list[Any]:
     return await alerts_db.list_alerts(runtime.db, status="active", kind="threat", entity_id=CAMERA)
 
 
-async def _no_open_threat(runtime: Runtime) -> bool:
-    return not await _open_threat_alerts(runtime)
+async def _no_open_weapon_alert(runtime: Runtime) -> bool:
+    return not [r for r in await _open_threat_alerts(runtime) if "weapon" in r.title]
