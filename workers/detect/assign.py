@@ -1,7 +1,8 @@
 """Minimum-cost assignment (Hungarian algorithm) for the tracker, in numpy.
 
-Tracks and detections per frame are few (tens), so an O(n³) solver in Python is
-well under a millisecond; it spares a SciPy dependency for one function.
+Tracks and detections per frame are few (tens) and mostly do not compete, so the
+O(n³) solver runs only on the components where they do; it spares a SciPy dependency
+for one function.
 """
 
 from __future__ import annotations
@@ -52,16 +53,33 @@ def _hungarian_square(cost: np.ndarray) -> np.ndarray:
     return rows
 
 
-def linear_assignment(cost: np.ndarray, threshold: float) -> tuple[list[tuple[int, int]], list[int], list[int]]:
-    """Optimal matches with cost ≤ ``threshold``; (matches, unmatched rows, unmatched columns).
+def _components(valid: np.ndarray) -> list[tuple[list[int], list[int]]]:
+    """Connected components (rows, columns) of the bipartite graph of allowed pairs."""
+    rows, cols = valid.shape
+    seen_r = np.zeros(rows, dtype=bool)
+    seen_c = np.zeros(cols, dtype=bool)
+    out: list[tuple[list[int], list[int]]] = []
+    for start in range(rows):
+        if seen_r[start] or not valid[start].any():
+            continue
+        comp_r, comp_c, stack = [start], [], [start]
+        seen_r[start] = True
+        while stack:
+            r = stack.pop()
+            for c in np.nonzero(valid[r] & ~seen_c)[0]:
+                seen_c[c] = True
+                comp_c.append(int(c))
+                for r2 in np.nonzero(valid[:, c] & ~seen_r)[0]:
+                    seen_r[r2] = True
+                    comp_r.append(int(r2))
+                    stack.append(int(r2))
+        out.append((comp_r, comp_c))
+    return out
 
-    Same objective as ``lap.lapjv(extend_cost=True, cost_limit=threshold)`` that ByteTrack
-    uses: leaving a row or a column unmatched costs ``threshold / 2`` each, so a pair is
-    matched only when that beats leaving both alone.
-    """
+
+def _solve(cost: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """Matches of one component, by the augmented square problem."""
     rows, cols = cost.shape
-    if rows == 0 or cols == 0:
-        return [], list(range(rows)), list(range(cols))
     n = rows + cols
     inf = 1e9
     aug = np.full((n, n), inf, dtype=np.float64)
@@ -70,7 +88,29 @@ def linear_assignment(cost: np.ndarray, threshold: float) -> tuple[list[tuple[in
     aug[rows:, :cols][np.eye(cols, dtype=bool)] = threshold / 2  # column c left unmatched
     aug[rows:, cols:] = 0.0  # dummy pairs
     assigned = _hungarian_square(aug)
-    matches = [(r, int(assigned[r])) for r in range(rows) if assigned[r] < cols and cost[r, assigned[r]] <= threshold]
+    return [(r, int(assigned[r])) for r in range(rows) if assigned[r] < cols and cost[r, assigned[r]] <= threshold]
+
+
+def linear_assignment(cost: np.ndarray, threshold: float) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+    """Optimal matches with cost ≤ ``threshold``; (matches, unmatched rows, unmatched columns).
+
+    Same objective as ``lap.lapjv(extend_cost=True, cost_limit=threshold)`` that ByteTrack
+    uses: leaving a row or a column unmatched costs ``threshold / 2`` each, so a pair is
+    matched only when that beats leaving both alone. The problem splits into independent
+    components of the allowed-pair graph; most are a single pair (matched directly), so the
+    O(n³) solver only runs where tracks actually compete.
+    """
+    rows, cols = cost.shape
+    if rows == 0 or cols == 0:
+        return [], list(range(rows)), list(range(cols))
+    matches: list[tuple[int, int]] = []
+    for comp_r, comp_c in _components(cost <= threshold):
+        if len(comp_r) == 1 and len(comp_c) == 1:
+            matches.append((comp_r[0], comp_c[0]))
+            continue
+        sub = cost[np.ix_(comp_r, comp_c)]
+        matches += [(comp_r[r], comp_c[c]) for r, c in _solve(sub, threshold)]
+    matches.sort()
     matched_rows = {r for r, _ in matches}
     matched_cols = {c for _, c in matches}
     return (

@@ -44,7 +44,9 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Let
 def to_tensor(padded_bgr: np.ndarray) -> np.ndarray:
     """BGR HWC uint8 → RGB NCHW float32 in 0–1."""
     rgb = cv2.cvtColor(padded_bgr, cv2.COLOR_BGR2RGB)
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32) * np.float32(1 / 255)
+    out = np.empty((1, 3, *rgb.shape[:2]), np.float32)
+    np.multiply(rgb.transpose(2, 0, 1), np.float32(1 / 255), out=out[0], casting="unsafe")
+    return out
 
 
 def unletterbox(xyxy: np.ndarray, lb: Letterbox) -> np.ndarray:
@@ -78,29 +80,31 @@ def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float, 
         return np.zeros(0, np.int64)
     offset = boxes + (classes.astype(np.float32) * 7680.0)[:, None]  # boxes of different classes never overlap
     order = np.argsort(-scores, kind="stable")
+    # One IoU matrix for all candidates (≤ MAX_CANDIDATES), then a cheap greedy pass over it.
+    overlaps = iou_matrix(offset[order], offset[order]) > iou
+    suppressed = np.zeros(len(order), dtype=bool)
     keep: list[int] = []
-    while len(order) and len(keep) < max_det:
-        i = int(order[0])
-        keep.append(i)
-        if len(order) == 1:
+    for i in range(len(order)):
+        if suppressed[i]:
+            continue
+        keep.append(int(order[i]))
+        if len(keep) >= max_det:
             break
-        overlaps = iou_matrix(offset[i : i + 1], offset[order[1:]])[0]
-        order = order[1:][overlaps <= iou]
+        suppressed |= overlaps[i]
     return np.array(keep, np.int64)
 
 
 def decode_yolo(output: np.ndarray, conf: float, iou: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``1×(4+nc)×N`` → (xyxy in input pixels, scores, classes) after NMS; scores strictly > ``conf``."""
-    pred = output[0].T  # N × (4+nc)
-    scores_all = pred[:, 4:]
-    classes = scores_all.argmax(axis=1)
-    scores = scores_all[np.arange(len(pred)), classes]
-    mask = scores > conf
-    pred, scores, classes = pred[mask], scores[mask], classes[mask]
-    if len(scores) > MAX_CANDIDATES:
-        top = np.argpartition(-scores, MAX_CANDIDATES)[:MAX_CANDIDATES]
-        pred, scores, classes = pred[top], scores[top], classes[top]
-    cx, cy, w, h = pred[:, 0], pred[:, 1], pred[:, 2], pred[:, 3]
+    pred = output[0]  # (4+nc) × N: select candidates first, transpose only those
+    best = pred[4:].max(axis=0)
+    idx = np.nonzero(best > conf)[0]
+    if len(idx) > MAX_CANDIDATES:
+        idx = idx[np.argpartition(-best[idx], MAX_CANDIDATES)[:MAX_CANDIDATES]]
+    cand = pred[:, idx]
+    classes = cand[4:].argmax(axis=0)
+    scores = best[idx]
+    cx, cy, w, h = cand[0], cand[1], cand[2], cand[3]
     xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
     keep = nms(xyxy, scores, classes, iou)
     return xyxy[keep], scores[keep], classes[keep]

@@ -41,7 +41,7 @@ DETECT_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("labels", "DETECT_LABELS", "", "Labels file (one class per line); unset reads the model's metadata"),
     SettingSpec("conf", "DETECT_CONF", 0.3, "Confidence above which detections are published"),
     SettingSpec("iou", "DETECT_IOU", 0.5, "NMS IoU threshold"),
-    SettingSpec("threads", "DETECT_THREADS", 2, "onnxruntime intra-op threads"),
+    SettingSpec("threads", "DETECT_THREADS", 1, "onnxruntime intra-op threads (1 leaves a core for the rest)"),
     SettingSpec("max_fps", "DETECT_MAX_FPS", 0.0, "Cap on frames processed per second (0 = as fast as frames come)"),
     SettingSpec("track_buffer", "DETECT_TRACK_BUFFER", 30, "Frames a lost track is kept to re-identify its object"),
     SettingSpec("lost_after", "DETECT_LOST_AFTER", 2.0, "Seconds unseen before an object is lost (leaves KV)"),
@@ -80,7 +80,7 @@ class DetectSettings(msgspec.Struct, frozen=True, kw_only=True):
     labels: str = ""
     conf: float = 0.3
     iou: float = 0.5
-    threads: int = 2
+    threads: int = 1
     max_fps: float = 0.0
     track_buffer: int = 30
     lost_after: float = 2.0

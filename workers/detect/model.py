@@ -78,6 +78,10 @@ class Detector:
         options.intra_op_num_threads = max(1, threads)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # No busy-waiting between ops: the pipeline's other threads (capture, tracking,
+        # JPEG encoding, the event loop) need those cores more than ORT needs the latency.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:

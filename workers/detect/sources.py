@@ -58,6 +58,7 @@ class LatestFrame:
         self._lock = threading.Lock()
         self._frame: Frame | None = None
         self._ready = asyncio.Event()
+        self.taken = threading.Event()  # set when a frame was handed out (lets a file source pace itself)
         self.dropped = 0
         self.captured = 0
 
@@ -87,6 +88,7 @@ class LatestFrame:
         with self._lock:
             frame, self._frame = self._frame, None
             self._ready.clear()
+        self.taken.set()
         return frame
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from workers.detect.config import DetectSettings
 from workers.detect.events import Identity, Outgoing, Snapshot, boot_event, detection_event, publish_reason
 from workers.detect.events import shutdown_event as make_shutdown
 from workers.detect.frames import FrameEncoder, VideoPublisher
-from workers.detect.model import DEFAULT_MODEL, Detector
+from workers.detect.model import DEFAULT_MODEL, Detections, Detector
 from workers.detect.objects import ObjectBook, TrackedObject
 from workers.detect.report import Metrics, device_id_for, entity_scopes, fingerprint
 from workers.detect.sender import EventSender
@@ -114,6 +115,9 @@ class DetectionWorker:
 
     async def run(self, stopping: asyncio.Event) -> int:
         """Connect, process until ``stopping`` is set or the source ends, shut down cleanly."""
+        # The inference thread needs the GIL back the moment onnxruntime returns; with the
+        # default 5 ms switch interval it can wait that long behind the event loop's work.
+        sys.setswitchinterval(0.0005)
         nc = await self._connect(stopping)
         if nc is None:
             return 0
@@ -196,9 +200,13 @@ class DetectionWorker:
         loop = asyncio.get_running_loop()
         min_period = 1.0 / self.settings.max_fps if self.settings.max_fps > 0 else 0.0
         last_started = 0.0
+        done: tuple[Frame, Detections] | None = None  # inferred, not yet tracked and published
         while not stopping.is_set():
             frame = await self.slot.take(timeout=0.5)
             if frame is None:
+                if done is not None:
+                    self._publish(*done)
+                    done = None
                 if self.source.stats.ended:
                     log.info(
                         "source %s ended%s",
@@ -212,10 +220,18 @@ class DetectionWorker:
                 self.metrics.skipped += 1
                 continue
             last_started = frame.mono
-            step = await loop.run_in_executor(self._infer_pool, self._infer_and_track, frame)
-            started = time.perf_counter()
-            self._publish_step(step)
-            self.metrics.frame_done(step.infer_ms, (time.perf_counter() - started) * 1000)
+            inferring = loop.run_in_executor(self._infer_pool, self.detector.detect, frame.image)
+            if done is not None:
+                # Track and publish the previous frame while this one is inferred (ORT releases the GIL).
+                self._publish(*done)
+            done = frame, await inferring
+        if done is not None:
+            self._publish(*done)
+
+    def _publish(self, frame: Frame, det: Detections) -> None:
+        started = time.perf_counter()
+        self._publish_step(self._track(frame, det))
+        self.metrics.frame_done(det.infer_ms, (time.perf_counter() - started) * 1000)
 
     async def _shutdown(self, sender_stop: asyncio.Event, sender_task: asyncio.Task[None]) -> None:
         if self.source is not None:
@@ -246,9 +262,8 @@ class DetectionWorker:
 
     # ------------------------------------------------------------------ per frame
 
-    def _infer_and_track(self, frame: Frame) -> Step:
-        """Runs in the inference thread: detector and tracker (sequential, single owner)."""
-        det = self.detector.detect(frame.image)
+    def _track(self, frame: Frame, det: Detections) -> Step:
+        """Tracker update on the event loop (its only owner), in frame order."""
         tracks = self.tracker.update(det.xyxy, det.scores, det.classes)
         # Publish only what clears the confidence threshold now or did when confirmed.
         shown = [t for t in tracks if t.score > self.settings.conf or t.track_id in self.book.objects]
@@ -351,6 +366,7 @@ class DetectionWorker:
             "frames_dropped": (slot.dropped if slot else 0) + m.skipped,
             "inference_ms_p50": round(float(np.median(m.infer_ms)), 2) if m.infer_ms else None,
             "inference_ms_p99": round(float(np.percentile(m.infer_ms, 99)), 2) if m.infer_ms else None,
+            "publish_ms_p50": round(float(np.median(m.loop_ms)), 2) if m.loop_ms else None,
             "events_published": sender.published if sender else 0,
             "events_failed": sender.failed if sender else 0,
             "events_dropped": sender.dropped if sender else 0,
