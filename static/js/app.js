@@ -63,9 +63,19 @@
     if (document.visibilityState === "visible") { reconnectClosedStreams(); }
   });
 
+  // Video streams that may not have a frame yet start after the page has loaded, so a
+  // waiting MJPEG request never holds the load event.
+  function startStreams() {
+    if (document.readyState !== "complete") { return; }
+    var imgs = document.querySelectorAll("img[data-stream]:not([src])");
+    for (var i = 0; i < imgs.length; i++) { imgs[i].src = imgs[i].getAttribute("data-stream"); }
+  }
+  window.addEventListener("load", startStreams);
+
   function init() {
     initThemeToggle();
     tickAgo();
+    startStreams();
   }
   document.addEventListener("DOMContentLoaded", init);
   document.addEventListener("htmx:load", init);
