@@ -87,7 +87,7 @@ def create_app(runtime: Runtime) -> Litestar:
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(env)),
         request_class=HTMXRequest,
         guards=[authenticate],
-        middleware=[runtime.metrics.middleware],
+        middleware=[runtime.metrics.middleware, runtime.tracing.middleware],
         before_send=[security_headers(runtime.settings.embed_origin_list)],
         cors_config=CORSConfig(
             allow_origins=origins, allow_credentials=False, allow_headers=["Authorization", "X-API-Key", "Content-Type"]

@@ -23,6 +23,7 @@ from nats.js.kv import KeyValue
 from app import topology
 from app.metrics.otel import Metrics
 from app.metrics.sampler import Sampler
+from app.metrics.tracing import Tracing
 from app.nats_auth import INTERNAL_USER, internal_password, render_authorization
 from app.nats_client import NatsConnectError, close_quietly, connect
 from app.nats_server import EmbeddedNats, NatsServerError
@@ -87,6 +88,7 @@ class Runtime:
         self._services: Services | None = None
         self.background: list[asyncio.Task[Any]] = []
         self.metrics = Metrics(self)
+        self.tracing = Tracing()
 
     @property
     def js(self) -> JetStreamContext:
@@ -125,6 +127,7 @@ class Runtime:
             db=self.db,
             hub=self.hub,
             services=self.services,
+            tracer=self.tracing.tracer,
         )
 
     async def start(self) -> None:
@@ -190,6 +193,7 @@ class Runtime:
             await asyncio.gather(*self.background, return_exceptions=True)
         await self.workers.stop()
         self.metrics.shutdown()
+        self.tracing.shutdown()
         await close_quietly(self.nc)
         if self.nats_server:
             await self.nats_server.stop()

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
+from opentelemetry.trace import NoOpTracer, SpanKind, Tracer
 
 from app import topology
 from workers.pull import PullConsumer
@@ -76,6 +77,7 @@ class WorkerContext:
     db: Database
     hub: Hub
     services: Services
+    tracer: Tracer = field(default_factory=NoOpTracer)  # a real one only when OTLP export is on
 
 
 @dataclass
@@ -189,7 +191,17 @@ class ConsumerWorker(Worker, abc.ABC):
                 if not msgs:
                     await self.idle()
                     continue
-                await self.handle_batch(msgs)
+                with self.ctx.tracer.start_as_current_span(
+                    f"{self.name} process",
+                    kind=SpanKind.CONSUMER,
+                    attributes={
+                        "messaging.system": "nats",
+                        "messaging.destination.name": self.stream,
+                        "messaging.consumer.group.name": self.durable,
+                        "messaging.batch.message_count": len(msgs),
+                    },
+                ):
+                    await self.handle_batch(msgs)
         finally:
             try:
                 await consumer.stop()
