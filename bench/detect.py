@@ -37,7 +37,7 @@ from workers.detect.boxes import letterbox, to_tensor
 from workers.detect.config import DetectSettings
 from workers.detect.model import DEFAULT_MODEL, Detector
 from workers.detect.sources import LatestFrame, Source
-from workers.detect.synth import VideoScene
+from workers.detect.video_scene import VideoScene
 from workers.detect.worker import DetectionWorker
 
 OVERWATCH = str(Path(sys.executable).parent / "overwatch")

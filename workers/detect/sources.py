@@ -28,7 +28,8 @@ import cv2
 import numpy as np
 
 from app.contracts.common import utc_now
-from workers.detect.synth import Truth, VideoScene
+from workers.detect.synth import Truth
+from workers.detect.video_scene import VideoScene
 
 log = logging.getLogger("overwatch.detect.source")
 

@@ -2,9 +2,8 @@
 
 Two modes share one compositor. :func:`render_scene` draws an independent frame
 (background, clutter, 1–8 objects, occluders, photometric effects, JPEG) — the training
-and evaluation data. :class:`VideoScene` keeps its background and moves actors across
-it (people walk, vehicles drive, drones drift, bags stay put, now and then someone
-carries a weapon through) — the ``synthetic`` video source.
+and evaluation data. ``workers.detect.video_scene.VideoScene`` keeps its background and
+moves actors across it — the ``synthetic`` video source.
 
 Ground truth is the tight box around each object's *visible* pixels (an owner map
 records who painted each pixel); objects less than 35 % visible or under 4 px are
@@ -15,7 +14,7 @@ comes from a seeded bank rather than ``cv2.randn`` (which has its own generator)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import cv2
@@ -67,7 +66,7 @@ def _low_noise(rng: np.random.Generator, h: int, w: int, cells: tuple[int, int],
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
-def _ground_background(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, int]:
+def ground_background(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, int]:
     horizon = int(h * rng.uniform(0.25, 0.6))
     overcast = rng.random() < 0.3
     sky_top = np.array([200, 170, 130] if not overcast else [170, 170, 165], np.float32) + rng.uniform(-40, 40, 3)
@@ -119,7 +118,7 @@ def _aerial_background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     return out
 
 
-def _clutter(rng: np.random.Generator, img: np.ndarray, horizon: int) -> None:
+def clutter(rng: np.random.Generator, img: np.ndarray, horizon: int) -> None:
     """Buildings, trees, poles, rocks, crates and fences painted into the background."""
     h, w = img.shape[:2]
     for _ in range(int(rng.integers(2, 12))):
@@ -164,7 +163,7 @@ def _clutter(rng: np.random.Generator, img: np.ndarray, horizon: int) -> None:
                 cv2.line(img, (px, y), (px, y - tall), (70, 90, 100), 3)
 
 
-def _occluders(rng: np.random.Generator, w: int, h: int, horizon: int) -> list[Placed]:
+def occluders(rng: np.random.Generator, w: int, h: int, horizon: int) -> list[Placed]:
     """Foreground posts, bushes and rails, drawn over objects."""
     out: list[Placed] = []
     for _ in range(int(rng.integers(0, 4)) if rng.random() < 0.5 else 0):
@@ -194,7 +193,7 @@ def _occluders(rng: np.random.Generator, w: int, h: int, horizon: int) -> list[P
 # ------------------------------------------------------------------ compositing
 
 
-def _lit(rng: np.random.Generator, patch: np.ndarray) -> np.ndarray:
+def lit(rng: np.random.Generator, patch: np.ndarray) -> np.ndarray:
     """A random linear lighting gradient across the patch."""
     h, w = patch.shape[:2]
     a = rng.uniform(0, 2 * math.pi)
@@ -283,14 +282,14 @@ def noise_bank(seed: int, width: int, height: int) -> np.ndarray:
 # ------------------------------------------------------------------ independent scenes
 
 
-def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+def log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
 
 def _place(rng: np.random.Generator, label: str, size: float, w: int, h: int, horizon: int, aerial: bool) -> Placed:
     top_view = label in ("car", "truck") and aerial
     patch = PAINTERS[label](rng, size, top=True) if top_view else PAINTERS[label](rng, size)
-    patch = (_lit(rng, patch[0]), patch[1])
+    patch = (lit(rng, patch[0]), patch[1])
     ph, pw = patch[1].shape
     x = int(rng.uniform(-pw * 0.3, w - pw * 0.7))
     if aerial:
@@ -314,16 +313,16 @@ def render_scene(seed: int, width: int = 640, height: int = 480, bank: np.ndarra
     if aerial:
         image, horizon = _aerial_background(rng, width, height), 0
     else:
-        image, horizon = _ground_background(rng, width, height)
-        _clutter(rng, image, horizon)
+        image, horizon = ground_background(rng, width, height)
+        clutter(rng, image, horizon)
     items: list[Placed] = []
     for _ in range(int(rng.integers(1, 9))):
         label = CLASSES[int(rng.integers(len(CLASSES)))]
         lo, hi = SIZES[label]
-        size = _log_uniform(rng, lo * (0.5 if aerial else 1), hi * (0.5 if aerial else 1))
+        size = log_uniform(rng, lo * (0.5 if aerial else 1), hi * (0.5 if aerial else 1))
         items.append(_place(rng, label, size, width, height, horizon, aerial))
     items.sort(key=lambda p: p.y + p.patch[1].shape[0])  # back to front
-    items += _occluders(rng, width, height, horizon) if not aerial else []
+    items += occluders(rng, width, height, horizon) if not aerial else []
     owner = np.zeros((height, width), np.int16)
     truth = composite(image, owner, items)
     image = Photometric(rng, bank).apply(image, rng)
@@ -331,131 +330,3 @@ def render_scene(seed: int, width: int = 640, height: int = 480, bank: np.ndarra
     ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     decoded = cv2.imdecode(jpeg, cv2.IMREAD_COLOR) if ok else None
     return SynthFrame(image if decoded is None else decoded, truth)
-
-
-# ------------------------------------------------------------------ video
-
-
-@dataclass
-class Actor:
-    """Something moving through a video scene, with a fixed appearance seed."""
-
-    label: str
-    size: float
-    x: float
-    bottom: float
-    vx: float
-    vy: float = 0.0
-    seed: int = 0
-    phase: float = 0.0
-    angle: float = 0.0
-    ttl: float = math.inf  # seconds left (bags are left, then picked up)
-    cache: dict[int, Patch] = field(default_factory=dict)
-
-    def patch(self, light_seed: int) -> Patch:
-        """The actor's patch for its current pose (rigid actors are painted once)."""
-        key = int((self.phase % (2 * math.pi)) / (2 * math.pi) * 12) if self.label == "person" else 0
-        if key not in self.cache:
-            rng = np.random.default_rng(self.seed)
-            if self.label == "person":
-                raw = PAINTERS["person"](rng, self.size, phase=key / 12 * 2 * math.pi)
-            elif self.label in ("car", "truck"):
-                raw = PAINTERS[self.label](rng, self.size, top=False)
-            elif self.label == "weapon":
-                raw = PAINTERS["weapon"](rng, self.size, angle=self.angle)
-            else:
-                raw = PAINTERS[self.label](rng, self.size)
-            self.cache[key] = (_lit(np.random.default_rng(light_seed), raw[0]), raw[1])
-        return self.cache[key]
-
-
-class VideoScene:
-    """A persistent scene whose actors move between frames: the ``synthetic`` camera."""
-
-    def __init__(
-        self,
-        seed: int = 7,
-        width: int = 640,
-        height: int = 480,
-        fps: float = 15.0,
-        first_weapon_s: float = 4.0,
-        weapon_every_s: tuple[float, float] = (35.0, 60.0),
-        max_actors: int = 6,
-    ) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.width, self.height, self.dt = width, height, 1.0 / fps
-        self.background, self.horizon = _ground_background(self.rng, width, height)
-        _clutter(self.rng, self.background, self.horizon)
-        self.occluders = _occluders(self.rng, width, height, self.horizon)
-        self.photo = Photometric(self.rng, noise_bank(seed, width, height))
-        self.photo.blur = None  # a steady camera: no per-scene blur
-        self.photo.sigma = min(self.photo.sigma, 0.05)
-        self.actors: list[Actor] = []
-        self.t = 0.0
-        self.next_weapon = first_weapon_s
-        self.weapon_every = weapon_every_s
-        self.max_actors = max_actors
-        self.frames = 0
-        for _ in range(3):
-            self._spawn(anywhere=True)
-
-    def _spawn(self, label: str | None = None, anywhere: bool = False) -> None:
-        rng = self.rng
-        label = label or str(rng.choice(["person", "person", "car", "truck", "drone", "bag"]))
-        lo, hi = SIZES[label]
-        size = _log_uniform(rng, max(lo, 24.0), min(hi, 200.0))
-        depth = math.log(max(size, lo) / lo) / math.log(hi / lo)
-        bottom = self.horizon + (0.15 + 0.8 * depth) * (self.height - self.horizon)
-        direction = 1 if rng.random() < 0.5 else -1
-        speed = {
-            "person": size * 0.5,
-            "car": 90.0,
-            "truck": 70.0,
-            "drone": 50.0,
-            "bag": 0.0,
-            "weapon": 60.0 + size * 0.3,
-        }
-        vx = direction * speed[label] * rng.uniform(0.7, 1.3)
-        x = rng.uniform(0, self.width) if anywhere or label == "bag" else (-size if direction > 0 else self.width)
-        vy = 0.0
-        if label == "drone":
-            bottom = rng.uniform(self.height * 0.1, max(self.height * 0.15, self.horizon))
-            vy = rng.uniform(-8, 8)
-        if label == "weapon":
-            bottom = self.horizon + rng.uniform(0.5, 0.8) * (self.height - self.horizon)
-        ttl = rng.uniform(12, 30) if label == "bag" else math.inf
-        self.actors.append(
-            Actor(
-                label, size, x, bottom, vx, vy, int(rng.integers(1 << 30)), angle=float(rng.uniform(-30, 30)), ttl=ttl
-            )
-        )
-
-    def _advance(self) -> None:
-        self.t += self.dt
-        for a in self.actors:
-            a.x += a.vx * self.dt
-            a.bottom += a.vy * self.dt
-            a.phase += self.dt * 6.0
-            a.ttl -= self.dt
-        margin = 260
-        self.actors = [a for a in self.actors if -margin < a.x < self.width + margin // 2 and a.ttl > 0]
-        if self.t >= self.next_weapon and not any(a.label == "weapon" for a in self.actors):
-            self._spawn("weapon")
-            self.next_weapon = self.t + float(self.rng.uniform(*self.weapon_every))
-        if len(self.actors) < self.max_actors and self.rng.random() < self.dt * 0.6:
-            self._spawn()
-
-    def frame(self) -> SynthFrame:
-        """The next frame (advances scene time by 1/fps)."""
-        self._advance()
-        self.frames += 1
-        image = self.background.copy()
-        items: list[Placed] = []
-        for a in sorted(self.actors, key=lambda a: a.bottom):
-            patch = a.patch(a.seed + 1)
-            ph, pw = patch[1].shape
-            items.append(Placed(patch, int(a.x - pw / 2), int(a.bottom - ph), a.label))
-        items += self.occluders
-        owner = np.zeros((self.height, self.width), np.int16)
-        truth = composite(image, owner, items)
-        return SynthFrame(self.photo.apply(image, self.rng), truth)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 
 from workers.detect.painters import CLASSES
-from workers.detect.synth import VideoScene, render_scene
+from workers.detect.synth import render_scene
+from workers.detect.video_scene import VideoScene
 
 
 def test_same_seed_same_frames() -> None:
