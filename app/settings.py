@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +259,25 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
+def raw_values(
+    specs: Sequence[SettingSpec],
+    overrides: Mapping[str, Any] | None,
+    environ: Mapping[str, str] | None,
+    dotenv: Path | None,
+) -> dict[str, Any]:
+    """Field → raw value for ``specs``: flags (``overrides``) > environment > ``.env``; unset fields absent."""
+    env = dict(os.environ if environ is None else environ)
+    file_values = read_dotenv(dotenv) if dotenv is not None else {}
+    raw: dict[str, Any] = {}
+    for spec in specs:
+        if spec.env in env:
+            raw[spec.field] = env[spec.env]
+        elif spec.env in file_values:
+            raw[spec.field] = file_values[spec.env]
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return raw
+
+
 def load_settings(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -268,17 +287,7 @@ def load_settings(
 
     Raises ``ConfigError`` naming the variable when a value does not parse.
     """
-    env = dict(os.environ if environ is None else environ)
-    file_values = read_dotenv(dotenv) if dotenv is not None else {}
-    raw: dict[str, Any] = {}
-    for spec in SETTINGS:
-        if spec.env in env:
-            raw[spec.field] = env[spec.env]
-        elif spec.env in file_values:
-            raw[spec.field] = file_values[spec.env]
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            raw[key] = value
+    raw = raw_values(SETTINGS, overrides, environ, dotenv)
     try:
         return msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:

@@ -21,46 +21,18 @@ import asyncio
 import multiprocessing
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-import httpx
 import msgspec
 import nats
+from _server import BenchServer, proc_stats
 
 from app import topology
-from app.nats_auth import INTERNAL_USER, internal_password
+from app.nats_auth import INTERNAL_USER
 
-OVERWATCH = str(Path(sys.executable).parent / "overwatch")
 ENTITIES = 1000
 SEQ_RE = re.compile(rb"S(\d{13})")  # the put's send time in epoch milliseconds, shown as the mode
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def proc_stats(pid: int) -> tuple[float, float]:
-    """(CPU seconds used, RSS MB) of a process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    rss = (
-        next(
-            int(line.split()[1])
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-            if line.startswith("VmRSS:")
-        )
-        / 1024
-    )
-    return cpu, rss
 
 
 def pct(values: list[float], q: float) -> float:
@@ -227,79 +199,47 @@ async def browser_lag(url: str, key: str, seconds: float) -> list[float]:
 
 
 async def main(seconds: float) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        port, nats_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "OVERWATCH_DATA_DIR": f"{tmp}/data",
-            "PORT": str(port),
-            "HOST": "127.0.0.1",
-            "NATS_PORT": str(nats_port),
-            "LOG_LEVEL": "WARNING",
-        }
-        out = subprocess.run(
-            [OVERWATCH, "apikey", "create", "--name", "bench", "--role", "admin"],
-            env=env,
-            cwd=tmp,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        key = next(line.split()[-1] for line in out.splitlines() if line.startswith("api key:"))
-        proc = subprocess.Popen([OVERWATCH, "serve"], env=env, cwd=tmp)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=10) as h:
-                for _ in range(200):
-                    try:
-                        if (await h.get("/health/ready")).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    await asyncio.sleep(0.05)
-                await h.post("/api/v1/organizations", json={"name": "Bench", "org_type": "ngo", "org_id": "bench"})
-                sem = asyncio.Semaphore(16)
+    async with BenchServer() as server:
+        url, key = server.url, server.key
+        async with server.http() as h:
+            await h.post("/api/v1/organizations", json={"name": "Bench", "org_type": "ngo", "org_id": "bench"})
+            sem = asyncio.Semaphore(16)
 
-                async def register(i: int) -> None:
-                    async with sem:
-                        await h.post(
-                            "/api/v1/organizations/bench/entities",
-                            json={"entity_type": "aircraft_multirotor", "entity_id": f"c{i:04d}"},
-                        )
+            async def register(i: int) -> None:
+                async with sem:
+                    await h.post(
+                        "/api/v1/organizations/bench/entities",
+                        json={"entity_type": "aircraft_multirotor", "entity_id": f"c{i:04d}"},
+                    )
 
-                await asyncio.gather(*(register(i) for i in range(ENTITIES)))
-            password = internal_password(Path(f"{tmp}/data/secret").read_text().strip())
-            nc = await nats.connect(
-                f"nats://127.0.0.1:{nats_port}", user=INTERNAL_USER, password=password, pending_size=64 * 1024 * 1024
+            await asyncio.gather(*(register(i) for i in range(ENTITIES)))
+        password = server.nats_password()
+        nc = await nats.connect(server.nats_url, user=INTERNAL_USER, password=password, pending_size=64 * 1024 * 1024)
+        publisher = Publisher(nc)
+        pub_task = asyncio.create_task(publisher.run())
+        await asyncio.sleep(3)  # every entity has state before measuring
+        baseline = await kv_baseline(nc, seconds)
+        results = []
+        for n in (1, 100, 500, 1000):
+            paths = [f"/embed/events/entity/c{(i * 7) % ENTITIES:04d}" for i in range(n)]
+            parent, child = multiprocessing.Pipe()
+            clients = multiprocessing.get_context("spawn").Process(
+                target=clients_process, args=(url, key, paths, seconds, child)
             )
-            publisher = Publisher(nc)
-            pub_task = asyncio.create_task(publisher.run())
-            await asyncio.sleep(3)  # every entity has state before measuring
-            baseline = await kv_baseline(nc, seconds)
-            results = []
-            for n in (1, 100, 500, 1000):
-                paths = [f"/embed/events/entity/c{(i * 7) % ENTITIES:04d}" for i in range(n)]
-                parent, child = multiprocessing.Pipe()
-                clients = multiprocessing.get_context("spawn").Process(
-                    target=clients_process, args=(url, key, paths, seconds, child)
-                )
-                clients.start()
-                loop = asyncio.get_running_loop()
-                await loop.run_in_executor(None, parent.recv)  # every client has its resync
-                cpu0, _ = proc_stats(proc.pid)
-                t0 = time.monotonic()
-                lags = await loop.run_in_executor(None, parent.recv)
-                cpu1, rss = proc_stats(proc.pid)
-                cpu_pct = (cpu1 - cpu0) / (time.monotonic() - t0) * 100
-                await loop.run_in_executor(None, clients.join, 30)
-                results.append((n, lags, cpu_pct, rss))
-            dom = await browser_lag(url, key, seconds)
-            publisher.stopping.set()
-            await pub_task
-            await nc.close()
-        finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(15)
+            clients.start()
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, parent.recv)  # every client has its resync
+            cpu0, _ = proc_stats(server.pid)
+            t0 = time.monotonic()
+            lags = await loop.run_in_executor(None, parent.recv)
+            cpu1, rss = proc_stats(server.pid)
+            cpu_pct = (cpu1 - cpu0) / (time.monotonic() - t0) * 100
+            await loop.run_in_executor(None, clients.join, 30)
+            results.append((n, lags, cpu_pct, rss))
+        dom = await browser_lag(url, key, seconds)
+        publisher.stopping.set()
+        await pub_task
+        await nc.close()
     base_p50, base_p99 = pct(baseline, 0.5), pct(baseline, 0.99)
     print(f"1,000 entities, 1,000 KV puts/s, {seconds:.0f} s per phase")
     print(f"baseline raw KV watch (nats-py)       p50 {base_p50:6.1f} ms  p99 {base_p99:6.1f} ms  (n={len(baseline)})")

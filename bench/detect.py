@@ -20,18 +20,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-import httpx
 import numpy as np
+from _server import BenchServer, proc_stats
 
-from app.nats_auth import INTERNAL_USER, internal_password
+from app.nats_auth import INTERNAL_USER
 from models.evaluate import evaluate
 from workers.detect.boxes import letterbox, to_tensor
 from workers.detect.config import DetectSettings
@@ -40,7 +34,6 @@ from workers.detect.sources import LatestFrame, Source
 from workers.detect.video_scene import VideoScene
 from workers.detect.worker import DetectionWorker
 
-OVERWATCH = str(Path(sys.executable).parent / "overwatch")
 SEED = 7
 
 
@@ -59,17 +52,6 @@ class LockstepSynthetic(Source):
             self.emit(frame.image, frame.truth)
             while not self.slot.taken.wait(0.2) and not self._stop.is_set():
                 pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def baseline(frames: int, threads: int) -> tuple[float, list[float], float]:
@@ -122,55 +104,23 @@ async def end_to_end(nats_url: str, password: str, seconds: float, threads: int)
 
 
 async def main(seconds: float, frames: int, eval_frames: int, threads: list[int]) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        port, nats_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "OVERWATCH_DATA_DIR": f"{tmp}/data",
-            "PORT": str(port),
-            "HOST": "127.0.0.1",
-            "NATS_PORT": str(nats_port),
-            "LOG_LEVEL": "WARNING",
-        }
-        out = subprocess.run(
-            [OVERWATCH, "apikey", "create", "--name", "bench", "--role", "admin"],
-            env=env,
-            cwd=tmp,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        key = next(line.split()[-1] for line in out.splitlines() if line.startswith("api key:"))
-        proc = subprocess.Popen([OVERWATCH, "serve"], env=env, cwd=tmp)
-        try:
-            async with httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}, timeout=10
-            ) as h:
-                for _ in range(200):
-                    try:
-                        if (await h.get("/health/ready")).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    await asyncio.sleep(0.05)
-                await h.post("/api/v1/organizations", json={"name": "Bench", "org_type": "ngo", "org_id": "bench"})
-                await h.post(
-                    "/api/v1/organizations/bench/entities",
-                    json={"entity_type": "isr_sensor", "entity_id": "bench-cam", "name": "Bench camera"},
-                )
-            password = internal_password(Path(f"{tmp}/data/secret").read_text().strip())
-            rows = []
-            for n in threads:
-                print(f"{n} ORT thread(s): baseline (render + raw session.run, {frames} frames) ...", flush=True)
-                base_fps, run_ms, render_ms = baseline(frames, n)
-                print(f"{n} ORT thread(s): detection worker against the running server for {seconds:.0f} s ...")
-                server_cpu0 = cpu_seconds(proc.pid)
-                e2e_fps, stats = await end_to_end(f"nats://127.0.0.1:{nats_port}", password, seconds, n)
-                server_cpu = (cpu_seconds(proc.pid) - server_cpu0) / (seconds + 3.0)
-                rows.append((n, e2e_fps, base_fps, run_ms, render_ms, stats, server_cpu))
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    async with BenchServer() as server:
+        async with server.http() as h:
+            await h.post("/api/v1/organizations", json={"name": "Bench", "org_type": "ngo", "org_id": "bench"})
+            await h.post(
+                "/api/v1/organizations/bench/entities",
+                json={"entity_type": "isr_sensor", "entity_id": "bench-cam", "name": "Bench camera"},
+            )
+        password = server.nats_password()
+        rows = []
+        for n in threads:
+            print(f"{n} ORT thread(s): baseline (render + raw session.run, {frames} frames) ...", flush=True)
+            base_fps, run_ms, render_ms = baseline(frames, n)
+            print(f"{n} ORT thread(s): detection worker against the running server for {seconds:.0f} s ...")
+            server_cpu0 = proc_stats(server.pid)[0]
+            e2e_fps, stats = await end_to_end(server.nats_url, password, seconds, n)
+            server_cpu = (proc_stats(server.pid)[0] - server_cpu0) / (seconds + 3.0)
+            rows.append((n, e2e_fps, base_fps, run_ms, render_ms, stats, server_cpu))
     print(f"evaluating the shipped model on {eval_frames} held-out frames ...", flush=True)
     result = evaluate(frames=eval_frames, threads=max(threads))
     for n, e2e_fps, base_fps, run_ms, render_ms, stats, server_cpu in rows:

@@ -19,32 +19,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from datetime import datetime
-from pathlib import Path
 
-import httpx
 import msgspec
 import nats
+from _server import BenchServer
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from app import topology
-from app.nats_auth import INTERNAL_USER, internal_password
-
-OVERWATCH = str(Path(sys.executable).parent / "overwatch")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from app.nats_auth import INTERNAL_USER
 
 
 def payload(i: int, seq: int, sent: float) -> bytes:
@@ -179,67 +164,32 @@ async def raw_baseline(js: nats.js.JetStreamContext, count: int) -> float:
 
 
 async def main(entities: int, seconds: float, rate: float = 5000.0, lag_only: bool = False) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        port, nats_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "OVERWATCH_DATA_DIR": f"{tmp}/data",
-            "PORT": str(port),
-            "HOST": "127.0.0.1",
-            "NATS_PORT": str(nats_port),
-            "LOG_LEVEL": "WARNING",
-            "OVERWATCH_TRACK_INTERVAL": "5",
-        }
-        key_out = subprocess.run(
-            [OVERWATCH, "apikey", "create", "--name", "bench", "--role", "admin"],
-            env=env,
-            cwd=tmp,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        key = next(line.split()[-1] for line in key_out.splitlines() if line.startswith("api key:"))
-        proc = subprocess.Popen([OVERWATCH, "serve"], env=env, cwd=tmp)
-        try:
-            async with httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{port}", timeout=10, headers={"Authorization": f"Bearer {key}"}
-            ) as http:
-                for _ in range(200):
-                    try:
-                        if (await http.get("/health/ready")).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    await asyncio.sleep(0.05)
-                await http.post("/api/v1/organizations", json={"name": "Bench", "org_type": "ngo", "org_id": "bench"})
-                sem = asyncio.Semaphore(16)
+    async with BenchServer(OVERWATCH_TRACK_INTERVAL="5") as server:
+        async with server.http() as http:
+            await http.post("/api/v1/organizations", json={"name": "Bench", "org_type": "ngo", "org_id": "bench"})
+            sem = asyncio.Semaphore(16)
 
-                async def register(i: int) -> None:
-                    async with sem:
-                        r = await http.post(
-                            "/api/v1/organizations/bench/entities",
-                            json={"entity_type": "aircraft_multirotor", "entity_id": f"b{i:04d}"},
-                        )
-                        assert r.status_code == 201, r.text
+            async def register(i: int) -> None:
+                async with sem:
+                    r = await http.post(
+                        "/api/v1/organizations/bench/entities",
+                        json={"entity_type": "aircraft_multirotor", "entity_id": f"b{i:04d}"},
+                    )
+                    assert r.status_code == 201, r.text
 
-                t0 = time.perf_counter()
-                await asyncio.gather(*(register(i) for i in range(entities)))
-                print(f"registered {entities} entities in {time.perf_counter() - t0:.1f} s")
-            password = internal_password(Path(f"{tmp}/data/secret").read_text().strip())
-            nc = await nats.connect(
-                f"nats://127.0.0.1:{nats_port}", pending_size=256 * 1024 * 1024, user=INTERNAL_USER, password=password
-            )
-            js = nc.jetstream(timeout=10)
-            if lag_only:
-                published, applied, drain, raw = 0, float("nan"), 0.0, float("nan")
-            else:
-                published, applied, drain = await saturate(js, entities, seconds)
-                raw = await raw_baseline(js, published)
-            lags = await lag_run(nc, js, entities, rate, min(seconds, 8.0))
-            await nc.close()
-        finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(15)
+            t0 = time.perf_counter()
+            await asyncio.gather(*(register(i) for i in range(entities)))
+            print(f"registered {entities} entities in {time.perf_counter() - t0:.1f} s")
+        password = server.nats_password()
+        nc = await nats.connect(server.nats_url, pending_size=256 * 1024 * 1024, user=INTERNAL_USER, password=password)
+        js = nc.jetstream(timeout=10)
+        if lag_only:
+            published, applied, drain, raw = 0, float("nan"), 0.0, float("nan")
+        else:
+            published, applied, drain = await saturate(js, entities, seconds)
+            raw = await raw_baseline(js, published)
+        lags = await lag_run(nc, js, entities, rate, min(seconds, 8.0))
+        await nc.close()
     lags.sort()
     p50 = statistics.median(lags) * 1000 if lags else float("nan")
     p99 = lags[int(len(lags) * 0.99) - 1] * 1000 if lags else float("nan")

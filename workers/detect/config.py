@@ -8,14 +8,13 @@ never asks interactively.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from app.settings import ConfigError, SettingSpec, read_dotenv
+from app.settings import ConfigError, SettingSpec, raw_values
 from app.topology import TOKEN_RE
 
 EXIT_CONFIG = 78  # EX_CONFIG: what the upstream deploy wrappers use for bad configuration
@@ -164,15 +163,7 @@ def load_detect_settings(
     dotenv: Path | None = Path(".env"),
 ) -> DetectSettings:
     """Flags (``overrides``) > environment > ``.env`` > defaults, validated."""
-    env = dict(os.environ if environ is None else environ)
-    file_values = read_dotenv(dotenv) if dotenv is not None else {}
-    raw: dict[str, Any] = {}
-    for spec in DETECT_SETTINGS:
-        if spec.env in env:
-            raw[spec.field] = env[spec.env]
-        elif spec.env in file_values:
-            raw[spec.field] = file_values[spec.env]
-    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    raw = raw_values(DETECT_SETTINGS, overrides, environ, dotenv)
     try:
         settings = msgspec.convert(raw, DetectSettings, strict=False)
     except msgspec.ValidationError as exc:
