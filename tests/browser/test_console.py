@@ -85,7 +85,7 @@ async def test_every_page_renders_live_without_console_errors(
         await page.select_option("#cmd", "set_mode")
         await page.fill("#cmd-mode", "LOITER")
         await page.click("form.command-form button[type=submit]")
-        await wait_js(page, "document.querySelector('#command-list-ent-0 .status-completed') !== null", 15)
+        await wait_js(page, "document.querySelector('#command-list-ent-0 .status-completed') !== null", 30)
         assert not log.errors, log.errors
     finally:
         await context.close()
