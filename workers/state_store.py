@@ -8,6 +8,12 @@ and ``mutate`` runs again — so no writer ever drops another writer's scope.
 
 The cache only saves the read when this writer was the last to write; the server's
 revision check is what makes it safe.
+
+A deleted or purged key is a normal event: its delete/purge marker is the subject's
+last message, so a re-create names the marker's revision (``read`` keeps it; nats-py's
+``get`` reports the marker as "not found" but still carries it). A writer whose cached
+revision predates the delete pays one conflict and one re-read, then writes a fresh
+document — no write ever waits for anything when nothing was deleted.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +40,14 @@ Mutate = Callable[[dict[str, Any]], bool]
 Job = tuple[str, Mutate, "Callable[[], dict[str, Any]] | None"]
 Doc = dict[str, Any]
 WRONG_LAST_SEQUENCE = 10071  # JetStream API error code for a failed expected-last-subject-sequence
+# The server names the subject's real last sequence in the error ("wrong last sequence: 42").
+_LAST_SEQUENCE_RE = re.compile(r"wrong last sequence: (\d+)")
+
+
+def reported_last_sequence(description: str | None) -> int | None:
+    """The last sequence a "wrong last sequence" error reports, or ``None`` if it names none."""
+    found = _LAST_SEQUENCE_RE.search(description or "")
+    return int(found.group(1)) if found else None
 
 
 def deep_merge(base: Any, patch: Any) -> Any:
@@ -66,14 +81,16 @@ class StateStore:
     async def read(self, entity_id: str) -> tuple[int, Doc | None]:
         """Current ``(revision, value)``; value ``None`` when missing or deleted.
 
-        The revision of a delete marker is kept: a re-create must name it for CAS.
+        The revision of a delete or purge marker is kept: a re-create must name it for
+        CAS. ``KeyValue.get`` re-raises the marker's ``KeyDeletedError`` as
+        ``KeyNotFoundError`` but keeps the marker in ``entry``; a key that never had a
+        message (or whose marker was purged or expired) has no entry and revision 0.
         """
         try:
             entry = await self.kv.get(entity_id)
-        except KeyDeletedError as exc:
-            return (exc.entry.revision or 0) if exc.entry else 0, None
-        except KeyNotFoundError:
-            return 0, None
+        except (KeyDeletedError, KeyNotFoundError) as exc:
+            marker = exc.entry
+            return (marker.revision or 0) if marker is not None else 0, None
         if entry.value is None:
             return entry.revision or 0, None
         try:
@@ -98,6 +115,7 @@ class StateStore:
         a missing entity is left alone (returns ``None``).
         """
         cached: tuple[int, Doc | None] | None = self._cache.get(entity_id)
+        reported: int | None = None  # the last sequence the server named in the previous conflict
         for attempt in range(self.retries):
             if cached is None or attempt > 0:
                 cached = await self.read(entity_id)
@@ -105,6 +123,10 @@ class StateStore:
             if current is None:
                 if not create:
                     return None
+                if reported is not None and reported > revision:
+                    # The read saw no marker the server still has (it raced a delete, or a client
+                    # library hides markers): take the server's word rather than conflict again.
+                    revision = reported
                 doc = defaults() if defaults else new_state(entity_id)
             else:
                 doc = dict(current)
@@ -113,8 +135,9 @@ class StateStore:
             doc["updated_at"] = utc_now()
             try:
                 new_rev = await self._write(entity_id, encode(doc), revision)
-            except KeyWrongLastSequenceError:
+            except KeyWrongLastSequenceError as exc:
                 self.conflicts += 1
+                reported = reported_last_sequence(exc.description)
                 self._cache.pop(entity_id, None)
                 # Random backoff breaks lockstep with a writer that keeps winning.
                 await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))

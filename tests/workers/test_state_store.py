@@ -9,7 +9,7 @@ import nats
 
 from app import topology
 from app.nats_server import EmbeddedNats
-from workers.state_store import StateStore, deep_merge
+from workers.state_store import StateStore, deep_merge, reported_last_sequence
 
 
 async def test_two_concurrent_writers_lose_nothing(nats_server: EmbeddedNats) -> None:
@@ -63,3 +63,34 @@ def test_deep_merge_is_pure() -> None:
     merged = deep_merge(base, patch)
     assert merged == {"a": {"x": 1, "y": {"z": 2, "w": 3}}, "b": [2]}
     assert base == {"a": {"x": 1, "y": {"z": 2}}, "b": [1]}
+
+
+class _MarkerBlindStore(StateStore):
+    """A store whose reads do not see delete markers (as with a client library that hides them)."""
+
+    async def read(self, entity_id: str) -> tuple[int, dict[str, Any] | None]:
+        revision, value = await super().read(entity_id)
+        return (revision, value) if value is not None else (0, None)
+
+
+async def test_conflict_names_the_last_sequence_when_a_read_cannot(nats_server: EmbeddedNats) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        await topology.ensure_topology(js, None)
+        kv = await js.key_value(topology.BUCKET_STATE)
+        store = _MarkerBlindStore(kv, "blind")
+        await store.merge("e1", lambda doc: True)
+        marker_at = (await kv.status()).stream_info.state.last_seq + 1
+        await kv.delete("e1")
+        rev = await store.merge("e1", lambda doc: True)
+        assert rev == marker_at + 1 and store.conflicts == 1  # the stale cache only, not 20 in a row
+        assert (await kv.get("e1")).revision == rev
+    finally:
+        await nc.close()
+
+
+def test_reported_last_sequence() -> None:
+    assert reported_last_sequence("wrong last sequence: 42") == 42
+    assert reported_last_sequence("wrong last sequence: 0") == 0
+    assert reported_last_sequence("something else") is None and reported_last_sequence(None) is None
