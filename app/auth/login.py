@@ -20,7 +20,7 @@ from litestar.params import Body, QueryParameter
 from litestar.response import Redirect, Template
 
 from app.auth.guards import origin_of, principal_of
-from app.auth.sessions import COOKIE
+from app.auth.sessions import COOKIE, cookie_secure
 from app.auth.users import LoginRefused
 from app.runtime import Runtime
 
@@ -45,7 +45,7 @@ def safe_next(target: str) -> str:
 
 
 def _secure(request: Request[Any, Any, Any]) -> bool:
-    return request.url.scheme == "https"
+    return cookie_secure(request)
 
 
 class LoginController(Controller):
@@ -118,7 +118,7 @@ class LoginController(Controller):
                         Cookie(
                             key=COOKIE, value=token, httponly=True, samesite="strict", secure=_secure(request), path="/"
                         ),
-                        Cookie(key=LOGIN_CSRF_COOKIE, value="", max_age=0, path="/login"),
+                        Cookie(key=LOGIN_CSRF_COOKIE, value="", max_age=0, path="/login", secure=_secure(request)),
                     ],
                 )
         token = secrets.token_urlsafe(24)
@@ -155,5 +155,15 @@ class LoginController(Controller):
         return Redirect(
             "/login",
             status_code=303,
-            cookies=[Cookie(key=COOKIE, value="", max_age=0, path="/", httponly=True, samesite="strict")],
+            cookies=[
+                Cookie(
+                    key=COOKIE,
+                    value="",
+                    max_age=0,
+                    path="/",
+                    httponly=True,
+                    samesite="strict",
+                    secure=_secure(request),
+                )
+            ],
         )

@@ -3,6 +3,7 @@
 The cookie holds 32 random bytes; the database holds only their SHA-256, so a copy of
 the database cannot be replayed as a session. A new token is issued at every sign-in
 (rotation). The CSRF token of a session is an HMAC of its id with the instance secret.
+Cookies are ``HttpOnly``, ``SameSite=Strict`` and, over HTTPS, ``Secure`` (``cookie_secure``).
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import hashlib
 import hmac
 import secrets
 import time
+from typing import Any
 
 import msgspec
+from litestar.connection import ASGIConnection
 
 from app.auth.principal import Principal, user_principal
 from app.contracts.common import new_id
@@ -24,6 +27,16 @@ from db.sessions import SessionRow
 
 COOKIE = "ow_session"
 TOUCH_EVERY = 60.0  # seconds: last_seen is written at most this often per session
+
+
+def cookie_secure(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """Whether cookies get ``Secure``: the request came over HTTPS.
+
+    The scheme is uvicorn's: ``https`` when it serves TLS itself, or when a proxy in
+    ``OVERWATCH_TRUSTED_PROXIES`` says ``X-Forwarded-Proto: https`` (from anyone else
+    that header is ignored; see ``app/server.py``).
+    """
+    return connection.scope.get("scheme") == "https"
 
 
 def token_hash(token: str) -> str:
