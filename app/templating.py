@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
 from jinja2.runtime import Context
@@ -80,6 +81,29 @@ def num(value: Any, digits: int = 1, unit: str = "") -> str:
     return f"{text}{unit}"
 
 
+def urlseg(value: Any) -> str:
+    """Percent-encode ``value`` as one URL path segment or query value (nothing is left "safe").
+
+    Every id, key, subject or name that goes into a URL in a template passes through
+    this, so ``/``, ``..``, ``?``, ``#``, ``&`` and ``%`` in data (from devices, say) can
+    never change which route or query a link or form addresses.
+    """
+    return quote(str(value), safe="", errors="surrogatepass")
+
+
+LINK_SCHEMES = frozenset({"http", "https", "rtsp", "rtsps", "ws", "wss"})
+
+
+def safe_link(value: Any) -> str:
+    """``value`` when it is an absolute URL with a streaming/web scheme, else '' (no ``javascript:``)."""
+    text = str(value or "").strip()
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return ""
+    return text if parts.scheme.lower() in LINK_SCHEMES and parts.netloc else ""
+
+
 @pass_context
 def current_principal(ctx: Context) -> Any:
     """The signed-in caller of the page being rendered (anonymous outside a request)."""
@@ -106,7 +130,7 @@ def build_environment(directory: Path = TEMPLATES_DIR) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(ago=ago, epoch_ms=epoch_ms, num=num)
+    env.filters.update(ago=ago, epoch_ms=epoch_ms, num=num, urlseg=urlseg, safe_link=safe_link)
     env.globals.update(static_url=static_url, version=__version__, principal=current_principal, csrf=csrf)
     return env
 

@@ -14,6 +14,7 @@ Batches are stored in one SQLite transaction and acknowledged after it committed
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -41,6 +42,18 @@ LIVENESS_TYPES = {"bootsequence", "shutdown"}
 LOST_TYPES = {"lost", "object_lost", "detection_lost", "track_lost", "cleared"}
 DEVICE_SEVERITIES = {"critical", "high", "elevated", "warning", "info"}
 DETECTIONS_TOPIC = "detections"
+MAX_EVENT_TYPES = 100  # distinct event types counted by name
+# Ids a device chooses (alert codes, track ids) end up in alert ids, and alert ids in URLs:
+# they follow the subject-token rule, so '/', '.', '?', '#', '%' and ':' never get in.
+CODE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TRACK_RE = topology.TOKEN_RE
+
+
+def checked_id(value: str, pattern: re.Pattern[str], what: str) -> str:
+    """``value`` if it matches ``pattern``; otherwise ``InvalidMessage`` (dead-lettered with the reason)."""
+    if not pattern.match(value):
+        raise InvalidMessage(f"invalid {what} {value[:80]!r}: must match {pattern.pattern}")
+    return value
 
 
 class EventWorker(ConsumerWorker):
@@ -57,6 +70,13 @@ class EventWorker(ConsumerWorker):
         self.store = StateStore(ctx.kv_state, "events")
         self.by_type: dict[str, int] = {}
         self._last_prune = 0.0
+
+    def _count(self, event_type: str) -> None:
+        # Event types are chosen by devices: a bounded number of short names, the rest as "other".
+        key = event_type[:64]
+        if key not in self.by_type and len(self.by_type) >= MAX_EVENT_TYPES:
+            key = "other"
+        self.by_type[key] = self.by_type.get(key, 0) + 1
 
     async def handle(self, msg: Msg) -> None:
         """Single-message path: a batch of one."""
@@ -127,7 +147,7 @@ class EventWorker(ConsumerWorker):
             return await self._detection(msg, org_id, entity_id)
         if event.resolve_entity_id() not in ("", entity_id):
             raise InvalidMessage(f"payload entity {event.resolve_entity_id()!r} does not match subject")
-        self.by_type[event.event_type] = self.by_type.get(event.event_type, 0) + 1
+        self._count(event.event_type)
         if event.event_type == "bootsequence":
             await self._liveness(info, True)
         elif event.event_type == "shutdown":
@@ -147,12 +167,13 @@ class EventWorker(ConsumerWorker):
             raise InvalidMessage(f"payload entity_id {event.entity_id!r} does not match subject")
         if event.organization and event.organization != org_id:
             raise InvalidMessage(f"payload organisation {event.organization!r} does not match subject")
-        self.by_type[event.event_type] = self.by_type.get(event.event_type, 0) + 1
+        self._count(event.event_type)
         det = event.detection
         if det is None:
             return None
         if not 0.0 <= det.confidence <= 1.0:
             raise InvalidMessage(f"confidence {det.confidence} outside 0..1")
+        checked_id(det.track_id, TRACK_RE, "track_id")
         threat = str(det.metadata.get("threat_level") or "NORMAL")
         lost = event.event_type in LOST_TYPES or det.metadata.get("event_reason") in LOST_TYPES
         alert_id = f"threat:{entity_id}:{det.track_id}"
@@ -180,7 +201,7 @@ class EventWorker(ConsumerWorker):
         return DetectionRow(
             entity_id=entity_id,
             org_id=org_id,
-            track_id=det.track_id[:128],
+            track_id=det.track_id,
             label=det.label[:128],
             confidence=det.confidence,
             threat_level=threat[:32],
@@ -219,7 +240,10 @@ class EventWorker(ConsumerWorker):
         if severity not in DEVICE_SEVERITIES:
             raise InvalidMessage(f"unknown severity {severity!r}")
         message = str(doc.get("message") or "device alert")[:500]
-        code = str(doc.get("code") or "device")[:64]
+        raw_code = doc.get("code") or "device"
+        if isinstance(raw_code, bool) or not isinstance(raw_code, (str, int)):
+            raise InvalidMessage(f"alert code must be a string, got {type(raw_code).__name__}")
+        code = checked_id(str(raw_code), CODE_RE, "alert code")
         if doc.get("cleared") is True:
             await self.ctx.services.alerts.clear(f"device:{entity_id}:{code}", message)
             return

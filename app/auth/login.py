@@ -87,7 +87,7 @@ class LoginController(Controller):
         services = runtime.services
         origin = origin_of(request)
         cookie_token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-        error = ""
+        error, status = "", 400
         if not cookie_token or not secrets.compare_digest(cookie_token, data.csrf_token):
             error = "The sign-in form expired. Please try again."
         elif not services.login_limiter.allow(origin.ip):
@@ -98,12 +98,13 @@ class LoginController(Controller):
                 origin=origin,
                 detail="too many attempts from this address",
             )
-            error = "Too many sign-in attempts from this address. Wait a few minutes."
+            error, status = "Too many sign-in attempts from this address. Wait a few minutes.", 429
         else:
             try:
                 user = await services.users.authenticate(data.email, data.password, origin)
             except LoginRefused as exc:
-                error = exc.message
+                # One message and status for unknown, wrong, locked and disabled alike.
+                error, status = exc.message, 401
             else:
                 old = request.cookies.get(COOKIE)
                 if old:  # rotate: the pre-login session (if any) ends here
@@ -131,7 +132,7 @@ class LoginController(Controller):
                 "email": data.email[:254],
                 "active": "",
             },
-            status_code=401 if "Wrong" in error else 429 if "Too many" in error else 400,
+            status_code=status,
             cookies=[
                 Cookie(
                     key=LOGIN_CSRF_COOKIE,

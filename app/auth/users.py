@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -20,10 +21,18 @@ from db.users import UserRow
 log = logging.getLogger("overwatch.auth")
 
 FAILURE_WINDOW = 60.0  # seconds: failures counted towards a lockout within this window
+# The one message for every refused sign-in: it must not tell whether the account exists,
+# is locked or is disabled (the audit log records which).
+REFUSED = "Wrong email or password, or the account is locked or disabled."
+
+
+async def _verify(password: str, stored: str) -> bool:
+    # scrypt takes ~40 ms of CPU: off the event loop, so sign-ins do not stall every page.
+    return await asyncio.to_thread(verify_password, password, stored)
 
 
 class LoginRefused(Exception):
-    """Sign-in failed; ``message`` is safe to show (it never says whether the email exists)."""
+    """Sign-in failed; ``message`` is safe to show (it never says whether the account exists, is locked or disabled)."""
 
     def __init__(self, message: str, locked: bool = False) -> None:
         super().__init__(message)
@@ -206,67 +215,65 @@ class UserService:
 
         After ``OVERWATCH_LOGIN_MAX_FAILURES`` wrong passwords within a minute the account
         locks for ``OVERWATCH_LOCKOUT_MINUTES``; while locked, attempts are refused
-        without checking the password. Unknown emails cost the same hash as known ones.
+        without checking the password. Each attempt is counted atomically *before* its
+        password is checked (``db.users.reserve_attempt``), so concurrent attempts cannot
+        check more passwords than the budget allows. Unknown, locked and disabled accounts
+        get the same message (and cost the same hash) as a wrong password; the audit log
+        keeps the real reason.
         """
         email = email.strip().lower()[:254]
-        row = await users_db.get_user_by_email(self.db, email)
         now = time.time()
+        lock_seconds = self.settings.lockout_minutes * 60
+        max_failures = self.settings.login_max_failures
+        attempt = await users_db.reserve_attempt(self.db, email, now, FAILURE_WINDOW, max_failures, lock_seconds)
+        row = attempt.row
         if row is None:
-            verify_password(password, DUMMY_HASH)
+            await _verify(password, DUMMY_HASH)
             await self.audit.record(
                 email or "?", "auth.login", outcome="failure", origin=origin, detail="unknown account"
             )
-            raise LoginRefused("Wrong email or password.")
-        if row.locked_until and row.locked_until > now:
-            minutes = max(1, round((row.locked_until - now) / 60))
+            raise LoginRefused(REFUSED)
+        if attempt.lock_expired:
+            await self.audit.record(row.email, "user.unlock", target=row.email, origin=origin, detail="lockout expired")
+        if attempt.verdict == "locked":
+            await _verify(password, DUMMY_HASH)  # the same cost as a checked password; the real one is not tried
             await self.audit.record(
                 row.email, "auth.login", outcome="denied", origin=origin, detail="account locked; password not checked"
             )
-            raise LoginRefused(
-                f"Too many failed sign-ins. This account is locked for about {minutes} more "
-                f"minute{'s' if minutes != 1 else ''}.",
-                locked=True,
+            if attempt.locked_now:
+                await self._locked(row.email, attempt.count, origin)
+            raise LoginRefused(REFUSED, locked=True)
+        if not await _verify(password, row.password_hash):
+            await self.audit.record(
+                row.email,
+                "auth.login",
+                outcome="failure",
+                origin=origin,
+                detail=f"wrong password ({attempt.count} in the last minute)",
             )
-        if row.locked_until:  # lock expired: unlock before counting again
-            await users_db.update_user(self.db, row.user_id, locked_until=None, failed_logins=0, first_failed_at=None)
-            await self.audit.record(row.email, "user.unlock", target=row.email, origin=origin, detail="lockout expired")
-            row = msgspec.structs.replace(row, locked_until=None, failed_logins=0, first_failed_at=None)
-        if not verify_password(password, row.password_hash):
-            await self._failed(row, now, origin)
-            raise LoginRefused("Wrong email or password.")
+            locked = await users_db.login_failed(
+                self.db, row.user_id, attempt.count, max_failures, time.time(), lock_seconds
+            )
+            if locked:
+                await self._locked(row.email, attempt.count, origin)
+            raise LoginRefused(REFUSED)
         if row.disabled:
             await self.audit.record(row.email, "auth.login", outcome="denied", origin=origin, detail="account disabled")
-            raise LoginRefused("This account is disabled. Ask an administrator.")
-        await users_db.update_user(self.db, row.user_id, failed_logins=0, first_failed_at=None, last_login_at=utc_now())
+            raise LoginRefused(REFUSED)
+        await users_db.login_succeeded(self.db, row.user_id, utc_now())
         await self.audit.record(row.email, "auth.login", origin=origin)
         return row
 
-    async def _failed(self, row: UserRow, now: float, origin: Origin) -> None:
-        in_window = row.first_failed_at is not None and now - row.first_failed_at < FAILURE_WINDOW
-        count = row.failed_logins + 1 if in_window else 1
-        first = row.first_failed_at if in_window else now
-        fields: dict[str, object] = {"failed_logins": count, "first_failed_at": first}
-        locked = count >= self.settings.login_max_failures
-        if locked:
-            fields["locked_until"] = now + self.settings.lockout_minutes * 60
-        await users_db.update_user(self.db, row.user_id, **fields)
+    async def _locked(self, email: str, count: int, origin: Origin) -> None:
+        log.warning("account %s locked after %d failed sign-ins", email, count)
         await self.audit.record(
-            row.email,
-            "auth.login",
-            outcome="failure",
+            email,
+            "user.lock",
+            target=email,
+            outcome="success",
             origin=origin,
-            detail=f"wrong password ({count} in the last minute)",
+            detail=f"locked for {self.settings.lockout_minutes:.0f} min after {count} failures",
         )
-        if locked:
-            log.warning("account %s locked after %d failed sign-ins", row.email, count)
-            await self.audit.record(
-                row.email,
-                "user.lock",
-                target=row.email,
-                outcome="success",
-                origin=origin,
-                detail=f"locked for {self.settings.lockout_minutes:.0f} min after {count} failures",
-            )
 
     async def bootstrap_admin(self) -> str | None:
         """On first run create the admin account; return a generated password to print once."""

@@ -37,6 +37,8 @@ def decode(data: bytes | str, type_: type[T]) -> T:
         raise DecodeError(f"schema: {exc}") from None
     except msgspec.DecodeError as exc:
         raise DecodeError(f"invalid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:  # msgspec raises it for bytes that are not UTF-8
+        raise DecodeError(f"invalid JSON: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     except RecursionError:
         raise DecodeError("JSON nested too deeply") from None
 
@@ -47,6 +49,8 @@ def decode_object(data: bytes | str) -> dict[str, Any]:
         value = msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
         raise DecodeError(f"invalid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:  # msgspec raises it for bytes that are not UTF-8
+        raise DecodeError(f"invalid JSON: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     except RecursionError:
         raise DecodeError("JSON nested too deeply") from None
     if not isinstance(value, dict):

@@ -23,7 +23,6 @@ PAGE_SIZE = 25
 MAX_SCAN = 500  # messages read per page at most (callers who see only some organisations skip others')
 PREVIEW_CHARS = 160  # payload characters in the list
 DETAIL_BYTES = 64 * 1024  # payload bytes shown on the detail page; the rest is cut with a note
-HEX_BYTES = 4 * 1024  # binary payloads shown as hex up to this many bytes
 REQUEST_TIMEOUT = 5.0
 
 

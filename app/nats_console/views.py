@@ -114,7 +114,7 @@ class StreamsController(Controller):
             purged = await console_for(runtime).purge(name, subject)
         except ApiError as exc:
             await runtime.services.audit.record(
-                actor, "nats.stream.purge", target=name, outcome="failed", detail=exc.description
+                actor, "nats.stream.purge", target=name, outcome="failure", detail=exc.description
             )
             raise api_failure(exc, f"stream {name}") from None
         await runtime.services.audit.record(

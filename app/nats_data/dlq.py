@@ -22,7 +22,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from app import topology
 from app.nats_console.subjects import org_of_subject
-from app.nats_data.values import ValueView, format_value
+from app.nats_data.values import ValueView, clean_text, format_value
 from workers import base as worker_base
 
 if TYPE_CHECKING:
@@ -98,7 +98,8 @@ def _time(value: datetime | None) -> str:
 
 def dead_letter(msg: RawStreamMsg) -> DeadLetter:
     """A stored DLQ message as the console shows it."""
-    headers = {k: str(v) for k, v in (msg.headers or {}).items()}
+    # Header values came from devices (the original headers) or from exception text: shown, never trusted.
+    headers = {clean_text(str(k)): clean_text(str(v)) for k, v in (msg.headers or {}).items()}
     shown = sorted(
         (k, v) for k, v in headers.items() if not k.startswith(("Nats-Stream", "Nats-Sequence", "Nats-Time"))
     )

@@ -142,7 +142,12 @@ class DlqController(Controller):
             except ReplayError as exc:
                 failed += 1
                 await runtime.services.audit.record(
-                    actor, "nats.dlq.replay", target=target, org_id=item.org_id or "", outcome="failed", detail=str(exc)
+                    actor,
+                    "nats.dlq.replay",
+                    target=target,
+                    org_id=item.org_id or "",
+                    outcome="failure",
+                    detail=str(exc),
                 )
                 continue
             replayed += 1
