@@ -88,6 +88,13 @@ async def _with_services(
         await db.close()
 
 
+def org_list(role: str, org_ids: list[str]) -> str:
+    """Organisations as ``user list`` prints them: ``*`` for admins (every organisation), ``-`` for none."""
+    if role == "admin":
+        return "*"
+    return ",".join(sorted(org_ids)) or "-"
+
+
 def _password(from_stdin: bool) -> str | None:
     return sys.stdin.readline().rstrip("\n") if from_stdin else None
 
@@ -99,10 +106,7 @@ def run_user(settings: Settings, args: argparse.Namespace) -> int:
         if args.action == "list":
             for u in await users.list_all():
                 flags = " ".join(f for f, on in (("disabled", u.disabled), ("locked", u.locked)) if on)
-                print(
-                    f"{u.email:32} {u.role:9} orgs={','.join(u.org_ids) or '*' if u.role == 'admin' else ''} "
-                    f"{flags}".rstrip()
-                )
+                print(f"{u.email:32} {u.role:9} orgs={org_list(u.role, u.org_ids)} {flags}".rstrip())
             return 0
         if args.action == "create":
             given = _password(args.password_stdin)

@@ -95,6 +95,9 @@ def detector_env(runtime: Runtime, entity_id: str, source: str = "synthetic") ->
             "NATS_USER": INTERNAL_USER,
             "NATS_PASSWORD": internal_password(runtime.secret),
         }
+        if runtime.nats_tls is not None:
+            # Same box: trust exactly the embedded server's certificate, whatever names it carries.
+            env |= {"NATS_TLS_CA": str(runtime.nats_tls.cert), "NATS_TLS_VERIFY_HOSTNAME": "false"}
     else:
         env |= {
             "NATS_URL": s.nats_url,

@@ -6,18 +6,32 @@ tools on the same box derive the same one). Every API key created with NATS
 credentials becomes an NKey user whose permissions cover only its organisation:
 publish its telemetry, events, acks, announcements, its entities' video frames and
 their KV keys; subscribe to its organisation's commands and to its own reply inbox.
-The block is re-rendered when keys or entities change and the child reloads it (SIGHUP).
+
+The block is re-rendered when keys or entities change (or a key expires) and the
+child reloads it (SIGHUP). Rendering is per record: a key or entity that cannot be
+rendered (an id that is not a subject token, a malformed public key) is left out
+with a logged reason, never the whole block. A render or reload that fails is an
+error state: ``/health/ready`` answers 503 with the reason until the next success,
+and the manager keeps retrying.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
 import logging
+import re
 import time
-from typing import TYPE_CHECKING
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import nkeys
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
 
 from app import topology
 from db import apikeys as keys_db
@@ -31,6 +45,10 @@ log = logging.getLogger("overwatch.nats.auth")
 INTERNAL_USER = "overwatch"
 STATE_PREFIX = f"$KV.{topology.BUCKET_STATE}"
 STATE_STREAM = topology.kv_stream(topology.BUCKET_STATE)
+NKEY_USER_RE = re.compile(r"^U[A-Z2-7]{55}$")  # a user's public NKey (base32, 56 characters)
+POLL_INTERVAL = 0.5  # seconds: how soon a key revoked by another process (the CLI) is noticed
+MIN_RELOAD_GAP = 0.2  # seconds between reloads: coalesces bursts of registry changes into one
+RETRY_INTERVAL = 2.0  # seconds between retries while in the error state
 
 
 def internal_password(secret: str) -> str:
@@ -44,7 +62,12 @@ def inbox_prefix(key_id: str) -> str:
 
 
 def device_permissions(org_id: str, entity_ids: list[str], key_id: str) -> dict[str, dict[str, list[str]]]:
-    """Subjects an organisation's device credentials may publish to and subscribe on."""
+    """Subjects an organisation's device credentials may publish to and subscribe on.
+
+    No ``$JS.API.STREAM.INFO``: with a ``subjects_filter`` it lists every key of the
+    state bucket, i.e. every organisation's entity ids. Devices bind the bucket
+    without it (``state_bucket``) and read their own keys with direct gets.
+    """
     org = topology.token(org_id, "org_id")
     publish = [
         f"{topology.PREFIX}.telemetry.{org}.*",
@@ -52,7 +75,6 @@ def device_permissions(org_id: str, entity_ids: list[str], key_id: str) -> dict[
         f"{topology.PREFIX}.commands.{org}.*.ack",
         f"{topology.PREFIX}.entities.{org}.created",
         f"{topology.PREFIX}.entities.{org}.status",
-        f"$JS.API.STREAM.INFO.{STATE_STREAM}",
         "$JS.API.INFO",
     ]
     for entity in entity_ids:
@@ -69,33 +91,109 @@ def device_permissions(org_id: str, entity_ids: list[str], key_id: str) -> dict[
     return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}
 
 
-async def render_authorization(runtime: Runtime) -> str:
-    """The ``authorization`` block of the embedded server's configuration."""
-    users: list[dict[str, object]] = [{"user": INTERNAL_USER, "password": internal_password(runtime.secret)}]
-    keys = [k for k in await keys_db.list_keys(runtime.db) if k.nats_pubkey and k.org_id]
+def state_bucket(js: JetStreamContext) -> KeyValue:
+    """The EntityState bucket bound without ``STREAM.INFO`` (which device credentials lack).
+
+    ``js.key_value()`` asks the stream for its configuration first; the bucket's
+    layout is fixed by ``app/topology.py`` (direct gets allowed), so it is bound directly.
+    """
+    return KeyValue(
+        name=topology.BUCKET_STATE,
+        stream=STATE_STREAM,
+        pre=f"{STATE_PREFIX}.",
+        js=js,
+        direct=True,
+    )
+
+
+class AuthBlock(msgspec.Struct, kw_only=True):
+    """A rendered ``authorization`` block and what was left out of it."""
+
+    text: str
+    users: int
+    skipped: list[str]
+    next_expiry: str | None = None  # earliest future ``expires_at`` among rendered keys
+
+
+def valid_user_nkey(pubkey: str) -> bool:
+    """A user's public NKey with a correct checksum (nats-server refuses a whole block otherwise)."""
+    if not NKEY_USER_RE.match(pubkey):
+        return False
+    raw = base64.b32decode(pubkey)
+    checksum: bytes = nkeys.crc16_checksum(raw[:-2])
+    return raw[0] == nkeys.PREFIX_BYTE_USER and checksum == raw[-2:]
+
+
+def _key_problem(org_id: str | None, pubkey: str, key_id: str) -> str:
+    if not org_id or not topology.TOKEN_RE.match(org_id):
+        return f"organisation id {org_id!r} is not a subject token"
+    if not valid_user_nkey(pubkey):
+        return "its NATS public key is not a user NKey"
+    if not topology.TOKEN_RE.match(key_id.replace("-", "")):
+        return "its id cannot form a reply-inbox prefix"
+    return ""
+
+
+async def build_authorization(runtime: Runtime) -> AuthBlock:
+    """Render the ``authorization`` block; records that cannot be rendered are skipped with a reason."""
+    users: list[dict[str, Any]] = [{"user": INTERNAL_USER, "password": internal_password(runtime.secret)}]
+    skipped: list[str] = []
     by_org: dict[str, list[str]] = {}
     now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-    for key in keys:
+    next_expiry: str | None = None
+    rows = await keys_db.list_keys(runtime.db, include_revoked=True)
+    holders = Counter(k.nats_pubkey for k in rows if k.nats_pubkey)
+    for key in rows:
+        if not key.nats_pubkey or key.revoked_at:
+            continue
         if key.expires_at and key.expires_at < now:
+            continue
+        problem = _key_problem(key.org_id, key.nats_pubkey, key.key_id)
+        if not problem and holders[key.nats_pubkey] > 1:
+            # Never issued so. Rendering either row would let a revoked twin live on (and two
+            # users with one NKey fail the whole block), so neither is.
+            problem = "its NATS public key belongs to another key too (revoked or not)"
+        if problem:
+            skipped.append(f"api key {key.name!r} ({key.key_id}): {problem}")
             continue
         org = key.org_id or ""
         if org not in by_org:
-            rows = await registry_db.list_entities(runtime.db, org_id=org, limit=1_000_000)
-            by_org[org] = [r.entity_id for r in rows]
+            ids = [r.entity_id for r in await registry_db.list_entities(runtime.db, org_id=org, limit=1_000_000)]
+            bad = [e for e in ids if not topology.TOKEN_RE.match(e)]
+            skipped += [f"entity {e!r} of organisation {org}: id is not a subject token" for e in bad]
+            by_org[org] = [e for e in ids if topology.TOKEN_RE.match(e)]
         users.append({"nkey": key.nats_pubkey, "permissions": device_permissions(org, by_org[org], key.key_id)})
+        if key.expires_at and (next_expiry is None or key.expires_at < next_expiry):
+            next_expiry = key.expires_at
     # JSON is valid nats-server configuration syntax.
-    return "authorization " + json.dumps({"users": users}, indent=1)
+    text = "authorization " + json.dumps({"users": users}, indent=1)
+    return AuthBlock(text=text, users=len(users), skipped=skipped, next_expiry=next_expiry)
+
+
+async def render_authorization(runtime: Runtime) -> str:
+    """The ``authorization`` block of the embedded server's configuration."""
+    return (await build_authorization(runtime)).text
 
 
 class NatsAuthManager:
-    """Keeps the embedded server's users in step with API keys and the registry."""
+    """Keeps the embedded server's users in step with API keys and the registry.
+
+    ``error`` is empty while the server runs the latest rendered block; otherwise it
+    says why not (``/health/ready`` shows it as a failed ``nats_auth`` check).
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._dirty = asyncio.Event()
+        self._lock = asyncio.Lock()
         self._last = ""
         self._seen_keys = ""
+        self._reported: set[str] = set()
+        self._next_expiry: str | None = None
+        self._applied_mono = 0.0
         self.reloads = 0
+        self.error = ""
+        self.skipped: list[str] = []
         runtime.hub.add_listener(self._on_update)
 
     def _on_update(self, update: object) -> None:
@@ -107,40 +205,89 @@ class NatsAuthManager:
         """Ask for a re-render (after a key was created or revoked in this process)."""
         self._dirty.set()
 
+    def status(self) -> dict[str, Any]:
+        """The readiness check: ``ok`` and a detail (the error, or users and skipped records)."""
+        if self.error:
+            return {"ok": False, "detail": self.error}
+        detail = f"{self.reloads} reloads"
+        if self.skipped:
+            detail += f"; {len(self.skipped)} records left out (see the log)"
+        return {"ok": True, "detail": detail}
+
     async def apply(self) -> bool:
-        """Re-render; reload the child when the block changed. True if it reloaded."""
+        """Re-render; reload the child when the block changed. True if it reloaded.
+
+        Raises when the render or the reload fails, after recording the error.
+        """
+        async with self._lock:  # one render and reload at a time (the worker, tests, start-up)
+            return await self._apply()
+
+    async def _apply(self) -> bool:
         server = self.runtime.nats_server
         if server is None:
             return False
-        text = await render_authorization(self.runtime)
-        if text == self._last:
+        try:
+            block = await build_authorization(self.runtime)
+        except Exception as exc:
+            self.error = f"rendering the NATS authorization failed: {exc}"
+            raise
+        self.skipped = block.skipped
+        self._next_expiry = block.next_expiry
+        for reason in block.skipped:
+            if reason not in self._reported:
+                self._reported.add(reason)
+                log.warning("nats authorization: left out %s", reason)
+        if block.text == self._last:
+            self.error = ""
             return False
-        self._last = text
-        server.extra_config = text
+        server.extra_config = block.text
         if server.running:
-            await server.reload()
+            try:
+                await server.reload()
+            except Exception as exc:
+                self.error = f"reloading the NATS authorization failed: {exc}"
+                raise
             self.reloads += 1
-            log.info("nats authorization reloaded (%d users)", text.count('"nkey"') + 1)
+            log.info("nats authorization reloaded (%d users)", block.users)
+        self._last = block.text
+        self.error = ""
         return True
 
     async def _keys_fingerprint(self) -> str:
-        rows = await self.runtime.db.fetch_rows("SELECT COUNT(*), MAX(created_at), MAX(revoked_at) FROM api_keys")
+        # Row count, revoked count and the newest rowid change with every create and revoke
+        # (timestamps alone would miss two revocations within one second).
+        rows = await self.runtime.db.fetch_rows("SELECT COUNT(*), COUNT(revoked_at), MAX(rowid) FROM api_keys")
         return repr(tuple(rows[0])) if rows else ""
 
+    def _expired(self) -> bool:
+        now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        return self._next_expiry is not None and self._next_expiry < now
+
     async def run(self, stopping: asyncio.Event) -> None:
-        """Re-render on registry changes, on key changes, and when another process (the CLI) changed keys."""
+        """Re-render on registry and key changes (this process, or the CLI's) and at key expiry."""
+        self.runtime.services.apikeys.add_listener(self.mark_dirty)
         self._seen_keys = await self._keys_fingerprint()
         while not stopping.is_set():
             try:
-                await asyncio.wait_for(self._dirty.wait(), 2.0)
+                await asyncio.wait_for(self._dirty.wait(), POLL_INTERVAL)
             except TimeoutError:
                 pass
-            fingerprint = await self._keys_fingerprint()
-            if not self._dirty.is_set() and fingerprint == self._seen_keys:
+            if stopping.is_set():
+                return
+            try:
+                fingerprint = await self._keys_fingerprint()
+            except Exception as exc:  # noqa: BLE001 - the database is checked by readiness too
+                self.error = f"reading API keys failed: {exc}"
                 continue
-            await asyncio.sleep(0.3)  # debounce bursts of registry changes
+            retry = bool(self.error) and time.monotonic() - self._applied_mono >= RETRY_INTERVAL
+            if not (self._dirty.is_set() or fingerprint != self._seen_keys or self._expired() or retry):
+                continue
+            gap = MIN_RELOAD_GAP - (time.monotonic() - self._applied_mono)
+            if gap > 0:
+                await asyncio.sleep(gap)  # coalesce a burst of registry changes into one reload
             self._dirty.clear()
             self._seen_keys = fingerprint
+            self._applied_mono = time.monotonic()
             try:
                 await self.apply()
             except Exception:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,7 @@ async def connect(
     nkey_seed: str = "",
     inbox_prefix: str = "",
     on_state: Callable[[bool], None] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> NATS:
     """Connect with reconnect-forever semantics; fail with ``NatsConnectError`` after ``timeout``.
 
@@ -82,6 +84,8 @@ async def connect(
         options["user"], options["password"] = user, password
     if inbox_prefix:
         options["inbox_prefix"] = inbox_prefix
+    if tls is not None:
+        options["tls"] = tls
     task = asyncio.ensure_future(nats.connect(**options))
     try:
         nc: NATS = await asyncio.wait_for(task, timeout)
@@ -96,13 +100,21 @@ async def connect(
         raise NatsConnectError(f"cannot connect to NATS at {', '.join(servers)}: {exc}") from None
 
 
-def client_auth(settings: Settings) -> dict[str, str]:
-    """Credentials a local tool uses: the embedded server's own user, or the external server's auth."""
+def client_auth(settings: Settings) -> dict[str, Any]:
+    """Credentials a local tool uses: the embedded server's own user, or the external server's auth.
+
+    With TLS on the embedded server, also a context that trusts exactly its certificate.
+    """
     if settings.embedded_nats:
         from app.nats_auth import INTERNAL_USER, internal_password
         from app.runtime import load_or_create_secret
+        from app.tls import nats_cert, pinned_context
 
-        return {"user": INTERNAL_USER, "password": internal_password(load_or_create_secret(settings))}
+        auth: dict[str, Any] = {"user": INTERNAL_USER, "password": internal_password(load_or_create_secret(settings))}
+        pair = nats_cert(settings, create=False)
+        if pair is not None:
+            auth["tls"] = pinned_context(pair.cert)
+        return auth
     return {"token": settings.nats_token, "creds": settings.nats_creds, "nkey_seed_file": settings.nats_nkey_seed_file}
 
 

@@ -20,11 +20,14 @@ import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 
+from app.tls import CertPair, nats_tls_block
+
 log = logging.getLogger("overwatch.nats")
 
 PR_SET_PDEATHSIG = 1
 _READY_MARK = "Server is ready"
 _RELOADED_MARK = "Reloaded server configuration"
+_RELOAD_FAILED_MARK = "Failed to reload server configuration"
 
 
 class NatsServerError(Exception):
@@ -80,6 +83,7 @@ class EmbeddedNats:
         max_file_store: int = 2 << 30,
         extra_config: str = "",
         binary: str | None = None,
+        tls: CertPair | None = None,
     ) -> None:
         self.store_dir = store_dir
         self.host = host
@@ -88,6 +92,7 @@ class EmbeddedNats:
         self.max_file_store = max_file_store
         self.extra_config = extra_config
         self.binary = binary
+        self.tls = tls
         self.restarts = 0
         self._proc: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -95,13 +100,16 @@ class EmbeddedNats:
         self._stopping = False
         self._ready = asyncio.Event()
         self._reloaded = asyncio.Event()
+        self._reload_error = ""
         self._fatal: list[str] = []
 
     @property
     def url(self) -> str:
-        """Client URL of the running server."""
+        """Client URL of the running server (``tls://`` when it requires TLS)."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"nats://{host}:{self.port}"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{'tls' if self.tls else 'nats'}://{host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -127,16 +135,29 @@ class EmbeddedNats:
             f"  max_file_store: {self.max_file_store}",
             "}",
         ]
+        if self.tls:
+            lines.append(nats_tls_block(self.tls))
         if self.extra_config:
             lines.append(self.extra_config)
         return "\n".join(lines) + "\n"
+
+    def _write_config(self) -> None:
+        # Private (it holds the server's own password) from the first byte, and replaced in
+        # one step: the child must never read a half-written file.
+        conf = self.store_dir / "nats-server.conf"
+        tmp = conf.with_name(f"{conf.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(self.config_text())
+        tmp.chmod(0o600)
+        os.replace(tmp, conf)
 
     async def start(self, timeout: float = 10.0) -> str:
         """Start the child and wait until JetStream is ready; return the client URL."""
         binary = find_nats_server(self.binary or "")
         self.binary = binary
         try:
-            self.store_dir.mkdir(parents=True, exist_ok=True)
+            self.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise NatsServerError(f"cannot create NATS store {self.store_dir}: {exc.strerror}") from None
         await self._spawn(timeout)
@@ -144,9 +165,8 @@ class EmbeddedNats:
         return self.url
 
     async def _spawn(self, timeout: float) -> None:
+        self._write_config()
         conf = self.store_dir / "nats-server.conf"
-        conf.write_text(self.config_text(), encoding="utf-8")
-        conf.chmod(0o600)  # it holds the server's own password
         self._ready.clear()
         self._fatal.clear()
         self._proc = await asyncio.create_subprocess_exec(
@@ -208,19 +228,29 @@ class EmbeddedNats:
                 self._ready.set()
             elif _RELOADED_MARK in line:
                 self._reloaded.set()
+            elif _RELOAD_FAILED_MARK in line:
+                self._reload_error = line.split(_RELOAD_FAILED_MARK, 1)[1].lstrip(": ") or "unknown error"
+                self._reloaded.set()
 
     async def reload(self, timeout: float = 5.0) -> None:
-        """Rewrite the configuration file, SIGHUP the child and wait until it says it reloaded."""
-        conf = self.store_dir / "nats-server.conf"
-        conf.write_text(self.config_text(), encoding="utf-8")
-        conf.chmod(0o600)
+        """Rewrite the configuration file, SIGHUP the child and wait until it says it reloaded.
+
+        Raises ``NatsServerError`` when the child refuses the new configuration (it keeps
+        running the previous one) or does not confirm the reload within ``timeout``.
+        """
+        self._write_config()
         if self._proc and self._proc.returncode is None:
             self._reloaded.clear()
+            self._reload_error = ""
             self._proc.send_signal(signal.SIGHUP)
             try:
                 await asyncio.wait_for(self._reloaded.wait(), timeout)
             except TimeoutError:
-                log.warning("nats-server did not confirm the configuration reload within %.0fs", timeout)
+                raise NatsServerError(
+                    f"nats-server did not confirm the configuration reload within {timeout:.0f}s"
+                ) from None
+            if self._reload_error:
+                raise NatsServerError(f"nats-server refused the new configuration: {self._reload_error}")
 
     async def _supervise(self) -> None:
         delay = 0.5

@@ -30,6 +30,7 @@ from app.nats_server import EmbeddedNats, NatsServerError
 from app.services import Services, build_services
 from app.settings import Settings, parse_size
 from app.sse.hub import Hub, Update
+from app.tls import CertPair, TlsError, http_cert, nats_cert, pinned_context
 from db.database import Database, DatabaseError
 from workers.base import Worker, WorkerContext, WorkerManager
 
@@ -43,9 +44,18 @@ class StartupError(Exception):
 
 
 def ensure_data_dir(path: Path) -> None:
-    """Create the data directory and prove it is writable."""
+    """Create the data directory private to the service user (0700) and prove it is writable.
+
+    It holds the database (password hashes, sessions, audit), the instance secret and
+    the NATS configuration: nobody else on the box has anything to read there.
+    """
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if path.stat().st_mode & 0o077:
+            try:
+                path.chmod(0o700)
+            except PermissionError:
+                log.warning("data directory %s is readable by others and not ours to chmod 700", path)
         probe = path / ".write-test"
         probe.write_text("ok", encoding="utf-8")
         probe.unlink()
@@ -59,6 +69,8 @@ def load_or_create_secret(settings: Settings) -> str:
         return settings.secret_key
     path = settings.data_path / "secret"
     if path.is_file():
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)  # written by an older version, or copied in
         return path.read_text(encoding="utf-8").strip()
     value = secrets.token_hex(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -83,6 +95,8 @@ class Runtime:
         self._kv_registry: KeyValue | None = None
         self.workers = WorkerManager([])
         self.secret = ""
+        self.http_tls: CertPair | None = None
+        self.nats_tls: CertPair | None = None
         self.started_at = time.time()
         self.shutting_down = asyncio.Event()
         self._services: Services | None = None
@@ -139,8 +153,13 @@ class Runtime:
             await self.db.open()
         except DatabaseError as exc:
             raise StartupError(str(exc)) from None
+        try:
+            self.http_tls = http_cert(s)
+            self.nats_tls = nats_cert(s)
+        except TlsError as exc:
+            raise StartupError(str(exc)) from None
         servers = s.nats_servers
-        auth: dict[str, str] = {"token": s.nats_token, "creds": s.nats_creds, "nkey_seed_file": s.nats_nkey_seed_file}
+        auth: dict[str, Any] = {"token": s.nats_token, "creds": s.nats_creds, "nkey_seed_file": s.nats_nkey_seed_file}
         if s.embedded_nats:
             self.nats_server = EmbeddedNats(
                 s.nats_store_path,
@@ -150,8 +169,11 @@ class Runtime:
                 parse_size(s.nats_max_file_store),
                 extra_config=await render_authorization(self),
                 binary=s.nats_server_bin or None,
+                tls=self.nats_tls,
             )
             auth = {"user": INTERNAL_USER, "password": internal_password(self.secret)}
+            if self.nats_tls is not None:
+                auth["tls"] = pinned_context(self.nats_tls.cert)
             try:
                 servers = [await self.nats_server.start(timeout=s.startup_timeout)]
             except NatsServerError as exc:
@@ -169,7 +191,7 @@ class Runtime:
         self._js = self.nc.jetstream(timeout=5.0)
         try:
             store = parse_size(s.nats_max_file_store) if s.embedded_nats else None
-            report = await topology.ensure_topology(self._js, store)
+            report = await topology.ensure_topology(self._js, store, s.dlq_max_per_subject)
         except topology.TopologyError as exc:
             raise StartupError(str(exc)) from None
         created = [k for k, v in report.items() if v != "ok"]
@@ -228,4 +250,8 @@ class Runtime:
                 "ok": self.nats_server.running,
                 "detail": f"pid {self.nats_server.pid}, restarts {self.nats_server.restarts}",
             }
+            manager = self._services.nats_auth if self._services is not None else None
+            if manager is not None:
+                # A failed re-render or reload leaves revoked keys connected: not ready.
+                checks["nats_auth"] = manager.status()
         return checks

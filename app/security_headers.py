@@ -5,7 +5,7 @@ never reach a route (404s, 405s). No inline script or style is allowed anywhere
 (htmx runs with its indicator styles and eval turned off, templates carry no
 ``style`` attributes). MapLibre's workers are allowed explicitly (``worker-src
 blob:``). ``/embed/*`` pages may be framed by the origins in ``OVERWATCH_EMBED_ORIGINS``;
-every other page by nobody.
+every other page by nobody. Responses over HTTPS also carry ``Strict-Transport-Security``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ COMMON = [
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
 ]
 
+# Over HTTPS only (served directly, or by a trusted proxy): browsers then refuse plain HTTP
+# to this host for 180 days. No includeSubDomains: other services may share the domain.
+HSTS = (b"strict-transport-security", b"max-age=15552000")
+
 
 def security_headers(embed_origins: list[str]) -> Callable[[Message, Scope], Awaitable[None]]:
     """A ``before_send`` hook adding the headers for the given embed origins."""
@@ -43,6 +47,8 @@ def security_headers(embed_origins: list[str]) -> Callable[[Message, Scope], Awa
             headers.append((b"content-security-policy", embed_csp if embed else page_csp))
         if not embed and b"x-frame-options" not in names:
             headers.append((b"x-frame-options", b"DENY"))
+        if scope.get("scheme") == "https" and b"strict-transport-security" not in names:
+            headers.append(HSTS)
         message["headers"] = headers
 
     return add_headers

@@ -12,16 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import logging
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Generator, Sequence
 
 import uvicorn
+from litestar.types import ASGIApp
 
 from app.main import create_app
 from app.runtime import Runtime, StartupError, WorkerFactory
 from app.settings import Settings
+from app.tls import CertPair
 
 log = logging.getLogger("overwatch")
 
@@ -48,6 +51,30 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def http_config(app: ASGIApp, settings: Settings, tls: CertPair | None) -> uvicorn.Config:
+    """uvicorn's configuration: HTTPS with ``tls``, proxy headers only from trusted proxies.
+
+    ``X-Forwarded-Proto`` (scheme, hence ``Secure`` cookies) and ``X-Forwarded-For``
+    (client address for rate limits and the audit log) are honoured only when the
+    peer is in ``OVERWATCH_TRUSTED_PROXIES``; with none configured they are ignored.
+    """
+    trusted = [str(ipaddress.ip_network(p, strict=False)) for p in settings.trusted_proxy_list]
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or [],
+        server_header=False,
+        ssl_certfile=str(tls.cert) if tls else None,
+        ssl_keyfile=str(tls.key) if tls else None,
+    )
 
 
 async def serve(
@@ -77,19 +104,12 @@ async def serve(
         await runtime.start()
         if after_start is not None:
             await after_start(runtime)
-        app = create_app(runtime)
-        config = uvicorn.Config(
-            app,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=2,
-            proxy_headers=False,
-            server_header=False,
-        )
+        config = http_config(create_app(runtime), settings, runtime.http_tls)
         server = EmbeddedServer(config)
         port = sock.getsockname()[1]
-        log.info("serving http://%s:%s", "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host, port)
+        scheme = "https" if runtime.http_tls else "http"
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+        log.info("serving %s://%s:%s", scheme, host, port)
         if not runtime.shutting_down.is_set():
             await server.serve(sockets=[sock])
     finally:

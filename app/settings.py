@@ -7,6 +7,7 @@ configuration table. Nothing outside this module reads ``os.environ`` for settin
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -96,6 +97,33 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec("metrics_interval", "OVERWATCH_METRICS_INTERVAL", 10.0, "Seconds between metric samples"),
     SettingSpec("metrics_retention_hours", "OVERWATCH_METRICS_RETENTION_HOURS", 24.0, "Hours of metric samples kept"),
+    SettingSpec(
+        "max_entities_per_org",
+        "OVERWATCH_MAX_ENTITIES_PER_ORG",
+        1000,
+        "Entities devices may self-register per organisation (more are dead-lettered)",
+    ),
+    SettingSpec("tls_cert", "OVERWATCH_TLS_CERT", "", "PEM certificate (chain) file: `serve` speaks HTTPS"),
+    SettingSpec("tls_key", "OVERWATCH_TLS_KEY", "", "PEM private key of `OVERWATCH_TLS_CERT`"),
+    SettingSpec(
+        "tls_self_signed",
+        "OVERWATCH_TLS_SELF_SIGNED",
+        False,
+        "Without a certificate, serve HTTPS with a self-signed one generated once into `<data>/tls`",
+    ),
+    SettingSpec(
+        "trusted_proxies",
+        "OVERWATCH_TRUSTED_PROXIES",
+        "",
+        "Proxy addresses/CIDRs whose X-Forwarded-Proto/-For are honoured (comma list)",
+    ),
+    SettingSpec(
+        "nats_tls", "NATS_TLS", True, "With a certificate, the embedded NATS server requires TLS from every client"
+    ),
+    SettingSpec(
+        "nats_tls_cert", "NATS_TLS_CERT", "", "Embedded NATS server's own certificate; unset uses the HTTPS one"
+    ),
+    SettingSpec("nats_tls_key", "NATS_TLS_KEY", "", "PEM private key of `NATS_TLS_CERT`"),
 )
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
@@ -156,6 +184,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     metrics_public: bool = False
     metrics_interval: float = 10.0
     metrics_retention_hours: float = 24.0
+    max_entities_per_org: int = 1000
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_self_signed: bool = False
+    trusted_proxies: str = ""
+    nats_tls: bool = True
+    nats_tls_cert: str = ""
+    nats_tls_key: str = ""
 
     @property
     def data_path(self) -> Path:
@@ -181,6 +217,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def embed_origin_list(self) -> list[str]:
         """``OVERWATCH_EMBED_ORIGINS`` as a list."""
         return [o.strip() for o in self.embed_origins.split(",") if o.strip()]
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        """``OVERWATCH_TRUSTED_PROXIES`` as a list of addresses or CIDR networks."""
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
 
     @property
     def embedded_nats(self) -> bool:
@@ -233,6 +274,19 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"LOG_FORMAT must be console or json, got {s.log_format!r}")
     if s.login_max_failures < 1:
         raise ConfigError("OVERWATCH_LOGIN_MAX_FAILURES must be at least 1")
+    if s.max_entities_per_org < 1:
+        raise ConfigError("OVERWATCH_MAX_ENTITIES_PER_ORG must be at least 1")
+    for cert_env, key_env, cert, key in (
+        ("OVERWATCH_TLS_CERT", "OVERWATCH_TLS_KEY", s.tls_cert, s.tls_key),
+        ("NATS_TLS_CERT", "NATS_TLS_KEY", s.nats_tls_cert, s.nats_tls_key),
+    ):
+        if bool(cert) != bool(key):
+            raise ConfigError(f"set both {cert_env} and {key_env}, or neither")
+    for proxy in s.trusted_proxy_list:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(f"OVERWATCH_TRUSTED_PROXIES: {proxy!r} is not an IP address or CIDR network") from None
     for origin in [*s.cors_origin_list, *s.embed_origin_list]:
         if not re.match(r"^https?://[A-Za-z0-9.\-]+(:\d+)?$", origin):
             raise ConfigError(f"origin {origin!r} must look like https://host[:port]")

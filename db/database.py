@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -32,6 +33,18 @@ class DatabaseError(Exception):
     """The database file cannot be opened or written."""
 
 
+def private_files(path: Path) -> None:
+    """Make the database file and its ``-wal``/``-shm`` companions readable by their owner only."""
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
+        except FileNotFoundError:
+            continue
+        except PermissionError:
+            log.warning("%s is readable by others and not ours to chmod 600", file)
+
+
 class Database:
     """The process's SQLite database (WAL, one writer, ``readers`` read connections)."""
 
@@ -46,11 +59,15 @@ class Database:
     async def open(self) -> list[int]:
         """Open the connections and apply pending migrations; return the versions applied."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Created private before SQLite opens it: SQLite gives -wal and -shm the
+            # database file's permissions, so those come out 0600 too.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
             self._writer = await aiosqlite.connect(str(self.path), isolation_level=None)
             await self._writer.execute("PRAGMA journal_mode=WAL")
             await self._pragmas(self._writer)
             applied = await apply_migrations(self._writer)
+            private_files(self.path)
             for _ in range(self._reader_count):
                 conn = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
                 await self._pragmas(conn)

@@ -5,7 +5,8 @@ Consumes ``constellation.entities.{org_id}.{created|updated|deleted|status}``:
 * ``created`` / ``updated``: CAS-merge the registry-owned root fields (``org_id``,
   ``entity_type``, ``name``, ``priority``, ``status``) — other scopes are untouched; a
   ``created`` event from an outside publisher for an entity the registry does not know
-  registers it (devices may announce themselves), if its organisation exists;
+  registers it (devices may announce themselves), if its organisation exists and has
+  fewer than ``OVERWATCH_MAX_ENTITIES_PER_ORG`` entities;
 * ``deleted``: remove the entity's state;
 * ``status`` from an outside publisher: apply its ``status``. Our own status events
   are notifications of liveness transitions and change nothing here.
@@ -129,6 +130,13 @@ class EntityWorker(ConsumerWorker):
         """Register an entity announced by an outside ``created`` event, if its organisation exists."""
         if await registry_db.get_org(self.ctx.db, org_id) is None:
             raise InvalidMessage(f"unknown organisation {org_id}")
+        limit = self.ctx.settings.max_entities_per_org
+        if await registry_db.count_entities(self.ctx.db, org_id) >= limit:
+            # One device must not grow the registry (and the NATS users' permissions) without bound.
+            raise InvalidMessage(
+                f"organisation {org_id} has reached its limit of {limit} entities (OVERWATCH_MAX_ENTITIES_PER_ORG);"
+                f" entity {event.data.entity_id} was not registered"
+            )
         data = event.data
         entity_type = data.entity_type or "sensor_platform"
         if entity_type not in ENTITY_TYPES:

@@ -76,8 +76,7 @@ class KeysController(Controller):
             )
         except (AppError, ValueError) as exc:
             return await self._page(runtime, error=getattr(exc, "detail", str(exc)))
-        if runtime.services.nats_auth is not None:
-            runtime.services.nats_auth.mark_dirty()
+        # The NATS users follow through the key service's listener (app/nats_auth.py).
         server = runtime.nats_server
         return await self._page(
             runtime,
@@ -91,6 +90,4 @@ class KeysController(Controller):
         """Revoke a key."""
         actor = await authorize(request, None, "admin")
         view = await runtime.services.apikeys.revoke(actor.principal, key_id, actor.origin)
-        if runtime.services.nats_auth is not None:
-            runtime.services.nats_auth.mark_dirty()
         return await self._page(runtime, flash=f"Revoked {view.name}.")

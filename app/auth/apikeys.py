@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import msgspec
 import nkeys
 
+from app import topology
 from app.audit import CLI, AuditService, Origin
 from app.auth.principal import Principal, key_principal
 from app.contracts.common import new_id, utc_now
@@ -28,6 +31,7 @@ PREFIX = "c4_live_"
 SCOPES = ("read", "commands", "admin")
 ROLE_SCOPES = {"viewer": ["read"], "operator": ["read", "commands"], "admin": ["read", "commands", "admin"]}
 MARK_USED_EVERY = 60.0  # seconds
+MAX_EXPIRES_DAYS = 36500.0  # a hundred years; beyond that ``timedelta`` overflows soon anyway
 
 
 class NewKey(msgspec.Struct, kw_only=True):
@@ -84,7 +88,17 @@ class ApiKeyService:
         self.audit = audit
         self._secret = secret.encode()
         self._last_marked: dict[str, float] = {}
+        self._listeners: list[Callable[[], None]] = []
         self.changed_at = time.time()
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after every key created or revoked by this service (the NATS users follow)."""
+        self._listeners.append(callback)
+
+    def _changed(self) -> None:
+        self.changed_at = time.time()
+        for callback in self._listeners:
+            callback()
 
     def digest(self, key: str) -> str:
         """HMAC-SHA256 of a key with the instance secret."""
@@ -109,11 +123,16 @@ class ApiKeyService:
             raise Invalid(f"scopes must be some of {', '.join(SCOPES)}")
         if nats and org_id is None:
             raise Invalid("NATS credentials are issued per organisation: give the key an organisation")
+        if org_id is not None and not topology.TOKEN_RE.match(org_id):
+            # The organisation becomes a token of the key's NATS subjects: refuse what cannot be one.
+            raise Invalid(f"organisation id {org_id[:140]!r} must be 1-128 letters, digits, '-' or '_'")
         key = PREFIX + secrets.token_hex(32)
         expires = None
         if expires_days is not None:
-            if expires_days <= 0:
-                raise Invalid("expiry must be in the future")
+            if not math.isfinite(expires_days) or expires_days <= 0:
+                raise Invalid("expiry must be a number of days in the future")
+            if expires_days > MAX_EXPIRES_DAYS:
+                raise Invalid(f"expiry must be at most {MAX_EXPIRES_DAYS:.0f} days")
             expires = (datetime.now(UTC) + timedelta(days=expires_days)).isoformat(timespec="seconds")
         seed = pub = None
         if nats:
@@ -134,7 +153,7 @@ class ApiKeyService:
             revoked_at=None,
         )
         await keys_db.insert_key(self.db, row)
-        self.changed_at = time.time()
+        self._changed()
         await self.audit.record(
             actor,
             "apikey.create",
@@ -179,7 +198,7 @@ class ApiKeyService:
         if row is None:
             raise NotFound(f"api key {key_id} not found")
         if await keys_db.revoke_key(self.db, key_id, utc_now()):
-            self.changed_at = time.time()
+            self._changed()
             await self.audit.record(
                 actor, "apikey.revoke", target=f"{row.name} ({key_id})", org_id=row.org_id or "", origin=origin
             )

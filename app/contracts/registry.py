@@ -76,9 +76,13 @@ def registry_entity_key(entity_id: str) -> str:
 
 
 class OrgRecord(msgspec.Struct, kw_only=True):
-    """An organisation, as stored in the registry bucket."""
+    """An organisation, as stored in the registry bucket.
 
-    org_id: str
+    Ids are subject tokens: they end up in NATS subjects and in the embedded server's
+    authorization block, so a record whose id is not one is refused when decoded.
+    """
+
+    org_id: Id
     name: str
     org_type: OrgType
     description: str = ""
@@ -88,10 +92,10 @@ class OrgRecord(msgspec.Struct, kw_only=True):
 
 
 class EntityRecord(msgspec.Struct, kw_only=True):
-    """An entity, as stored in the registry bucket."""
+    """An entity, as stored in the registry bucket (ids are subject tokens, as for orgs)."""
 
-    entity_id: str
-    org_id: str
+    entity_id: Id
+    org_id: Id
     name: str = ""
     entity_type: EntityType
     status: EntityStatus = "unknown"

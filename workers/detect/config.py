@@ -29,6 +29,15 @@ DETECT_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("nats_creds", "NATS_CREDS_FILE", "", "JWT credentials file"),
     SettingSpec("nats_nkey_seed_file", "NATS_NKEY_SEED_FILE", "", "NKey seed file (permissions must be 0600)"),
     SettingSpec("nats_nkey_seed", "NATS_NKEY_SEED_STR", "", "NKey seed string (starts with `S`)"),
+    SettingSpec(
+        "nats_tls_ca", "NATS_TLS_CA", "", "CA bundle or the server's own certificate to verify a TLS NATS server by"
+    ),
+    SettingSpec(
+        "nats_tls_verify_hostname",
+        "NATS_TLS_VERIFY_HOSTNAME",
+        True,
+        "Check the server certificate's names (false: trust exactly `NATS_TLS_CA`, any name)",
+    ),
     SettingSpec("device_id", "DEVICE_ID", "", "Stable device id; unset derives one from the host and entity"),
     SettingSpec(
         "source", "DETECT_SOURCE", "synthetic", "`synthetic[:seed]`, a video file, `rtsp://…`, `/dev/videoN`, index"
@@ -70,6 +79,8 @@ class DetectSettings(msgspec.Struct, frozen=True, kw_only=True):
     nats_creds: str = ""
     nats_nkey_seed_file: str = ""
     nats_nkey_seed: str = ""
+    nats_tls_ca: str = ""
+    nats_tls_verify_hostname: bool = True
     device_id: str = ""
     source: str = "synthetic"
     source_fps: float = 15.0
@@ -138,6 +149,8 @@ def validate(s: DetectSettings) -> None:
                 raise ConfigError(f"{_env(field)}: file not found: {path}")
             if Path(path).stat().st_mode & 0o077:
                 raise ConfigError(f"{_env(field)}: {path} is readable by others; chmod 600 it")
+    if s.nats_tls_ca and not Path(s.nats_tls_ca).is_file():
+        raise ConfigError(f"NATS_TLS_CA: file not found: {s.nats_tls_ca}")
     if not s.servers:
         raise ConfigError("NATS_URL is empty")
     for field in ("conf", "iou", "movement", "confidence"):

@@ -24,10 +24,13 @@ from typing import Any
 
 import numpy as np
 from nats.aio.client import Client as NATS
+from nats.js.errors import KeyNotFoundError
 
 from app import topology
 from app.contracts.common import utc_now
+from app.nats_auth import state_bucket
 from app.nats_client import NatsConnectError, close_quietly, connect
+from app.tls import ca_context
 from workers.detect import threats
 from workers.detect.config import DetectSettings
 from workers.detect.events import Identity, Outgoing, Snapshot, boot_event, detection_event, publish_reason
@@ -171,6 +174,7 @@ class DetectionWorker:
                     user=s.nats_user,
                     password=s.nats_password,
                     on_state=self._on_nats_state,
+                    tls=ca_context(s.nats_tls_ca, s.nats_tls_verify_hostname) if s.nats_tls_ca else None,
                 )
             except NatsConnectError as exc:
                 log.warning("%s; retrying in %.0fs", exc, backoff)
@@ -186,8 +190,13 @@ class DetectionWorker:
     async def _bind_state(self, js: Any) -> None:
         if self.settings.kv_mode == "off":
             return
+        # Bound without STREAM.INFO, which device credentials do not have; one read of our
+        # own key proves access (no key yet is fine: the first write creates it).
+        kv = state_bucket(js)
         try:
-            kv = await js.key_value(topology.BUCKET_STATE)
+            await kv.get(self.settings.entity_id)
+        except KeyNotFoundError:
+            pass
         except Exception as exc:  # noqa: BLE001 - no KV access (permissions, other server): events only
             log.error("cannot bind %s (%s); publishing events only", topology.BUCKET_STATE, exc)
             return
