@@ -8,7 +8,6 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.openapi.config import OpenAPIConfig
-from litestar.plugins.htmx import HTMXRequest
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
@@ -31,7 +30,14 @@ from app.console.fleet import FleetController
 from app.console.map import MapController
 from app.console.overview import OverviewController
 from app.console.video import VideoController
-from app.errors import AppError, app_error_handler, auth_error_handler, http_error_handler, internal_error_handler
+from app.errors import (
+    AppError,
+    OverwatchRequest,
+    app_error_handler,
+    auth_error_handler,
+    http_error_handler,
+    internal_error_handler,
+)
 from app.health import HealthController
 from app.metrics.pages import MetricsController
 from app.nats_console.browse import MessagesController
@@ -41,6 +47,7 @@ from app.nats_data.kv_views import KvController
 from app.rules.pages import RulesController
 from app.runtime import Runtime
 from app.security_headers import security_headers
+from app.sse.mux import MuxController
 from app.templating import STATIC_DIR
 
 
@@ -69,6 +76,7 @@ def create_app(runtime: Runtime) -> Litestar:
             DlqController,
             MapController,
             VideoController,
+            MuxController,
             EmbedController,
             OrganizationController,
             EntityController,
@@ -85,7 +93,7 @@ def create_app(runtime: Runtime) -> Litestar:
         ],
         dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(env)),
-        request_class=HTMXRequest,
+        request_class=OverwatchRequest,
         guards=[authenticate],
         middleware=[runtime.metrics.middleware, runtime.tracing.middleware],
         before_send=[security_headers(runtime.settings.embed_origin_list)],
