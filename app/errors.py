@@ -6,7 +6,8 @@ import logging
 from typing import Any
 
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import ClientException, HTTPException, ValidationException
+from litestar.plugins.htmx import HTMXRequest
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,24 @@ class Unavailable(AppError):
 
     status_code = 503
     title = "Service Unavailable"
+
+
+class OverwatchRequest(HTMXRequest):
+    """The app's request: a JSON body that cannot be decoded is the client's error (400), always.
+
+    Litestar maps ``msgspec.DecodeError`` to 400 but lets the decoder's ``RecursionError``
+    (a body nested thousands deep) and ``UnicodeDecodeError`` (bytes that are not UTF-8)
+    through as 500s.
+    """
+
+    async def json(self) -> Any:
+        """The decoded JSON body; 400 with a reason for bodies too deep or not UTF-8."""
+        try:
+            return await super().json()
+        except RecursionError:
+            raise ClientException("request body: JSON nested too deeply") from None
+        except UnicodeDecodeError as exc:
+            raise ClientException(f"request body: not UTF-8 ({exc.reason} at byte {exc.start})") from None
 
 
 def problem(

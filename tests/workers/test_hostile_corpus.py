@@ -221,6 +221,13 @@ async def _pages(runtime: Runtime, keys: list[tuple[str, str, int, int]]) -> lis
         "/",
         "/fleet",
         "/fleet?q=%2F..%3F%23%25",
+        "/fleet?q=%ff%ED%A0%80&sort=%ff&show=%00",
+        "/entities/%ff",
+        "/entities/%ED%A0%80",
+        f"/nats/messages?stream={topology.STREAM_EVENTS}&subject=%ff",
+        f"/nats/kv/{topology.BUCKET_STATE}/key?key=%ED%A0%80",
+        f"/nats/kv/{topology.BUCKET_STATE}?filter=%ff",
+        "/api/entities?org_id=%ff",
         "/map",
         "/map/trails.geojson",
         "/entities/ent-0",
@@ -323,3 +330,45 @@ async def test_hostile_data_never_breaks_a_page(runtime: Runtime, client: Any) -
 
 async def _seq_or_state(runtime: Runtime, entity_id: str) -> bool:
     return bool(await state(runtime, entity_id))
+
+
+# ---------------------------------------------------------------- hostile request bodies (finding 10)
+JSON_BODIES: list[tuple[str, str, bytes]] = [
+    ("POST", "/api/v1/organizations", DEEP),
+    ("POST", "/api/v1/organizations", DEEP_OBJECT),
+    ("POST", "/api/v1/organizations", SURROGATE_JSON),
+    ("POST", "/api/v1/organizations", SURROGATE_RAW),
+    ("POST", "/api/v1/organizations/org1/entities", DEEP_OBJECT),
+    ("PUT", "/api/v1/organizations/org1/entities/ent-0", DEEP),
+    ("POST", "/api/v1/organizations/org1/entities/ent-0/commands", DEEP_OBJECT),
+    ("POST", "/api/v1/organizations", b'{"org_id": "x", "name": "' + b"n" * 2_000_000 + b'"}'),
+]
+FORM_POSTS: list[tuple[str, bytes]] = [
+    ("/admin/keys", b"name=\xff\xfe&role=viewer&expires_days=%ED%A0%80"),
+    ("/admin/keys", b"name=" + b"%5B" * 10_000 + b"&role=viewer"),
+    ("/nats/dlq/replay", b"seq=%ff&seq=" + b"9" * 400),
+    ("/nats/dlq/discard", b"seq=..%2F..%2Fpurge"),
+    ("/alerts/%ED%A0%80/ack", b""),
+    ("/alerts/..%2F..%2Fnats%2Fstreams%2FCONSTELLATION_DLQ%2Fpurge%3F/ack", b""),
+]
+
+
+async def test_hostile_request_bodies_are_refused_with_a_4xx(runtime: Runtime, client: Any) -> None:
+    await seed(runtime, entities=1)
+    for method, path, body in JSON_BODIES:
+        r = await client.request(method, path, content=body, headers={"content-type": "application/json"})
+        assert 400 <= r.status_code < 500, (method, path, body[:40], r.status_code, r.text[:300])
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["detail"]
+    for path, body in FORM_POSTS:
+        r = await client.post(path, content=body, headers={"content-type": "application/x-www-form-urlencoded"})
+        assert r.status_code < 500, (path, r.status_code, r.text[:300])
+        if not path.startswith("/admin/keys"):  # the key form answers with its page and the error
+            assert r.status_code >= 400, (path, r.status_code, r.text[:300])
+    # An API key's expiry out of range (1e10 days overflowed the date arithmetic: 500).
+    for days in ["1e10", "inf", "nan", "-1", "0", "lots", "1e308"]:
+        r = await client.post("/admin/keys", data={"name": f"k{days}", "role": "viewer", "expires_days": days})
+        assert 400 <= r.status_code < 500, (days, r.status_code, r.text[:300])
+        assert "expir" in r.text.lower() or "days" in r.text.lower() or "number" in r.text.lower()
+    names = {k.name for k in await runtime.services.apikeys.list_keys(include_revoked=True)}
+    assert not {n for n in names if n.startswith("k")}, names
