@@ -48,7 +48,6 @@ from app.rules.pages import RulesController
 from app.runtime import Runtime
 from app.security_headers import security_headers
 from app.sse.mux import MuxController
-from app.sse.mux import MuxController
 from app.templating import STATIC_DIR
 
 
