@@ -98,6 +98,18 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("metrics_interval", "OVERWATCH_METRICS_INTERVAL", 10.0, "Seconds between metric samples"),
     SettingSpec("metrics_retention_hours", "OVERWATCH_METRICS_RETENTION_HOURS", 24.0, "Hours of metric samples kept"),
     SettingSpec(
+        "dlq_max_per_subject",
+        "OVERWATCH_DLQ_MAX_PER_SUBJECT",
+        1000,
+        "Dead letters kept per organisation and source stream; more are refused and counted",
+    ),
+    SettingSpec(
+        "dlq_max_payload",
+        "OVERWATCH_DLQ_MAX_PAYLOAD",
+        16384,
+        "Bytes of a dead letter's payload stored; the rest is cut, the original size kept in a header",
+    ),
+    SettingSpec(
         "max_entities_per_org",
         "OVERWATCH_MAX_ENTITIES_PER_ORG",
         1000,
@@ -184,6 +196,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     metrics_public: bool = False
     metrics_interval: float = 10.0
     metrics_retention_hours: float = 24.0
+    dlq_max_per_subject: int = 1000
+    dlq_max_payload: int = 16384
     max_entities_per_org: int = 1000
     tls_cert: str = ""
     tls_key: str = ""
@@ -272,6 +286,10 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {s.log_level!r}")
     if s.log_format not in {"console", "json"}:
         raise ConfigError(f"LOG_FORMAT must be console or json, got {s.log_format!r}")
+    if s.dlq_max_per_subject < 1:
+        raise ConfigError("OVERWATCH_DLQ_MAX_PER_SUBJECT must be at least 1")
+    if s.dlq_max_payload < 256:
+        raise ConfigError("OVERWATCH_DLQ_MAX_PAYLOAD must be at least 256 (bytes)")
     if s.login_max_failures < 1:
         raise ConfigError("OVERWATCH_LOGIN_MAX_FAILURES must be at least 1")
     if s.max_entities_per_org < 1:

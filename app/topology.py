@@ -112,9 +112,19 @@ def video_subject(entity_id: str) -> str:
     return f"{PREFIX}.video.{token(entity_id, 'entity_id')}"
 
 
-def dlq_subject(stream: str) -> str:
-    """``constellation.dlq.{original stream}``."""
-    return f"{PREFIX}.dlq.{token(stream, 'stream')}"
+def dlq_subject(stream: str, org_id: str | None = None) -> str:
+    """``constellation.dlq.{org_id}.{original stream}``; ``constellation.dlq.{stream}`` without one.
+
+    Each organisation's dead letters of each stream are one subject, so the stream's
+    per-subject limit is a per-organisation quota (``DLQ_MAX_PER_SUBJECT``). Messages
+    whose subject names no organisation (e.g. video frames) keep the shorter layout.
+    """
+    if org_id is None:
+        return f"{PREFIX}.dlq.{token(stream, 'stream')}"
+    return f"{PREFIX}.dlq.{token(org_id, 'org_id')}.{token(stream, 'stream')}"
+
+
+SUBJECT_DLQ_UNOWNED = f"{PREFIX}.dlq.*"  # dead letters of no organisation (and all of them before quotas)
 
 
 def kv_stream(bucket: str) -> str:
@@ -176,6 +186,10 @@ def _stream(
 KIB = 1024
 MIB = 1024 * KIB
 
+# Dead letters kept per organisation and source stream (the DLQ's max_msgs_per_subject). More are
+# refused, not stored over older ones: with discard=new, nobody's flood evicts anybody's dead letters.
+DLQ_MAX_PER_SUBJECT = 1000
+
 STREAMS: tuple[StreamSpec, ...] = (
     _stream(STREAM_ENTITIES, SUBJECT_ENTITIES_ALL, "Entity lifecycle events", 7 * DAY, 1 * MIB, 120.0, 0.05),
     _stream(
@@ -189,8 +203,13 @@ STREAMS: tuple[StreamSpec, ...] = (
     ),
     _stream(STREAM_TELEMETRY, SUBJECT_TELEMETRY_ALL, "High-rate telemetry", 2 * HOUR, 128 * KIB, 30.0, 0.25),
     _stream(STREAM_COMMANDS, SUBJECT_COMMANDS_ALL, "Commands and device acks", 1 * DAY, 64 * KIB, 120.0, 0.05),
-    _stream(
-        STREAM_DLQ, SUBJECT_DLQ_ALL, "Messages a worker rejected, reason in headers", 7 * DAY, 1 * MIB, 120.0, 0.05
+    StreamSpec(
+        _stream(
+            STREAM_DLQ, SUBJECT_DLQ_ALL, "Messages a worker rejected, reason in headers", 7 * DAY, 1 * MIB, 120.0, 0.05
+        ).config.evolve(
+            discard=DiscardPolicy.NEW, discard_new_per_subject=True, max_msgs_per_subject=DLQ_MAX_PER_SUBJECT
+        ),
+        0.05,
     ),
 )
 
@@ -267,6 +286,7 @@ _STREAM_FIELDS = (
     "allow_rollup_hdrs",
     "deny_delete",
     "max_msgs_per_subject",
+    "discard_new_per_subject",
     "description",
 )
 _CONSUMER_FIELDS = (
@@ -281,12 +301,15 @@ _CONSUMER_FIELDS = (
 )
 
 
-def desired_streams(max_file_store: int | None) -> list[StreamConfig]:
+def desired_streams(max_file_store: int | None, dlq_max_per_subject: int = DLQ_MAX_PER_SUBJECT) -> list[StreamConfig]:
     """All stream configs (plain and KV-backing), with ``max_bytes`` sized to the store."""
     out: list[StreamConfig] = []
     for spec in STREAMS:
         mb = int(max_file_store * spec.store_share) if max_file_store else -1
-        out.append(spec.config.evolve(max_bytes=mb))
+        config = spec.config.evolve(max_bytes=mb)
+        if config.name == STREAM_DLQ:
+            config = config.evolve(max_msgs_per_subject=dlq_max_per_subject)
+        out.append(config)
     for bucket in BUCKETS:
         mb = int(max_file_store * bucket.store_share) if max_file_store else -1
         out.append(bucket_stream_config(bucket, mb))
@@ -308,14 +331,18 @@ def _diff(current: object, wanted: object, fields: tuple[str, ...]) -> list[str]
     return changed
 
 
-async def ensure_topology(js: JetStreamContext, max_file_store: int | None) -> dict[str, str]:
+async def ensure_topology(
+    js: JetStreamContext, max_file_store: int | None, dlq_max_per_subject: int = DLQ_MAX_PER_SUBJECT
+) -> dict[str, str]:
     """Create missing streams, buckets and consumers; update those whose config changed.
 
     Returns ``{name: "created" | "updated" | "ok"}``. Raises ``TopologyError`` with the
     server's reason when a change cannot be applied (e.g. retention of a live stream).
     """
     report: dict[str, str] = {}
-    for config in desired_streams(max_file_store):
+    for config in desired_streams(max_file_store, dlq_max_per_subject):
+        if config.name == STREAM_DLQ:
+            await _prepare_dlq(js, config)
         report[config.name or "?"] = await _ensure_stream(js, config)
     for spec in CONSUMERS:
         report[f"{spec.stream}/{spec.config.durable_name}"] = await _ensure_consumer(js, spec)
@@ -362,3 +389,68 @@ async def _ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> str:
     state = "created" if info is None else "updated"
     log.info("%s consumer %s/%s", state, spec.stream, durable)
     return state
+
+
+# ---------------------------------------------------------------- dead-letter quotas
+async def _prepare_dlq(js: JetStreamContext, wanted: StreamConfig) -> None:
+    """Bring dead letters of the one-subject-per-stream layout under their organisation's subject.
+
+    Before per-organisation subjects, all organisations' dead letters of a stream shared
+    ``constellation.dlq.{stream}``; the per-subject limit would keep only the newest of
+    them. So first the stream stops evicting (``discard=new``), then every such dead
+    letter that names an organisation is moved to ``constellation.dlq.{org}.{stream}``
+    (copy, then delete), and only then does ``_ensure_stream`` apply the limit — which
+    drops, oldest first, what an organisation holds beyond its quota (logged).
+    """
+    try:
+        info = await js.stream_info(STREAM_DLQ, subjects_filter=SUBJECT_DLQ_UNOWNED)
+    except NotFoundError:
+        return
+    legacy = info.state.subjects or {}
+    if info.config.max_msgs_per_subject == wanted.max_msgs_per_subject and not legacy:
+        return
+    if info.config.discard != DiscardPolicy.NEW:
+        try:
+            await js.update_stream(info.config.evolve(discard=DiscardPolicy.NEW))
+        except APIError as exc:
+            raise TopologyError(f"cannot stop {STREAM_DLQ} evicting dead letters: {exc.description}") from None
+    moved = await _move_unowned_dead_letters(js, set(legacy)) if legacy else 0
+    limit = wanted.max_msgs_per_subject or -1
+    if limit > 0:
+        counts = (await js.stream_info(STREAM_DLQ, subjects_filter=SUBJECT_DLQ_ALL)).state.subjects or {}
+        over = sum(n - limit for n in counts.values() if n > limit)
+        if over:
+            log.warning(
+                "%s: %d dead letters beyond %d per organisation and stream are dropped", STREAM_DLQ, over, limit
+            )
+    if moved:
+        log.info("%s: moved %d dead letters to their organisation's subject", STREAM_DLQ, moved)
+
+
+async def _move_unowned_dead_letters(js: JetStreamContext, subjects: set[str]) -> int:
+    # Imported here: the layout reader derives itself from this module's subject builders.
+    from app.nats_console.subjects import org_of_subject
+
+    moved, seq = 0, 1
+    while True:
+        try:
+            msg = await js.get_msg(STREAM_DLQ, seq=seq, subject=SUBJECT_DLQ_UNOWNED, next=True, direct=True)
+        except NotFoundError:
+            return moved
+        seq = int(msg.seq or 0) + 1
+        headers = {str(k): str(v) for k, v in (msg.headers or {}).items()}
+        stream = (msg.subject or "").rsplit(".", 1)[-1]
+        org = org_of_subject(headers.get("Overwatch-Dlq-Subject", ""))
+        if msg.subject not in subjects or org is None or not TOKEN_RE.match(stream):
+            continue  # no organisation: stays where it is
+        # Server headers (sequence, time, the old Nats-Msg-Id within the duplicate window) stay behind.
+        kept = {k: v for k, v in headers.items() if not k.lower().startswith("nats-")}
+        try:
+            await js.publish(dlq_subject(stream, org), msg.data or b"", headers=kept)
+        except APIError:
+            # The stream is full (it no longer evicts): free this message's space first.
+            await js.delete_msg(STREAM_DLQ, int(msg.seq or 0))
+            await js.publish(dlq_subject(stream, org), msg.data or b"", headers=kept)
+        else:
+            await js.delete_msg(STREAM_DLQ, int(msg.seq or 0))
+        moved += 1

@@ -4,7 +4,9 @@ A ``ConsumerWorker`` binds to its durable pull consumer, fetches batches and han
 each message to ``handle``. The outcome decides the acknowledgement:
 
 * returns normally → ``ack``;
-* raises ``InvalidMessage`` → copy to ``CONSTELLATION_DLQ`` with the reason, ``term``;
+* raises ``InvalidMessage`` → copy to ``CONSTELLATION_DLQ`` with the reason, ``term``
+  (per organisation: ``constellation.dlq.{org}.{stream}``, a quota each, payload cut
+  to ``OVERWATCH_DLQ_MAX_PAYLOAD``; a copy the full quota refuses is counted);
 * raises ``TransientError`` (or anything unexpected) → ``nak`` with a growing delay,
   and after the last allowed delivery → dead-letter, so one poisoned message never
   blocks the consumer.
@@ -19,15 +21,18 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
+from nats.js.errors import APIError
 from opentelemetry.trace import NoOpTracer, SpanKind, Tracer
 
 from app import topology
+from app.nats_console.subjects import org_of_subject
 from workers.pull import PullConsumer
 
 if TYPE_CHECKING:
@@ -49,6 +54,8 @@ DLQ_STREAM = "Overwatch-Dlq-Stream"
 DLQ_SEQUENCE = "Overwatch-Dlq-Sequence"
 DLQ_WORKER = "Overwatch-Dlq-Worker"
 DLQ_TIME = "Overwatch-Dlq-Time"
+DLQ_ORIGINAL_SIZE = "Overwatch-Dlq-Original-Size"  # only on a dead letter whose payload was cut
+STORE_REFUSED = 10077  # JetStream err_code: a stream limit refused the message (discard=new)
 
 NAK_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0)  # seconds, by delivery count
 
@@ -87,6 +94,8 @@ class WorkerStats:
     processed: int = 0
     failed: int = 0
     dead_lettered: int = 0
+    dlq_refused: int = 0  # dead letters the organisation's quota (or a full stream) refused
+    dlq_truncated: int = 0  # dead letters stored with a cut payload
     naks: int = 0
     restarts: int = 0
     last_error: str = ""
@@ -103,16 +112,26 @@ class Worker:
         self.ctx = ctx
         self.stats = WorkerStats()
         self.stopping = asyncio.Event()
+        self.dlq_refused: Counter[str] = Counter()  # by organisation ("" = none)
 
     async def run(self) -> None:
         """Run until ``stopping`` is set. Subclasses override."""
         await self.stopping.wait()
 
-    async def dead_letter(self, msg: Msg, reason: str, stream: str) -> None:
-        """Copy ``msg`` to ``constellation.dlq.{stream}`` with the reason in headers."""
+    async def dead_letter(self, msg: Msg, reason: str, stream: str) -> bool:
+        """Copy ``msg`` to ``constellation.dlq.{org}.{stream}`` with the reason in headers.
+
+        The organisation is the original subject's (the one its credentials may publish
+        on). A payload over ``dlq_max_payload`` is cut, its size kept in
+        ``Overwatch-Dlq-Original-Size``. Returns False when the organisation's quota (or
+        the whole stream) is full: the copy is refused, counted and logged, never stored
+        over anyone's older dead letters; the caller ends the message either way. Any
+        other failure (NATS down) raises, so the message stays unacknowledged.
+        """
         seq = ""
         with contextlib.suppress(Exception):
             seq = str(msg.metadata.sequence.stream)
+        org_id = org_of_subject(msg.subject)
         headers = {
             DLQ_REASON: reason[:500],
             DLQ_SUBJECT: msg.subject,
@@ -123,9 +142,35 @@ class Worker:
         }
         if seq:
             headers["Nats-Msg-Id"] = f"dlq-{stream}-{seq}"
-        await self.ctx.js.publish(topology.dlq_subject(stream), msg.data, headers=headers)
+        data = msg.data or b""
+        limit = self.ctx.settings.dlq_max_payload
+        if len(data) > limit:
+            headers[DLQ_ORIGINAL_SIZE] = str(len(data))
+            data = data[:limit]
+        try:
+            await self.ctx.js.publish(topology.dlq_subject(stream, org_id), data, headers=headers)
+        except APIError as exc:
+            if exc.err_code != STORE_REFUSED:
+                raise
+            self.stats.dlq_refused += 1
+            self.dlq_refused[org_id or ""] += 1
+            refused = self.dlq_refused[org_id or ""]
+            if refused == 1 or refused % 1000 == 0:  # a flood logs a line per thousand, not per message
+                log.warning(
+                    "%s: dead letter of %s refused (%s; %d refused for organisation %s): %s",
+                    self.name,
+                    msg.subject,
+                    exc.description,
+                    refused,
+                    org_id or "-",
+                    reason,
+                )
+            return False
         self.stats.dead_lettered += 1
+        if DLQ_ORIGINAL_SIZE in headers:
+            self.stats.dlq_truncated += 1
         log.warning("%s: dead-lettered %s seq=%s: %s", self.name, msg.subject, seq or "?", reason)
+        return True
 
 
 class ConsumerWorker(Worker, abc.ABC):
@@ -249,6 +294,13 @@ class WorkerManager:
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per-worker counters."""
         return {w.name: vars(w.stats) for w in self.workers}
+
+    def dlq_refused(self) -> Counter[str]:
+        """Dead letters refused since start because the quota was full, by organisation ("" = none)."""
+        total: Counter[str] = Counter()
+        for worker in self.workers:
+            total.update(worker.dlq_refused)
+        return total
 
     async def stop(self, timeout: float = 0.3) -> None:
         """Ask every worker to stop, give them ``timeout`` to finish, then cancel what is left.

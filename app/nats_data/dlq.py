@@ -197,6 +197,8 @@ class DeadLetters:
         subject = item.subject
         if not subject or subject.startswith(DLQ_PREFIX) or any(c in subject for c in "*> \t"):
             raise ReplayError(f"dead letter {item.seq} has no replayable original subject ({subject!r})")
+        if any(k == worker_base.DLQ_ORIGINAL_SIZE for k, _ in item.headers):
+            raise ReplayError(f"dead letter {item.seq} holds only the first {item.size} bytes of its payload")
         headers = item.replay_headers
         headers["Nats-Msg-Id"] = f"{REPLAY_ID_PREFIX}{item.seq}"
         try:

@@ -101,11 +101,19 @@ class DlqController(Controller):
         principal = principal_of(request)
         page = await DeadLetters(runtime).page(before or None, lambda item: _sees(principal, item))
         rows = [(item, _can(principal, "commands", item), _can(principal, "admin", item)) for item in page.items]
+        # Dead letters refused since start because an organisation's quota was full (only orgs the caller sees).
+        refused = sorted(
+            (org or "(no organisation)", n)
+            for org, n in runtime.workers.dlq_refused().items()
+            if n and (principal.org_ids is None or (org and principal.sees(org)))
+        )
         return Template(
             "pages/nats-dlq.html",
             context=_ctx(
                 page=page,
                 rows=rows,
+                refused=refused,
+                quota=runtime.settings.dlq_max_per_subject,
                 before=before,
                 can_replay=any(r[1] for r in rows),
                 can_discard=any(r[2] for r in rows),
