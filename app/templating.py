@@ -88,7 +88,12 @@ def urlseg(value: Any) -> str:
     this, so ``/``, ``..``, ``?``, ``#``, ``&`` and ``%`` in data (from devices, say) can
     never change which route or query a link or form addresses.
     """
-    return quote(str(value), safe="", errors="surrogatepass")
+    text = quote(str(value), safe="", errors="surrogatepass")
+    if text in (".", ".."):
+        # Browsers resolve a "." or ".." segment (even written %2E%2E) before sending the request;
+        # double-encoded, it reaches the server as the literal text "%2E%2E" and names nothing.
+        return text.replace(".", "%252E")
+    return text
 
 
 LINK_SCHEMES = frozenset({"http", "https", "rtsp", "rtsps", "ws", "wss"})

@@ -28,7 +28,9 @@ NAME_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 StreamPath = Annotated[str, PathParameter(pattern=NAME_PATTERN)]
 ConsumerPath = Annotated[str, PathParameter(pattern=NAME_PATTERN)]
 SubjectQuery = Annotated[str, QueryParameter(max_length=255)]
-_TOKEN = re.compile(r"^[A-Za-z0-9_$-]+$")
+# Any token a subject can hold (devices may publish '/', '?', '#', '%' ...): no whitespace or
+# control characters, no '.', and '*' / '>' only as whole wildcard tokens.
+_TOKEN = re.compile(r"^[^\s.*>\x00-\x1f\x7f]+$")
 
 
 def check_filter(subject: str) -> str:
@@ -38,7 +40,10 @@ def check_filter(subject: str) -> str:
         if tok == ">" and i == len(tokens) - 1:
             continue
         if tok != "*" and not _TOKEN.match(tok):
-            raise Invalid(f"invalid subject filter {subject!r}: tokens are letters, digits, _ - $, '*', or a final '>'")
+            raise Invalid(
+                f"invalid subject filter {subject[:300]!r}: tokens are '*', a final '>', or characters other than"
+                " spaces, '.', '*' and '>'"
+            )
     return subject
 
 
