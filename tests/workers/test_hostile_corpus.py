@@ -208,6 +208,15 @@ async def _plant(runtime: Runtime, e0: str, e1: str) -> list[tuple[str, str, int
         first = await runtime.kv_state.put(key, value, validate_keys=False)
         second = await runtime.kv_state.put(key, value[: len(value) // 2] or b"-", validate_keys=False)
         written.append((topology.BUCKET_STATE, key, first, second))
+    # The entity's own state key, as a device (or anyone with write access) could overwrite it:
+    # each hostile value in turn, ending with a state-shaped document that is deep and huge.
+    nested: Any = 1
+    for _ in range(300):
+        nested = {"n": nested}
+    shaped = {"entity_id": e1, "org_id": "org1", "name": "\u202e" + "w" * 200_000, "extras": {"deep": nested}}
+    revisions = [await runtime.kv_state.put(e1, value) for value in (DEEP_OBJECT, SURROGATE_JSON, SURROGATE_RAW)]
+    revisions.append(await runtime.kv_state.put(e1, msgspec.json.encode(shaped)))
+    written.append((topology.BUCKET_STATE, e1, revisions[0], revisions[-1]))
     return written
 
 
