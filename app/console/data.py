@@ -23,7 +23,11 @@ class ConsoleData:
         self._memo: dict[Any, tuple[float, int]] = {}
 
     def cards(self, org_ids: list[str] | None) -> list[EntityCard]:
-        """Cards of every visible entity (root keys only), by name."""
+        """Cards of every visible entity (root keys only), by name.
+
+        A view's ``org_id`` is the registry's (the state cache sets it and withholds views
+        whose value names another organisation), so filtering on it is the organisation wall.
+        """
         visible = None if org_ids is None else set(org_ids)
         out = []
         for entity_id, view in self.cache.all().items():
@@ -56,10 +60,15 @@ class ConsoleData:
             key, lambda: alerts_db.count_alerts(self.db, status="active", org_ids=org_ids, unacknowledged=True)
         )
 
-    async def detections_per_minute(self) -> int:
-        """Detection events stored in the last 60 s."""
-        return await self._memoised("dpm", lambda: detections_db.count_detections(self.db, since=time.time() - 60))
+    async def detections_per_minute(self, org_ids: list[str] | None = None) -> int:
+        """Detection events of the visible organisations stored in the last 60 s."""
+        key = ("dpm", tuple(org_ids) if org_ids is not None else None)
+        return await self._memoised(
+            key, lambda: detections_db.count_detections(self.db, since=time.time() - 60, org_ids=org_ids)
+        )
 
     async def summary(self, org_ids: list[str] | None) -> FleetSummary:
         """The analytics counters over every visible entity."""
-        return fleet_summary(self.cards(org_ids), await self.detections_per_minute(), await self.open_alerts(org_ids))
+        return fleet_summary(
+            self.cards(org_ids), await self.detections_per_minute(org_ids), await self.open_alerts(org_ids)
+        )
