@@ -157,11 +157,23 @@ class CommandService:
             log.info("delivered %d queued command(s) to %s", sent, entity_id)
         return sent
 
-    async def acknowledge(self, command_id: str, entity_id: str, status: str, detail: str) -> CommandRow | None:
-        """Apply a device ack (``rejected`` counts as ``failed``); None if stale or duplicate."""
+    async def acknowledge(
+        self, command_id: str, entity_id: str, status: str, detail: str, *, org_id: str
+    ) -> CommandRow | None:
+        """Apply a device ack (``rejected`` counts as ``failed``); None if stale or duplicate.
+
+        ``org_id`` and ``entity_id`` come from the ack's subject, which the device's
+        credentials confine to its organisation. The command must be that entity's in
+        that organisation: an ack for another organisation's (or entity's) command is
+        refused with ``Invalid`` and changes nothing. ``NotFound`` only when no command
+        has the id (yet: the ack may overtake the command's bookkeeping on this node).
+        """
         row = await commands_db.get_command(self.db, command_id)
-        if row is None or row.entity_id != entity_id:
-            raise NotFound(f"command {command_id} not found for entity {entity_id}")
+        if row is None:
+            raise NotFound(f"command {command_id} not found")
+        if row.org_id != org_id or row.entity_id != entity_id:
+            # Same words whatever did not match: the refusal tells nothing about other organisations.
+            raise Invalid(f"command {command_id} is not a command of entity {entity_id} in organisation {org_id}")
         target = "failed" if status == "rejected" else status
         updated = await commands_db.advance(self.db, command_id, target, detail, utc_now())
         if updated is not None:

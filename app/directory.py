@@ -1,13 +1,23 @@
-"""A fast in-memory lookup of registered entities for the workers' hot paths.
+"""Fast in-memory lookups of registered entities for the hot paths.
 
-Positive answers are cached until the registry changes (the projection publishes a
-``registry`` update on the hub); negative answers only for a moment, so an entity
-created on another node is found as soon as this node's projection has it.
+``EntityDirectory``: positive answers are cached until the registry changes (the
+projection publishes a ``registry`` update on the hub); negative answers only for a
+moment, so an entity created on another node is found as soon as this node's
+projection has it.
+
+``EntityOrgs``: every registered entity's organisation, answered synchronously (the
+state cache needs it inside ``apply``). It is loaded once from the SQLite projection
+and then follows the ``OrgAssignment`` payloads that the projection publishes with
+each entity record it applies, so it never trusts anything but the registry record
+that the *key* ``entity.<id>`` names.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import msgspec
 
@@ -15,7 +25,18 @@ from app.sse.hub import Hub, Update
 from db import registry as registry_db
 from db.database import Database
 
+log = logging.getLogger(__name__)
+
 NEGATIVE_TTL = 1.0  # seconds an unknown id is remembered as unknown
+REGISTRY_TOPIC = "registry"  # hub topic of registry projection changes (app.registry publishes it)
+
+
+@dataclass(frozen=True, slots=True)
+class OrgAssignment:
+    """Payload of an entity's ``registry`` hub update: its organisation now (``None``: unregistered)."""
+
+    entity_id: str
+    org_id: str | None
 
 
 class EntityInfo(msgspec.Struct, frozen=True):
@@ -38,7 +59,7 @@ class EntityDirectory:
         hub.add_listener(self._on_update)
 
     def _on_update(self, update: Update) -> None:
-        if update.topic == "registry" and update.key.startswith("entity."):
+        if update.topic == REGISTRY_TOPIC and update.key.startswith("entity."):
             entity_id = update.key.removeprefix("entity.")
             self._known.pop(entity_id, None)
             self._unknown.pop(entity_id, None)
@@ -62,3 +83,58 @@ class EntityDirectory:
         )
         self._known[entity_id] = info
         return info
+
+
+class EntityOrgs:
+    """``entity_id → org_id`` of every registered entity, in memory, kept by the registry projection."""
+
+    def __init__(self, db: Database, hub: Hub) -> None:
+        self.db = db
+        self._orgs: dict[str, str] = {}
+        self._listeners: list[Callable[[str], None]] = []
+        self._touched: set[str] | None = None  # ids changed by the projection while ``load`` ran
+        self.loaded = False
+        hub.add_listener(self._on_update)
+
+    def org_of(self, entity_id: str) -> str | None:
+        """The organisation the registry places ``entity_id`` in (``None``: not registered)."""
+        return self._orgs.get(entity_id)
+
+    def __len__(self) -> int:
+        return len(self._orgs)
+
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(entity_id)`` whenever an entity's organisation is set, changed or removed."""
+        self._listeners.append(listener)
+
+    def _on_update(self, update: Update) -> None:
+        change = update.payload
+        if update.topic != REGISTRY_TOPIC or not isinstance(change, OrgAssignment):
+            return
+        if self._orgs.get(change.entity_id) == change.org_id:
+            return
+        if change.org_id is None:
+            self._orgs.pop(change.entity_id, None)
+        else:
+            self._orgs[change.entity_id] = change.org_id
+        if self._touched is not None:
+            self._touched.add(change.entity_id)
+        for listener in self._listeners:
+            try:
+                listener(change.entity_id)
+            except Exception:
+                log.exception("organisation listener failed for %s", change.entity_id)
+
+    async def load(self) -> None:
+        """Read every projected entity's organisation (once, before the first state is applied)."""
+        self._touched = set()
+        try:
+            rows = await registry_db.entity_orgs(self.db)
+        finally:
+            touched, self._touched = self._touched, None
+        # A change the projection published while the query ran is newer than what it read.
+        for entity_id, org_id in rows.items():
+            if entity_id not in touched:
+                self._orgs[entity_id] = org_id
+        self.loaded = True
+        log.info("entity organisations loaded (%d entities)", len(self._orgs))

@@ -4,13 +4,17 @@ Writes go to the ``CONSTELLATION_REGISTRY`` bucket first (create / CAS update /
 delete), then a lifecycle event is published on ``constellation.entities.…``, then
 the record is applied to this node's SQLite projection at once. Every node's
 ``RegistryProjector`` applies the same bucket changes, so all nodes converge.
+
+This service is the bucket's only writer (the console's KV browser shows it read-only
+and device credentials cannot reach it); the projection still checks every record
+against its key, so an organisation is always the one the key's record names.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from nats.js import JetStreamContext
@@ -28,43 +32,101 @@ from app.contracts.registry import (
     registry_entity_key,
     registry_org_key,
 )
-from app.errors import Conflict, NotFound, Unavailable
+from app.directory import REGISTRY_TOPIC, OrgAssignment
+from app.errors import Conflict, Invalid, NotFound, Unavailable
 from app.sse.hub import Hub, Update
 from db import registry as registry_db
 from db.database import Database
 
 log = logging.getLogger(__name__)
 
-REGISTRY_TOPIC = "registry"
 CAS_RETRIES = 8
+T = TypeVar("T")
+
+
+class RegistryRejected(Invalid):
+    """A registry record the projection refuses: it disagrees with its key, or would move an entity.
+
+    ``reason`` is a short code for counters (``key_mismatch``, ``invalid``, ``org_move``,
+    ``unknown_key``); the message says what was wrong.
+    """
+
+    def __init__(self, key: str, reason: str, detail: str) -> None:
+        super().__init__(f"registry record {key} refused ({reason}): {detail}")
+        self.key = key
+        self.reason = reason
+
+
+def _decode_record(key: str, value: bytes, type_: type[T]) -> T:
+    try:
+        return decode(value, type_)
+    except DecodeError as exc:
+        raise RegistryRejected(key, "invalid", str(exc)) from None
+
+
+def _check_id(key: str, ident: str, field: str, body_id: str) -> None:
+    """The id in the key must be a valid id and the very id the body names."""
+    if not topology.TOKEN_RE.match(ident):
+        raise RegistryRejected(key, "invalid", f"{ident!r} is not a valid id")
+    if body_id != ident:
+        raise RegistryRejected(key, "key_mismatch", f"the body's {field} {body_id!r} is not the key's {ident!r}")
+
+
+async def _check_entity(db: Database, key: str, ident: str, rec: EntityRecord, revision: int) -> None:
+    """An entity keeps its organisation for the life of its record.
+
+    The registry service has no "move" (``EntityUpdate`` has no ``org_id``); an entity
+    changes organisation only by being deleted and created again, which gives the new
+    record a ``created_at`` later than anything the old one had. A newer revision that
+    names another organisation for the same record is therefore refused.
+    """
+    _check_id(key, ident, "entity_id", rec.entity_id)
+    if not topology.TOKEN_RE.match(rec.org_id):
+        raise RegistryRejected(key, "invalid", f"org_id {rec.org_id!r} is not a valid id")
+    current = await registry_db.get_entity(db, ident)
+    if current is None or current.org_id == rec.org_id or revision <= current.revision:
+        return  # new, unchanged organisation, or an older revision the upsert ignores anyway
+    if rec.created_at > current.updated_at:
+        # A re-created record (this node missed the delete, e.g. while it was down).
+        log.info("registry: %s re-created in organisation %s (was %s)", key, rec.org_id, current.org_id)
+        return
+    raise RegistryRejected(
+        key, "org_move", f"entity {ident} belongs to organisation {current.org_id}, the record names {rec.org_id}"
+    )
 
 
 async def apply_registry_entry(db: Database, hub: Hub | None, key: str, value: bytes | None, revision: int) -> bool:
     """Apply one registry bucket entry (``value=None`` = deleted) to the projection.
 
-    Returns True when the projection changed. Malformed values are logged and skipped:
-    the bucket is written only by validated code paths, so this means a foreign writer.
+    Returns True when the projection changed. A record is accepted only if it agrees
+    with its key (``org.<id>`` holds an organisation whose ``org_id`` is ``<id>``,
+    ``entity.<id>`` an entity whose ``entity_id`` is ``<id>``) and does not move an
+    existing entity to another organisation; otherwise ``RegistryRejected`` is raised
+    and nothing changes. Entity changes are announced with an ``OrgAssignment`` payload,
+    which is what ``EntityOrgs`` (and so the state cache) follows.
     """
     kind, _, ident = key.partition(".")
-    changed = False
-    try:
-        if kind == "org":
-            if value is None:
-                changed = await registry_db.delete_org(db, ident)
-            else:
-                changed = await registry_db.upsert_org(db, decode(value, OrgRecord), revision)
-        elif kind == "entity":
-            if value is None:
-                changed = await registry_db.delete_entity(db, ident)
-            else:
-                changed = await registry_db.upsert_entity(db, decode(value, EntityRecord), revision)
+    assignment: OrgAssignment | None = None
+    if kind == "org":
+        if value is None:
+            changed = await registry_db.delete_org(db, ident)
         else:
-            log.warning("registry: ignoring unknown key %s", key)
-    except DecodeError as exc:
-        log.error("registry: bad record at %s rev %s: %s", key, revision, exc)
-        return False
+            org = _decode_record(key, value, OrgRecord)
+            _check_id(key, ident, "org_id", org.org_id)
+            changed = await registry_db.upsert_org(db, org, revision)
+    elif kind == "entity":
+        if value is None:
+            changed = await registry_db.delete_entity(db, ident)
+            assignment = OrgAssignment(ident, None)
+        else:
+            entity = _decode_record(key, value, EntityRecord)
+            await _check_entity(db, key, ident, entity, revision)
+            changed = await registry_db.upsert_entity(db, entity, revision)
+            assignment = OrgAssignment(ident, entity.org_id)
+    else:
+        raise RegistryRejected(key, "unknown_key", "registry keys are org.<org_id> or entity.<entity_id>")
     if changed and hub is not None:
-        hub.publish(Update(REGISTRY_TOPIC, key))
+        hub.publish(Update(REGISTRY_TOPIC, key, assignment))
     return changed
 
 

@@ -16,6 +16,7 @@ from app.auth.users import UserService
 from app.commands import CommandService
 from app.console.data import ConsoleData
 from app.console.live import RenderCache
+from app.directory import EntityOrgs
 from app.nats_auth import NatsAuthManager
 from app.registry import RegistryService
 from app.state_cache import StateCache
@@ -50,7 +51,7 @@ class Services:
 def build_services(rt: Runtime) -> Services:
     """Construct every service from the started runtime's connections."""
     assert rt.nc is not None
-    cache = StateCache(rt.nc, rt.kv_state, rt.hub)
+    cache = StateCache(rt.nc, rt.kv_state, rt.hub, EntityOrgs(rt.db, rt.hub))
     audit = AuditService(rt.db)
     return Services(
         registry=RegistryService(rt.kv_registry, rt.js, rt.db, rt.hub, audit),

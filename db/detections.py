@@ -67,13 +67,18 @@ async def list_detections(
     )
 
 
-async def count_detections(db: Database, entity_id: str | None = None, since: float | None = None) -> int:
-    """Number of stored detections (optionally of one entity, optionally since an epoch time)."""
+async def count_detections(
+    db: Database, entity_id: str | None = None, since: float | None = None, org_ids: list[str] | None = None
+) -> int:
+    """Number of stored detections (optionally of one entity, since an epoch time, of some organisations)."""
     clauses: list[str] = []
     params: list[object] = []
     if entity_id is not None:
         clauses.append("entity_id = ?")
         params.append(entity_id)
+    if org_ids is not None:
+        clauses.append(f"org_id IN ({', '.join('?' for _ in org_ids)})" if org_ids else "0")
+        params.extend(org_ids)
     if since is not None:
         clauses.append("received_at >= ?")
         params.append(since)

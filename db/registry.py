@@ -209,6 +209,12 @@ async def count_entities(db: Database, org_id: str | None = None) -> int:
     return int(await db.scalar("SELECT COUNT(*) FROM entities WHERE org_id = ?", (org_id,)) or 0)
 
 
+async def entity_orgs(db: Database) -> dict[str, str]:
+    """``entity_id → org_id`` of every projected entity (the in-memory organisation map's start)."""
+    rows = await db.fetch_rows("SELECT entity_id, org_id FROM entities")
+    return {str(entity_id): str(org_id) for entity_id, org_id in rows}
+
+
 def _in_clause(column: str, values: list[str] | None) -> tuple[str, list[str]]:
     if values is None:
         return "", []

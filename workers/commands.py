@@ -1,7 +1,8 @@
 """CommandWorker: follows commands and device acks on ``constellation.commands.>``.
 
 * ``constellation.commands.{org}.{entity}.ack`` — a device's ``accepted`` /
-  ``completed`` / ``failed`` (or ``rejected``) moves the command forward;
+  ``completed`` / ``failed`` (or ``rejected``) moves the command forward, only if the
+  command is that entity's in that organisation (else it is dead-lettered with the reason);
 * ``constellation.commands.{org}.{entity}`` — a command; ours are already recorded,
   one published straight to NATS by another tool is recorded as ``delivered``.
 
@@ -19,7 +20,7 @@ from nats.aio.msg import Msg
 from app import topology
 from app.contracts.commands import CommandAck, CommandMessage
 from app.contracts.common import DecodeError, decode
-from app.errors import NotFound
+from app.errors import Invalid, NotFound
 from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext
 
 log = logging.getLogger("overwatch.workers.commands")
@@ -85,7 +86,9 @@ class CommandWorker(ConsumerWorker):
             except DecodeError as exc:
                 raise InvalidMessage(str(exc)) from None
             try:
-                await service.acknowledge(ack.command_id, entity_id, ack.status, ack.detail)
+                await service.acknowledge(ack.command_id, entity_id, ack.status, ack.detail, org_id=org_id)
+            except Invalid as exc:
+                raise InvalidMessage(exc.detail) from None  # another organisation's or entity's command
             except NotFound as exc:
                 if msg.metadata.num_delivered < 3:
                     # The ack may have overtaken the command's own bookkeeping on this node.

@@ -3,6 +3,10 @@
 It watches ``CONSTELLATION_REGISTRY`` from the beginning (the watcher first replays
 the latest value of every key, deletes included, then streams live changes), so a
 node started with an empty database rebuilds the same organisations and entities.
+
+A record that disagrees with its key, or would move an entity to another
+organisation, is refused (``app.registry.RegistryRejected``): logged with the reason,
+counted per reason in ``rejected`` and as a failure, and never projected.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import logging
 
 from nats.js.kv import KeyValue
 
-from app.registry import apply_registry_entry
+from app.registry import RegistryRejected, apply_registry_entry
 from workers.base import Worker, WorkerContext
 from workers.watch import follow_bucket
 
@@ -27,13 +31,21 @@ class RegistryProjector(Worker):
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
         self.synced = asyncio.Event()
+        self.rejected: dict[str, int] = {}  # refused records by reason
 
     async def run(self) -> None:
         """Replay then follow the registry bucket until stopped."""
 
         async def on_entry(entry: KeyValue.Entry) -> None:
             value = None if entry.operation in ("DEL", "PURGE") else entry.value
-            await apply_registry_entry(self.ctx.db, self.ctx.hub, entry.key, value, entry.revision or 0)
+            try:
+                await apply_registry_entry(self.ctx.db, self.ctx.hub, entry.key, value, entry.revision or 0)
+            except RegistryRejected as exc:
+                self.rejected[exc.reason] = self.rejected.get(exc.reason, 0) + 1
+                self.stats.failed += 1
+                self.stats.last_error = exc.detail
+                log.warning("%s (revision %s)", exc.detail, entry.revision)
+                return
             self.stats.processed += 1
 
         async def on_synced() -> None:

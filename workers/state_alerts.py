@@ -5,6 +5,9 @@ between nodes by the durable consumer), alerts derived here are the same on ever
 node: offline/online transitions (plus a ``status`` lifecycle event, deduplicated
 across nodes by the KV revision), battery thresholds, and threat alerts that the
 detection worker keeps in ``c4isr.threat_intelligence.threat_alerts``.
+
+Every alert is raised in the organisation the registry places the entity in (the
+state cache withholds a view whose value names another one), never one a value names.
 """
 
 from __future__ import annotations
@@ -92,13 +95,15 @@ class StateAlerts(Worker):
     async def evaluate(self, entity_id: str, view: dict[str, Any] | None) -> None:
         """Compare the entity's current view with what was alerted before."""
         alerts = self.ctx.services.alerts
-        if view is None:  # deleted entity: clear what it had
+        org_id = self.ctx.services.state_cache.org_of(entity_id)
+        if view is None or org_id is None:  # deleted, unregistered or withheld: clear what it had
+            withheld = self.ctx.services.state_cache.withheld.get(entity_id)
+            why = f"state not shown ({withheld})" if withheld else "entity removed"
             self.live.pop(entity_id, None)
             for track in self.threats.pop(entity_id, set()):
-                await alerts.clear(f"threat:{entity_id}:{track}", "entity removed")
-            await alerts.clear(f"offline:{entity_id}", "entity removed")
+                await alerts.clear(f"threat:{entity_id}:{track}", why)
+            await alerts.clear(f"offline:{entity_id}", why)
             return
-        org_id = str(view.get("org_id") or "")
         name = view.get("name") or entity_id
         live = bool(view.get("is_live"))
         before = self.live.get(entity_id)

@@ -72,8 +72,14 @@ class EntityPageData:
         self.entity_id = entity_id
 
     def view(self) -> dict[str, Any]:
-        """The merged state view (empty until the entity has state)."""
-        return self.runtime.services.state_cache.get(self.entity_id) or {"entity_id": self.entity_id}
+        """The merged state view (empty until the entity has state, or while it is withheld).
+
+        Its ``org_id`` is always the registry's, so the command and admin controls follow
+        the entity's real organisation, never one a stored value names.
+        """
+        cache = self.runtime.services.state_cache
+        view = cache.get(self.entity_id)
+        return view if view is not None else {"entity_id": self.entity_id, "org_id": cache.org_of(self.entity_id) or ""}
 
     async def sparklines(self) -> tuple[Sparkline, Sparkline]:
         """Battery and altitude history from the stored track."""

@@ -5,6 +5,11 @@ use a short-lived ordered watcher (what ``kv.keys()`` / ``kv.history()`` do) wit
 filter the server applies — so ``org1.*`` or ``ent-1.>`` wildcards work — and a cap on
 how many keys are read. Writes are compare-and-set against the revision the admin
 reviewed, so a value changed in between is never overwritten blindly.
+
+Only ``WRITABLE_BUCKETS`` (the EntityState bucket) can be written here, by anyone: the
+registry and every other bucket belong to the services that write them, and a value
+there decides which organisation an entity is in. A root EntityState value may not
+name another entity or organisation than its key's registry record.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ BUCKET_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _FILTER_TOKEN = re.compile(r"^[-/_=a-zA-Z0-9]+$")
 KV_PREFIX = topology.kv_stream("")  # "KV_"
 LIVE_BUCKETS = {topology.BUCKET_STATE: "state", topology.BUCKET_REGISTRY: "registry"}  # hub topic per bucket
+WRITABLE_BUCKETS = frozenset({topology.BUCKET_STATE})  # every other bucket is read-only in the console
 
 
 class BucketRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -128,6 +134,46 @@ def check_filter(text: str) -> str:
         if tok != "*" and not _FILTER_TOKEN.match(tok):
             raise Invalid(f"invalid key filter {text!r}: dot-separated tokens, '*' for one token, a final '>' for any")
     return text
+
+
+def writable(bucket: str) -> bool:
+    """Whether the console may write ``bucket`` at all (for any role)."""
+    return bucket in WRITABLE_BUCKETS
+
+
+def read_only_reason(bucket: str) -> str:
+    """Why a bucket cannot be written through the console."""
+    if bucket == topology.BUCKET_REGISTRY:
+        owner = "the registry service (organisations and entities are changed through their API and admin pages)"
+    else:
+        owner = "the service that owns it"
+    return f"bucket {bucket} is read-only in the console: it is written only by {owner}"
+
+
+def check_state_value(key: str, value: bytes, org_id: str | None) -> None:
+    """A root EntityState value must not name another entity or organisation than its key (``Invalid``).
+
+    ``org_id`` is the organisation of the key's registry record (``None``: unregistered).
+    Sub-keys (``{entity_id}.{path}``) are merged under their path, so they cannot claim either.
+    """
+    entity_id, _, path = key.partition(".")
+    if path:
+        return
+    try:
+        doc = msgspec.json.decode(value)
+    except (msgspec.DecodeError, RecursionError):
+        return  # not JSON: shown as text, never read as an entity's state
+    if not isinstance(doc, dict):
+        return
+    named_entity = doc.get("entity_id")
+    if named_entity not in (None, "") and named_entity != entity_id:
+        raise Invalid(f"the value names entity {named_entity!r} but the key is {entity_id!r}; they must agree")
+    named_org = doc.get("org_id")
+    if named_org not in (None, "") and named_org != org_id:
+        where = f"the registry places {entity_id} in {org_id!r}" if org_id else f"{entity_id} is not registered"
+        raise Invalid(
+            f"the value names organisation {named_org!r} but {where}; an entity's organisation is its registry record's"
+        )
 
 
 def _time(value: Any) -> str:

@@ -6,6 +6,9 @@ revisions; ``/events/nats-kv`` follows a bucket or key through the process's own
 watchers (the hub), never one watcher per browser. Put and delete are for admins of the
 key's organisation, show what will change and need a second, confirming submit, write
 compare-and-set against the reviewed revision, and are audited with the JSON diff.
+Only the EntityState bucket can be written here: the registry and every other bucket
+are read-only for every role (403, controls hidden), and a state value that names
+another entity or organisation than its key's registry record is refused (422).
 """
 
 from __future__ import annotations
@@ -22,12 +25,22 @@ from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, ServerSentEvent, Template
 
+from app import topology
 from app.audit import Actor, diff
 from app.auth.guards import authorize, deny, origin_of, principal_of, requires
 from app.console.live import Messages, event, page_stream
 from app.errors import Invalid, NotFound
 from app.nats_data.access import entity_of_key, key_filter, org_of_key
-from app.nats_data.kv import LIVE_BUCKETS, KeyDetail, KvBrowser, check_bucket, check_key
+from app.nats_data.kv import (
+    LIVE_BUCKETS,
+    KeyDetail,
+    KvBrowser,
+    check_bucket,
+    check_key,
+    check_state_value,
+    read_only_reason,
+    writable,
+)
 from app.nats_data.values import Diff, json_object, line_diff
 from app.runtime import Runtime
 from app.sse.hub import Update
@@ -74,8 +87,19 @@ async def _visible_key(request: Req, runtime: Runtime, bucket: str, key: str) ->
     return org
 
 
+async def _writable(request: Req, bucket: str) -> None:
+    """403 (audited) for every role when the console may not write ``bucket``."""
+    check_bucket(bucket)
+    if not writable(bucket):
+        await deny(request, principal_of(request), read_only_reason(bucket))
+
+
 async def _admin_of_key(request: Req, runtime: Runtime, bucket: str, key: str) -> tuple[Actor, str | None]:
-    """Admin in the key's organisation (every organisation for keys that have none), as an Actor."""
+    """Admin in the key's organisation (every organisation for keys that have none), as an Actor.
+
+    The bucket must be writable at all first: no role writes the registry or a foreign bucket here.
+    """
+    await _writable(request, bucket)
     org = await org_of_key(runtime, bucket, key)
     if org is not None:
         return await authorize(request, org, "admin"), org
@@ -98,8 +122,15 @@ async def _key_context(request: Req, runtime: Runtime, bucket: str, key: str, a:
         a, b = detail.history[1].revision, detail.history[0].revision
         changes = KvBrowser.diff(raw, a, b)
     principal = principal_of(request)
-    can_write = principal.can_in("admin", org) if org is not None else principal.is_global_admin
-    return {"d": detail, "diff": changes, "a": a, "b": b, "can_write": can_write}
+    can_write = writable(bucket) and (principal.can_in("admin", org) if org is not None else principal.is_global_admin)
+    return {
+        "d": detail,
+        "diff": changes,
+        "a": a,
+        "b": b,
+        "can_write": can_write,
+        "read_only": "" if writable(bucket) else read_only_reason(bucket),
+    }
 
 
 def _normalise(text: str) -> bytes:
@@ -160,7 +191,13 @@ class KvController(Controller):
         stream = _stream_url(bucket) if listing.bucket.live else ""
         return Template(
             "pages/nats-kv-bucket.html",
-            context=_ctx(k=listing, changes=[], stream=stream, can_write=principal_of(request).can("admin")),
+            context=_ctx(
+                k=listing,
+                changes=[],
+                stream=stream,
+                can_write=writable(bucket) and principal_of(request).can("admin"),
+                read_only="" if writable(bucket) else read_only_reason(bucket),
+            ),
         )
 
     @get("/nats/kv/{bucket:str}/key")
@@ -246,7 +283,7 @@ class KvController(Controller):
         self, request: Req, bucket: BucketPath, runtime: NamedDependency[Runtime], key: OptKeyQuery = ""
     ) -> Template:
         """The put form (admins): the current value to edit, or an empty one for a new key."""
-        check_bucket(bucket)
+        await _writable(request, bucket)
         detail: KeyDetail | None = None
         if key:
             check_key(key)
@@ -270,6 +307,8 @@ class KvController(Controller):
         value = _normalise(form.get("value", ""))
         if len(value) > MAX_VALUE:
             raise Invalid(f"value of {len(value)} bytes exceeds {MAX_VALUE}")
+        if bucket == topology.BUCKET_STATE:
+            check_state_value(key, value, org)
         browser = KvBrowser(runtime)
         detail, raw = await browser.detail(bucket, key, org)
         current = raw.get(detail.revision) if detail.exists else None

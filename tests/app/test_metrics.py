@@ -9,6 +9,7 @@ import httpx
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.api.schemas import EntityCreate
 from app.main import create_app
 from app.metrics.sampler import Sampler
 from app.runtime import Runtime
@@ -38,6 +39,8 @@ def samples(text: str) -> dict[str, list[Any]]:
 
 async def _camera(runtime: Runtime) -> None:
     await seed(runtime, entities=1)
+    # Registered: only the state of registered entities is shown (and counted).
+    await runtime.services.registry.create_entity("org1", EntityCreate(entity_id="cam-1", entity_type="isr_sensor"))
     state = {"entity_id": "cam-1", "org_id": "org1", "is_live": True, "analytics": {"pipeline": PIPELINE}}
     await runtime.kv_state.put("cam-1", msgspec.json.encode(state))
     cache = runtime.services.state_cache

@@ -10,6 +10,7 @@ import httpx
 import msgspec
 import pytest
 
+from app.api.schemas import EntityCreate
 from app.main import create_app
 from app.rules import engine
 from app.rules.model import RuleForm, RuleSpec, validate
@@ -222,6 +223,8 @@ async def test_bad_state_never_stops_the_evaluator(runtime: Runtime) -> None:
     from app.audit import Actor
 
     await seed(runtime, entities=1)
+    for entity_id in ("weird", "low"):  # only registered entities' state reaches the rules
+        await runtime.services.registry.create_entity("org1", EntityCreate(entity_id=entity_id, entity_type="waypoint"))
     service = RuleService.of(runtime)
     await service.create(Actor("t"), validate(RuleForm(name="b", kind="battery", threshold=20, enabled="on")))
     await service.create(Actor("t"), validate(RuleForm(name="o", kind="offline", threshold=5, enabled="on")))

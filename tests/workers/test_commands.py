@@ -81,7 +81,7 @@ async def test_acks_never_move_a_command_backwards(runtime: Runtime) -> None:
     (e0,) = await seed(runtime, entities=1)
     view = await runtime.services.commands.send("org1", e0, CommandCreate(command="land"))
     service = runtime.services.commands
-    assert await service.acknowledge(view.command_id, e0, "completed", "done") is not None
-    assert await service.acknowledge(view.command_id, e0, "accepted", "late") is None
-    assert await service.acknowledge(view.command_id, e0, "failed", "late") is None
+    assert await service.acknowledge(view.command_id, e0, "completed", "done", org_id="org1") is not None
+    assert await service.acknowledge(view.command_id, e0, "accepted", "late", org_id="org1") is None
+    assert await service.acknowledge(view.command_id, e0, "failed", "late", org_id="org1") is None
     assert await _status(runtime, view.command_id, "completed")
