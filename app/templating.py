@@ -7,6 +7,7 @@ renders identically in all three.
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -81,6 +82,9 @@ def num(value: Any, digits: int = 1, unit: str = "") -> str:
     return f"{text}{unit}"
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def urlseg(value: Any) -> str:
     """Percent-encode ``value`` as one URL path segment or query value (nothing is left "safe").
 
@@ -88,7 +92,10 @@ def urlseg(value: Any) -> str:
     this, so ``/``, ``..``, ``?``, ``#``, ``&`` and ``%`` in data (from devices, say) can
     never change which route or query a link or form addresses.
     """
-    text = quote(str(value), safe="", errors="surrogatepass")
+    text = str(value)
+    if _PLAIN.fullmatch(text):  # the common case (entity ids, stream names): nothing to encode
+        return text
+    text = quote(text, safe="", errors="surrogatepass")
     if text in (".", ".."):
         # Browsers resolve a "." or ".." segment (even written %2E%2E) before sending the request;
         # double-encoded, it reaches the server as the literal text "%2E%2E" and names nothing.
