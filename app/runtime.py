@@ -150,13 +150,13 @@ class Runtime:
         ensure_data_dir(s.data_path)
         self.secret = load_or_create_secret(s)
         try:
-            await self.db.open()
-        except DatabaseError as exc:
-            raise StartupError(str(exc)) from None
-        try:
             self.http_tls = http_cert(s)
             self.nats_tls = nats_cert(s)
         except TlsError as exc:
+            raise StartupError(str(exc)) from None
+        try:
+            await self.db.open()
+        except DatabaseError as exc:
             raise StartupError(str(exc)) from None
         servers = s.nats_servers
         auth: dict[str, Any] = {"token": s.nats_token, "creds": s.nats_creds, "nkey_seed_file": s.nats_nkey_seed_file}
