@@ -39,6 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--demo", action="store_const", const=True, dest="demo", help="seed a demo organisation and fleet"
     )
+    serve.add_argument("--tls-cert", dest="tls_cert", help="PEM certificate: serve HTTPS (OVERWATCH_TLS_CERT)")
+    serve.add_argument("--tls-key", dest="tls_key", help="PEM private key of --tls-cert (OVERWATCH_TLS_KEY)")
+    serve.add_argument(
+        "--tls-self-signed",
+        action="store_const",
+        const=True,
+        dest="tls_self_signed",
+        help="serve HTTPS with a self-signed certificate made once in the data dir (OVERWATCH_TLS_SELF_SIGNED)",
+    )
 
     from app import simulate_cmd
 
@@ -74,9 +83,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """``overwatch serve``."""
     from app.bootstrap import run_server
 
-    settings = settings_from_args(
-        args, ["host", "port", "data_dir", "nats_url", "nats_host", "nats_port", "demo", "log_level", "log_format"]
-    )
+    fields = ["host", "port", "data_dir", "nats_url", "nats_host", "nats_port", "demo", "log_level", "log_format"]
+    settings = settings_from_args(args, [*fields, "tls_cert", "tls_key", "tls_self_signed"])
     return run_server(settings)
 
 

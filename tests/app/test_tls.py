@@ -223,7 +223,7 @@ async def test_nats_tls_false_keeps_nats_plaintext_with_https(make_runtime: Any)
 
 def test_serve_over_https_with_a_self_signed_certificate(server_process: Any, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    proc = server_process(env={"OVERWATCH_TLS_SELF_SIGNED": "true", "OVERWATCH_ADMIN_PASSWORD": "pw-for-tests-123"})
+    proc = server_process(env={"OVERWATCH_ADMIN_PASSWORD": "pw-for-tests-123"}, args=["--tls-self-signed"])
     cert = data / "tls" / "cert.pem"
     deadline = time.monotonic() + 30
     while True:
