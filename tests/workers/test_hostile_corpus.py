@@ -211,7 +211,7 @@ async def _plant(runtime: Runtime, e0: str, e1: str) -> list[tuple[str, str, int
     # The entity's own state key, as a device (or anyone with write access) could overwrite it:
     # each hostile value in turn, ending with a state-shaped document that is deep and huge.
     nested: Any = 1
-    for _ in range(300):
+    for _ in range(900):
         nested = {"n": nested}
     shaped = {"entity_id": e1, "org_id": "org1", "name": "\u202e" + "w" * 200_000, "extras": {"deep": nested}}
     revisions = [await runtime.kv_state.put(e1, value) for value in (DEEP_OBJECT, SURROGATE_JSON, SURROGATE_RAW)]
