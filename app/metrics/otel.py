@@ -125,6 +125,12 @@ class Metrics:
         counter("overwatch.kv.writes", [self._kv("writes")], "{write}", "EntityState CAS writes by writer")
         counter("overwatch.kv.conflicts", [self._kv("conflicts")], "{conflict}", "EntityState CAS conflicts by writer")
         gauge("overwatch.entities", [self._entities], "{entity}", "Entities in the state cache by liveness")
+        counter(
+            "overwatch.org_wall.rejected",
+            [self._org_wall],
+            "{record}",
+            "State values and registry records refused because they disagree with the registry (by source, reason)",
+        )
         for field in PIPELINE_FIELDS:
             gauge(f"overwatch.detect.{field}", [self._pipeline(field)], "1", f"Detection worker {field}")
 
@@ -247,6 +253,19 @@ class Metrics:
             return self.runtime.services.state_cache.all()
         except AssertionError:  # not started yet
             return {}
+
+    def _org_wall(self, _options: CallbackOptions) -> Iterable[Observation]:
+        out: list[Observation] = []
+        try:
+            rejected = dict(self.runtime.services.state_cache.rejected)
+        except AssertionError:  # not started yet
+            rejected = {}
+        out += [Observation(n, {"source": "state", "reason": reason}) for reason, n in rejected.items()]
+        for worker in self.runtime.workers.workers:
+            if worker.name == "registry":
+                counts = dict(getattr(worker, "rejected", {}))
+                out += [Observation(n, {"source": "registry", "reason": reason}) for reason, n in counts.items()]
+        return out
 
     def _entities(self, _options: CallbackOptions) -> Iterable[Observation]:
         views = self._views()

@@ -24,6 +24,7 @@ import msgspec
 import nats
 import pytest
 from nats.aio.client import Client as NATS
+from prometheus_client.parser import text_string_to_metric_families
 
 from app import topology
 from app.api.schemas import CommandCreate, EntityCreate
@@ -132,6 +133,18 @@ async def _revision(rt: Runtime, bucket: str, key: str) -> int:
         return 0
 
 
+async def _wall_metric(rt: Runtime) -> dict[tuple[str, str], float]:
+    """``overwatch_org_wall_rejected_total`` from ``/metrics`` by (source, reason)."""
+    async with _key_client(rt, ["read"], None) as http:
+        text = (await http.get("/metrics")).text
+    return {
+        (sample.labels["source"], sample.labels["reason"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "overwatch_org_wall_rejected_total"
+    }
+
+
 # ---------------------------------------------------------------- finding 1
 async def test_registry_takeover_through_the_kv_browser_is_refused(runtime: Runtime) -> None:
     await _two_orgs(runtime)
@@ -197,6 +210,7 @@ async def test_the_projection_refuses_records_that_disagree_with_their_key(runti
         what="four refused records",
     )
     assert projector.stats.failed == 4 and "refused" in projector.stats.last_error
+    assert (await _wall_metric(runtime))[("registry", "key_mismatch")] == 2
     b0_row = await registry_db.get_entity(runtime.db, "b-0")
     assert b0_row is not None and b0_row.org_id == "org2"
     assert await registry_db.get_entity(runtime.db, "a-0") == a0_before
@@ -237,6 +251,7 @@ async def test_state_naming_another_organisation_is_never_shown_there(make_runti
         assert await alerts_db.get_alert(rt.db, "battery:a-0") is None
         assert cache.withheld.get("a-0") == "org_mismatch" and cache.rejected["org_mismatch"] >= 1
         assert cache.get("a-0") is None and "a-0" not in cache.all()
+        assert (await _wall_metric(rt))[("state", "org_mismatch")] >= 1
         live1 = (await org1_viewer.get("/api/entities")).json()
         assert [(e["entity_id"], e["org_id"]) for e in live1] == [("a-1", "org1")]
         assert (await org1_viewer.get("/api/entities/a-0")).status_code == 404
