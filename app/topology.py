@@ -393,41 +393,43 @@ async def _ensure_consumer(js: JetStreamContext, spec: ConsumerSpec) -> str:
 
 # ---------------------------------------------------------------- dead-letter quotas
 async def _prepare_dlq(js: JetStreamContext, wanted: StreamConfig) -> None:
-    """Bring dead letters of the one-subject-per-stream layout under their organisation's subject.
+    """Bring an existing dead-letter stream under per-organisation quotas without evicting anything.
 
-    Before per-organisation subjects, all organisations' dead letters of a stream shared
-    ``constellation.dlq.{stream}``; the per-subject limit would keep only the newest of
+    Before quotas, all organisations' dead letters of a stream shared
+    ``constellation.dlq.{stream}``; a per-subject limit would keep only the newest of
     them. So first the stream stops evicting (``discard=new``), then every such dead
     letter that names an organisation is moved to ``constellation.dlq.{org}.{stream}``
     (copy, then delete), and only then does ``_ensure_stream`` apply the limit — which
-    drops, oldest first, what an organisation holds beyond its quota (logged).
+    drops, oldest first, what an organisation holds beyond its quota (logged). A stream
+    that already has the wanted limit costs one ``STREAM.INFO``.
     """
     try:
-        info = await js.stream_info(STREAM_DLQ, subjects_filter=SUBJECT_DLQ_UNOWNED)
+        info = await js.stream_info(STREAM_DLQ)
     except NotFoundError:
         return
-    legacy = info.state.subjects or {}
-    if info.config.max_msgs_per_subject == wanted.max_msgs_per_subject and not legacy:
+    current = info.config.max_msgs_per_subject or -1
+    limit = wanted.max_msgs_per_subject or -1
+    if current == limit:
         return
     if info.config.discard != DiscardPolicy.NEW:
         try:
             await js.update_stream(info.config.evolve(discard=DiscardPolicy.NEW))
         except APIError as exc:
             raise TopologyError(f"cannot stop {STREAM_DLQ} evicting dead letters: {exc.description}") from None
-    moved = await _move_unowned_dead_letters(js, set(legacy)) if legacy else 0
-    limit = wanted.max_msgs_per_subject or -1
-    if limit > 0:
+    if current <= 0:
+        moved = await _move_unowned_dead_letters(js)
+        if moved:
+            log.info("%s: moved %d dead letters to their organisation's subject", STREAM_DLQ, moved)
+    if limit > 0 and (current <= 0 or limit < current):
         counts = (await js.stream_info(STREAM_DLQ, subjects_filter=SUBJECT_DLQ_ALL)).state.subjects or {}
         over = sum(n - limit for n in counts.values() if n > limit)
         if over:
             log.warning(
                 "%s: %d dead letters beyond %d per organisation and stream are dropped", STREAM_DLQ, over, limit
             )
-    if moved:
-        log.info("%s: moved %d dead letters to their organisation's subject", STREAM_DLQ, moved)
 
 
-async def _move_unowned_dead_letters(js: JetStreamContext, subjects: set[str]) -> int:
+async def _move_unowned_dead_letters(js: JetStreamContext) -> int:
     # Imported here: the layout reader derives itself from this module's subject builders.
     from app.nats_console.subjects import org_of_subject
 
@@ -441,7 +443,7 @@ async def _move_unowned_dead_letters(js: JetStreamContext, subjects: set[str]) -
         headers = {str(k): str(v) for k, v in (msg.headers or {}).items()}
         stream = (msg.subject or "").rsplit(".", 1)[-1]
         org = org_of_subject(headers.get("Overwatch-Dlq-Subject", ""))
-        if msg.subject not in subjects or org is None or not TOKEN_RE.match(stream):
+        if org is None or not TOKEN_RE.match(stream):
             continue  # no organisation: stays where it is
         # Server headers (sequence, time, the old Nats-Msg-Id within the duplicate window) stay behind.
         kept = {k: v for k, v in headers.items() if not k.lower().startswith("nats-")}

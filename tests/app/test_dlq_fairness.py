@@ -165,6 +165,10 @@ async def test_an_existing_dead_letter_stream_is_brought_under_quotas(nats_serve
         assert [m.headers[base.DLQ_REASON] for m in kept["orgb"]] == ["orgb 0", "orgb 1", "orgb 2"]
         assert all("Nats-Msg-Id" not in (m.headers or {}) for m in kept["orgb"])
         assert set((await topology.ensure_topology(js, None, dlq_max_per_subject=4)).values()) == {"ok"}
+        # A smaller quota later: applied on the next start, each organisation keeps its newest.
+        assert (await topology.ensure_topology(js, None, dlq_max_per_subject=2))[topology.STREAM_DLQ] == "updated"
+        kept = _by_org([m for m in await dlq(js) if m.subject != topology.dlq_subject("VIDEO")])
+        assert [m.data for m in kept["orga"]] == [b"orga-4", b"orga-5"] and len(kept["orgb"]) == 2
     finally:
         await nc.close()
 
