@@ -18,8 +18,11 @@ from app.runtime import Runtime
 from app.templating import TEMPLATES_DIR, build_environment, safe_link, urlseg
 from db import alerts as alerts_db
 
-URL_ATTRS = "href|action|hx-post|hx-get|hx-delete|hx-put|hx-patch|src|sse-connect|data-stream|data-src|formaction"
-ATTR = re.compile(r"(?P<attr>" + URL_ATTRS + r'|\{% endif %\})="(?P<value>[^"]*)"')
+URL_ATTRS = (
+    r"href|action|hx-(?:post|get|delete|put|patch)|src|sse-connect|formaction"
+    r"|data-[a-z-]*(?:src|url|href|stream)[a-z-]*"  # URLs that scripts load (data-frame-src, data-stream)
+)
+ATTR = re.compile(r"(?<![\w-])(?P<attr>" + URL_ATTRS + r'|\{% endif %\})="(?P<value>[^"]*)"')
 STREAM_BLOCK = re.compile(r"\{% block stream %\}(.*?)\{% endblock %\}", re.S)
 EXPR = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 # Expressions that are whole URLs built (and encoded) in Python, or plain arithmetic.
