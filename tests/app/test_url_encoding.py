@@ -22,7 +22,7 @@ URL_ATTRS = (
     r"href|action|hx-(?:post|get|delete|put|patch)|src|sse-connect|formaction"
     r"|data-[a-z-]*(?:src|url|href|stream)[a-z-]*"  # URLs that scripts load (data-frame-src, data-stream)
 )
-ATTR = re.compile(r"(?<![\w-])(?P<attr>" + URL_ATTRS + r'|\{% endif %\})="(?P<value>[^"]*)"')
+ATTR = re.compile(r"(?P<attr>(?<![\w-])(?:" + URL_ATTRS + r')|\{% endif %\})="(?P<value>[^"]*)"')
 STREAM_BLOCK = re.compile(r"\{% block stream %\}(.*?)\{% endblock %\}", re.S)
 EXPR = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 # Expressions that are whole URLs built (and encoded) in Python, or plain arithmetic.
