@@ -68,6 +68,6 @@ def build_services(rt: Runtime) -> Services:
         apikeys=ApiKeyService(rt.db, audit, rt.secret),
         login_limiter=IpLimiter(),
         nats_auth=NatsAuthManager(rt) if rt.settings.embedded_nats else None,
-        console=ConsoleData(rt.db, cache),
+        console=ConsoleData(rt.db, cache, rt.hub),
         render_cache=RenderCache(),
     )

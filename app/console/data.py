@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from app.console.views import EntityCard, FleetSummary, entity_card, fleet_summary
+from app.sse.hub import Hub, Update
 from app.state_cache import StateCache
 from db import alerts as alerts_db
 from db import detections as detections_db
@@ -17,10 +18,19 @@ TTL = 1.0  # seconds a database figure is reused
 class ConsoleData:
     """Cards from the state cache; counts from SQLite, cached for ``TTL``."""
 
-    def __init__(self, db: Database, cache: StateCache) -> None:
+    def __init__(self, db: Database, cache: StateCache, hub: Hub | None = None) -> None:
         self.db = db
         self.cache = cache
         self._memo: dict[Any, tuple[float, int]] = {}
+        if hub is not None:
+            hub.add_listener(self._on_update)
+
+    def _on_update(self, update: Update) -> None:
+        # An alert changed and the streams re-render the badge now: read its count afresh
+        # (a figure memoised just before the change would stay on screen until the next one).
+        if update.topic == "alerts":
+            for key in [k for k in self._memo if isinstance(k, tuple) and k[0] == "alerts"]:
+                del self._memo[key]
 
     def cards(self, org_ids: list[str] | None) -> list[EntityCard]:
         """Cards of every visible entity (root keys only), by name.

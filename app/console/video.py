@@ -1,8 +1,13 @@
-"""``/video/{entity_id}.mjpg``: live MJPEG from the VideoWorker's latest frames.
+"""``/video/{entity_id}.jpg`` and ``.mjpg``: the VideoWorker's latest frames.
 
-Each viewer gets ``multipart/x-mixed-replace`` parts as new frames arrive, at most
-``MAX_FPS`` per viewer; the stream ends when the viewer leaves or the server stops.
-Readable by whoever may read the entity, or by anyone when its embed is public.
+Console pages poll ``.jpg``: one short request per frame (``ETag`` / ``If-None-Match``
+answers 304 while the frame has not changed, 204 before the first frame), so a camera
+tab never holds a connection and ten camera tabs fit in the browser's six connections
+per host (static/js/live.js; the tabs of a browser share a frame-rate budget). ``.mjpg``
+is the held ``multipart/x-mixed-replace`` stream for pages without JavaScript and other
+clients: parts as new frames arrive, at most ``MAX_FPS`` per viewer, until the viewer
+leaves or the server stops. Both are readable by whoever may read the entity, or by
+anyone when its embed is public.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from litestar import Controller, Request, get
+from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
 from litestar.response import Stream
 
@@ -65,19 +70,41 @@ async def mjpeg(runtime: Runtime, entity_id: str) -> AsyncGenerator[bytes, None]
         latest = await video.next_frame(entity_id, last, timeout=max(0.0, 1.0 - (time.monotonic() - started)))
 
 
+def frame_tag(at: float) -> str:
+    """The ``ETag`` of the frame received at monotonic time ``at``."""
+    return f'"{int(at * 1_000_000):x}"'
+
+
+def latest_frame(request: Req, runtime: Runtime, entity_id: str) -> Response[bytes]:
+    """The newest JPEG (200), 304 when the caller already has it, 204 before the first frame."""
+    headers = {"Cache-Control": "no-store"}
+    latest = runtime.services.video.latest(entity_id)
+    if latest is None:
+        return Response(b"", status_code=204, headers=headers)
+    frame, at = latest
+    headers["ETag"] = tag = frame_tag(at)
+    if request.headers.get("if-none-match") == tag:
+        return Response(b"", status_code=304, headers=headers)
+    return Response(frame, media_type="image/jpeg", headers=headers)
+
+
 class VideoController(Controller):
-    """The MJPEG endpoint."""
+    """The latest-frame and MJPEG endpoints."""
 
     include_in_schema = False
     opt = {"public": True}  # access is decided per entity (public embeds)
 
     @get("/video/{filename:str}")
-    async def video(self, request: Req, filename: KeyPath, runtime: NamedDependency[Runtime]) -> Stream:
-        """``/video/{entity_id}.mjpg``."""
-        entity_id = filename.removesuffix(".mjpg")
-        if not filename.endswith(".mjpg") or not entity_id:
-            raise NotFound("video streams are /video/{entity_id}.mjpg")
+    async def video(
+        self, request: Req, filename: KeyPath, runtime: NamedDependency[Runtime]
+    ) -> Stream | Response[bytes]:
+        """``/video/{entity_id}.jpg`` (latest frame) or ``/video/{entity_id}.mjpg`` (held stream)."""
+        entity_id, dot, suffix = filename.rpartition(".")
+        if not dot or not entity_id or suffix not in ("jpg", "mjpg"):
+            raise NotFound("video is /video/{entity_id}.jpg (latest frame) or /video/{entity_id}.mjpg (stream)")
         await may_view(request, runtime, entity_id)
+        if suffix == "jpg":
+            return latest_frame(request, runtime, entity_id)
         return Stream(
             mjpeg(runtime, entity_id),
             media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",

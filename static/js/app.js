@@ -38,8 +38,8 @@
     }
   }
 
-  // Connection indicator and reconnects. htmx's SSE extension retries on its own with a
-  // growing delay; after the network returns or a hidden tab comes back, reconnect now.
+  // Connection indicator. htmx's SSE extension retries on its own with a growing delay;
+  // live.js shares one connection between tabs and gives hidden tabs' streams up.
   function setConn(state) {
     var c = document.getElementById("conn");
     if (c) { c.className = "conn " + state; c.title = state === "is-live" ? "Live" : "Reconnecting…"; }
@@ -47,35 +47,9 @@
   document.addEventListener("htmx:sseOpen", function () { setConn("is-live"); });
   document.addEventListener("htmx:sseError", function () { setConn("is-down"); });
 
-  function reconnectClosedStreams() {
-    var nodes = document.querySelectorAll("[sse-connect]");
-    for (var i = 0; i < nodes.length; i++) {
-      var data = nodes[i]["htmx-internal-data"];
-      var source = data && data.sseEventSource;
-      if (source && source.readyState === 2 && window.htmx) {
-        data.sseEventSource = null;
-        window.htmx.process(nodes[i]);
-      }
-    }
-  }
-  window.addEventListener("online", reconnectClosedStreams);
-  document.addEventListener("visibilitychange", function () {
-    if (document.visibilityState === "visible") { reconnectClosedStreams(); }
-  });
-
-  // Video streams that may not have a frame yet start after the page has loaded, so a
-  // waiting MJPEG request never holds the load event.
-  function startStreams() {
-    if (document.readyState !== "complete") { return; }
-    var imgs = document.querySelectorAll("img[data-stream]:not([src])");
-    for (var i = 0; i < imgs.length; i++) { imgs[i].src = imgs[i].getAttribute("data-stream"); }
-  }
-  window.addEventListener("load", startStreams);
-
   function init() {
     initThemeToggle();
     tickAgo();
-    startStreams();
   }
   document.addEventListener("DOMContentLoaded", init);
   document.addEventListener("htmx:load", init);
