@@ -118,11 +118,11 @@ class Worker:
         """Run until ``stopping`` is set. Subclasses override."""
         await self.stopping.wait()
 
-    async def dead_letter(self, msg: Msg, reason: str, stream: str) -> bool:
+    async def dead_letter(self, msg: Msg, reason: str, stream: str, org_id: str | None = None) -> bool:
         """Copy ``msg`` to ``constellation.dlq.{org}.{stream}`` with the reason in headers.
 
         The organisation is the original subject's (the one its credentials may publish
-        on). A payload over ``dlq_max_payload`` is cut, its size kept in
+        on), or ``org_id`` from the registry for subjects that carry none. A payload over ``dlq_max_payload`` is cut, its size kept in
         ``Overwatch-Dlq-Original-Size``. Returns False when the organisation's quota (or
         the whole stream) is full: the copy is refused, counted and logged, never stored
         over anyone's older dead letters; the caller ends the message either way. Any
@@ -131,7 +131,8 @@ class Worker:
         seq = ""
         with contextlib.suppress(Exception):
             seq = str(msg.metadata.sequence.stream)
-        org_id = org_of_subject(msg.subject)
+        # Subjects without an organisation token (video frames) take the caller's, from the registry.
+        org_id = org_of_subject(msg.subject) or org_id
         headers = {
             DLQ_REASON: reason[:500],
             DLQ_SUBJECT: msg.subject,

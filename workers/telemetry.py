@@ -181,8 +181,9 @@ class TelemetryWorker(ConsumerWorker):
                 doc["last_seen"] = seen
                 if doc.get("status") in (None, "unknown", "inactive", "pending"):
                     doc["status"] = "active"
-                if not doc.get("org_id"):
-                    doc["org_id"] = p.org_id
+                # The registry names the organisation; a value that claims another one (a device
+                # or console write) is repaired here rather than kept hidden by the state cache.
+                doc["org_id"] = p.org_id
                 final.clear()
                 final.update(doc)
                 return True

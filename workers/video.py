@@ -49,17 +49,18 @@ class VideoWorker(Worker):
     async def _on_frame(self, msg: Msg) -> None:
         entity_id = msg.subject.rsplit(".", 1)[-1]
         reason = ""
+        info = await self.directory.lookup(entity_id) if topology.TOKEN_RE.match(entity_id) else None
         if not topology.TOKEN_RE.match(entity_id):
             reason = f"invalid entity id in {msg.subject!r}"
         elif len(msg.data) > MAX_FRAME:
             reason = f"frame of {len(msg.data)} bytes exceeds {MAX_FRAME}"
         elif not msg.data.startswith(JPEG_MAGIC):
             reason = "frame is not a JPEG"
-        elif await self.directory.lookup(entity_id) is None:
+        elif info is None:
             reason = f"unknown entity {entity_id}"
         if reason:
             self.stats.failed += 1
-            await self._reject(msg, entity_id, reason)
+            await self._reject(msg, entity_id, reason, info.org_id if info else None)
             return
         headers = msg.headers or {}
         width, height = _int(headers.get("Width")), _int(headers.get("Height"))
@@ -68,13 +69,15 @@ class VideoWorker(Worker):
         self.stats.processed += 1
         self.stats.last_message_at = time.time()
 
-    async def _reject(self, msg: Msg, entity_id: str, reason: str) -> None:
+    async def _reject(self, msg: Msg, entity_id: str, reason: str, org_id: str | None) -> None:
         now = time.monotonic()
         if now - self._last_dlq.get(entity_id, 0.0) < 1.0:
             return
         self._last_dlq[entity_id] = now
         try:
-            await self.dead_letter(msg, reason, "VIDEO")
+            # A frame's subject has no organisation token: file it under the entity's own
+            # organisation so one organisation's bad frames use only its own quota.
+            await self.dead_letter(msg, reason, "VIDEO", org_id)
         except Exception:  # noqa: BLE001 - losing a bad frame's copy is acceptable
             log.warning("could not dead-letter a bad frame: %s", reason)
 

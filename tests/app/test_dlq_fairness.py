@@ -178,3 +178,18 @@ def test_dead_letter_subjects() -> None:
     assert topology.dlq_subject("VIDEO") == "constellation.dlq.VIDEO"
     with pytest.raises(topology.InvalidToken):
         topology.dlq_subject("CONSTELLATION_TELEMETRY", "o.1")
+
+
+async def test_a_bad_video_frame_is_filed_under_its_entitys_organisation(runtime: Runtime) -> None:
+    """Video subjects carry no organisation; the registry's is used, so frames use their org's quota."""
+    (e0, _e1) = await seed(runtime)
+    await runtime.nc.publish(topology.video_subject(e0), b"not a jpeg")  # type: ignore[union-attr]
+    msgs = await eventually(
+        lambda: _matching(runtime, topology.dlq_subject("VIDEO", "org1")), what="video dead letter"
+    )
+    assert "not a JPEG" in (msgs[0].headers or {}).get(base.DLQ_REASON, "")
+
+
+async def _matching(runtime: Runtime, subject: str) -> list[Any] | None:
+    found = [m for m in await dlq(runtime.js) if m.subject == subject]
+    return found or None

@@ -106,3 +106,19 @@ async def test_mavlink_envelope(runtime: Runtime) -> None:
     assert abs(doc["position"]["global"]["latitude"] - 37.4) < 1e-9
     assert doc["position"]["global"]["altitude_msl"] == 50.0
     assert not await stream_messages(runtime.js, topology.STREAM_DLQ)
+
+
+async def test_telemetry_repairs_a_state_value_that_names_another_organisation(runtime: Runtime) -> None:
+    """The registry names the organisation: a forged ``org_id`` in the stored value is overwritten."""
+    (e0, _e1) = await seed(runtime)
+    await runtime.js.publish(topology.telemetry_subject("org1", e0), telemetry(battery=50.0))
+    await eventually(lambda: state(runtime, e0), what="state written")
+    forged = dict(await state(runtime, e0) or {})
+    forged["org_id"] = "someone-else"
+    await runtime.kv_state.put(e0, msgspec.json.encode(forged))
+    await runtime.js.publish(topology.telemetry_subject("org1", e0), telemetry(battery=49.0))
+    doc = await eventually(
+        lambda: _with(runtime, e0, lambda d: d.get("org_id") == "org1" and d["power"]["battery_remaining"] == 49.0),
+        what="org_id repaired by the next telemetry",
+    )
+    assert doc is not None
