@@ -122,11 +122,12 @@ class Worker:
         """Copy ``msg`` to ``constellation.dlq.{org}.{stream}`` with the reason in headers.
 
         The organisation is the original subject's (the one its credentials may publish
-        on), or ``org_id`` from the registry for subjects that carry none. A payload over ``dlq_max_payload`` is cut, its size kept in
-        ``Overwatch-Dlq-Original-Size``. Returns False when the organisation's quota (or
-        the whole stream) is full: the copy is refused, counted and logged, never stored
-        over anyone's older dead letters; the caller ends the message either way. Any
-        other failure (NATS down) raises, so the message stays unacknowledged.
+        on), or ``org_id`` from the registry for subjects that carry none. A payload
+        over ``dlq_max_payload`` is cut, its size kept in ``Overwatch-Dlq-Original-Size``.
+        Returns False when the organisation's quota (or the whole stream) is full: the
+        copy is refused, counted and logged, never stored over anyone's older dead
+        letters; the caller ends the message either way. Any other failure (NATS down)
+        raises, so the message stays unacknowledged.
         """
         seq = ""
         with contextlib.suppress(Exception):
