@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import msgspec
 from litestar import Controller, Response, get
@@ -66,7 +67,8 @@ class AuditController(Controller):
             **filters.kwargs(),
         )
         total = await audit_db.count_audit(runtime.db, **filters.kwargs())
-        query = "&".join(f"{k}={v}" for k, v in msgspec.structs.asdict(filters).items() if v)
+        # Filter values are free text: encoded so "&", "#" or "%" cannot change the paging links.
+        query = urlencode({k: v for k, v in msgspec.structs.asdict(filters).items() if v})
         return Template(
             "pages/admin/audit.html",
             context={

@@ -96,6 +96,18 @@ def _time(value: datetime | None) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _filed_org(dlq_subject: str) -> str | None:
+    """The organisation the server filed a dead letter under (``constellation.dlq.{org}.{stream}``).
+
+    Only the server publishes dead letters; for subjects without an organisation token
+    (video frames) it files them under the entity's registry organisation.
+    """
+    tokens = dlq_subject.split(".")
+    if len(tokens) == 4 and tokens[:2] == [topology.PREFIX, "dlq"] and topology.TOKEN_RE.match(tokens[2]):
+        return tokens[2]
+    return None
+
+
 def dead_letter(msg: RawStreamMsg) -> DeadLetter:
     """A stored DLQ message as the console shows it."""
     # Header values came from devices (the original headers) or from exception text: shown, never trusted.
@@ -114,7 +126,7 @@ def dead_letter(msg: RawStreamMsg) -> DeadLetter:
         original_seq=headers.get(worker_base.DLQ_SEQUENCE, ""),
         worker=headers.get(worker_base.DLQ_WORKER, ""),
         failed_at=headers.get(worker_base.DLQ_TIME, ""),
-        org_id=org_of_subject(subject) if subject else None,
+        org_id=(org_of_subject(subject) if subject else None) or _filed_org(msg.subject or ""),
         size=len(data),
         headers=shown,
         value=format_value(data),

@@ -333,7 +333,7 @@ class KvController(Controller):
             revision = await browser.put(bucket, key, value, expected)
         except Exception as exc:
             await runtime.services.audit.record(
-                actor, "nats.kv.put", target=f"{bucket}/{key}", org_id=org or "", outcome="failed", detail=str(exc)
+                actor, "nats.kv.put", target=f"{bucket}/{key}", org_id=org or "", outcome="failure", detail=str(exc)
             )
             raise
         await runtime.services.audit.record(
@@ -377,7 +377,7 @@ class KvController(Controller):
             await browser.delete(bucket, key, expected)
         except Exception as exc:
             await runtime.services.audit.record(
-                actor, "nats.kv.delete", target=f"{bucket}/{key}", org_id=org or "", outcome="failed", detail=str(exc)
+                actor, "nats.kv.delete", target=f"{bucket}/{key}", org_id=org or "", outcome="failure", detail=str(exc)
             )
             raise
         await runtime.services.audit.record(

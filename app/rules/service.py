@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import msgspec
 
@@ -200,7 +201,7 @@ class RuleService:
             text=reason,
             severity=rule.severity,
             org_id=org_id,
-            href=f"/entities/{entity_id}" if entity_id else "/alerts/rules",
+            href=f"/entities/{quote(entity_id, safe='')}" if entity_id else "/alerts/rules",
         )
         self.hub.publish(Update(TOAST_TOPIC, event.event_id, toast))
         return event

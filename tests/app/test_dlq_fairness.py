@@ -188,6 +188,7 @@ async def test_a_bad_video_frame_is_filed_under_its_entitys_organisation(runtime
         lambda: _matching(runtime, topology.dlq_subject("VIDEO", "org1")), what="video dead letter"
     )
     assert "not a JPEG" in (msgs[0].headers or {}).get(base.DLQ_REASON, "")
+    assert dead_letter(msgs[0]).org_id == "org1", "the console shows it to its organisation"
 
 
 async def _matching(runtime: Runtime, subject: str) -> list[Any] | None:

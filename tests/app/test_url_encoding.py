@@ -105,3 +105,14 @@ async def test_encoded_ids_with_colons_reach_their_route(runtime: Runtime, clien
     # A hostile id addresses no route and acts on nothing.
     r = await client.post(f"/alerts/{urlseg('x/../../nats/streams/CONSTELLATION_DLQ/purge?')}/ack")
     assert r.status_code == 404
+
+
+async def test_audit_paging_and_export_links_keep_free_text_filters_intact(client: httpx.AsyncClient) -> None:
+    """Free-text filters go into query strings encoded: ``&``/``#``/``%`` cannot add or cut parameters."""
+    r = await client.get("/admin/audit", params={"text": "a&page=9#x%y", "actor": "*"})
+    assert r.status_code == 200, r.text[:300]
+    soup = BeautifulSoup(r.text, "html.parser")
+    export = soup.find("a", string="Export CSV")
+    assert export is not None
+    href = str(export["href"])
+    assert "text=a%26page%3D9%23x%25y" in href and "#" not in href, href
