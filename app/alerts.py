@@ -47,6 +47,14 @@ class AlertService:
         """
         now = utc_now()
         current = await alerts_db.get_alert(self.db, alert_id)
+        if current is not None and org_id and current.org_id and current.org_id != org_id:
+            # Alert ids name an entity, and an entity id can be deleted in one organisation and
+            # re-created in another: the first organisation keeps its row (archived under an id
+            # that names it), the new one starts afresh, neither ever touches the other's.
+            archived = f"{alert_id}~{current.org_id}"
+            await alerts_db.archive_alert(self.db, alert_id, archived, now)
+            self.hub.publish(Update(ALERTS_TOPIC, archived, await alerts_db.get_alert(self.db, archived)))
+            current = None
         encoded = msgspec.json.encode(data or {}).decode()
         if current is not None and current.status == "active":
             rising = SEVERITY_RANK[severity] > SEVERITY_RANK.get(current.severity, 0)

@@ -60,6 +60,22 @@ async def save_alert(db: Database, row: AlertRow) -> None:
     )
 
 
+async def archive_alert(db: Database, alert_id: str, archived_id: str, now: str) -> None:
+    """Move an alert to ``archived_id`` (replacing an older archive), cleared if it was active."""
+
+    async def run(conn: Any) -> None:
+        await conn.execute("DELETE FROM alerts WHERE alert_id = ?", (archived_id,))
+        await conn.execute(
+            "UPDATE alerts SET alert_id = ?, updated_at = ?,"
+            " cleared_at = CASE WHEN status = 'active' THEN ? ELSE cleared_at END,"
+            " status = CASE WHEN status = 'active' THEN 'cleared' ELSE status END"
+            " WHERE alert_id = ?",
+            (archived_id, now, now, alert_id),
+        )
+
+    await db.write(run)
+
+
 async def list_alerts(
     db: Database,
     *,

@@ -607,3 +607,32 @@ async def test_no_write_by_any_role_of_one_organisation_changes_what_another_see
         for caller in callers:
             if caller.nc is not None:
                 await caller.nc.close()
+
+
+async def test_an_entity_id_reused_in_another_organisation_never_touches_the_first_ones_alerts(
+    runtime: Runtime,
+) -> None:
+    """Alert ids name an entity; a re-created id in another organisation starts its own alert row."""
+    alerts = runtime.services.alerts
+    await alerts.raise_alert(
+        "battery:re-used",
+        kind="battery",
+        severity="warning",
+        title="low",
+        reason="12 %",
+        org_id="org-a",
+        entity_id="re-used",
+    )
+    await alerts.raise_alert(
+        "battery:re-used",
+        kind="battery",
+        severity="critical",
+        title="low",
+        reason="3 %",
+        org_id="org-b",
+        entity_id="re-used",
+    )
+    first = await alerts_db.list_alerts(runtime.db, org_ids=["org-a"])
+    second = await alerts_db.list_alerts(runtime.db, org_ids=["org-b"])
+    assert [(a.alert_id, a.reason, a.status) for a in first] == [("battery:re-used~org-a", "12 %", "cleared")]
+    assert [(a.alert_id, a.reason, a.status) for a in second] == [("battery:re-used", "3 %", "active")]
