@@ -46,6 +46,7 @@
   function fail() {
     if (broken) { return; }
     broken = true;
+    post({ op: "bye" }); // a worker that starts late must not hold streams for this tab
     port = null;
     Object.keys(sources).forEach(function (id) {
       var source = sources[id];
@@ -204,14 +205,14 @@
   function show(p, blob) {
     var previous = p.objectUrl;
     p.objectUrl = URL.createObjectURL(blob);
-    p.img.addEventListener("load", function done() {
-      p.img.removeEventListener("load", done);
-      if (previous) { URL.revokeObjectURL(previous); }
+    p.img.onload = function () {
       p.img.hidden = false;
       p.count += 1;
       p.img.dataset.frameCount = String(p.count);
-    });
+    };
     p.img.src = p.objectUrl;
+    // The previous frame has been decoded and stays on screen until this one is.
+    if (previous) { URL.revokeObjectURL(previous); }
   }
 
   function poll(p) {

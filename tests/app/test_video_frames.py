@@ -26,9 +26,7 @@ async def _frame(runtime: Runtime, entity_id: str, jpeg: bytes) -> None:
     await eventually(lambda: (runtime.services.video.latest(entity_id) or (b"",))[0] == jpeg, what="frame")
 
 
-async def test_latest_frame_with_etag_304_and_204_before_the_first(
-    runtime: Runtime, client: httpx.AsyncClient
-) -> None:
+async def test_latest_frame_with_etag_304_and_204_before_the_first(runtime: Runtime, client: httpx.AsyncClient) -> None:
     (cam,) = await seed(runtime, entities=1, prefix="cam", entity_type="isr_sensor")
     empty = await client.get(f"/video/{cam}.jpg")
     assert empty.status_code == 204 and empty.content == b""
@@ -79,3 +77,16 @@ async def test_mjpeg_stream_still_serves_pages_without_javascript(runtime: Runti
             if jpeg in received:
                 break
     assert b"Content-Type: image/jpeg" in received
+
+
+async def test_camera_pages_poll_frames_and_keep_mjpeg_for_pages_without_javascript(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    (cam,) = await seed(runtime, entities=1, prefix="cam", entity_type="isr_sensor")
+    await _frame(runtime, cam, _jpeg(60))
+    await embeds_db.set_public(runtime.db, "entity", cam, True, "tests", "2026-01-01T00:00:00Z")
+    for page in (f"/entities/{cam}", f"/embed/entity/{cam}"):
+        html = (await client.get(page)).text
+        assert f'data-frame-src="/video/{cam}.jpg"' in html, page
+        assert f'<noscript><img class="video-img" src="/video/{cam}.mjpg"' in html, page
+        assert html.count(".mjpg") == 1, page  # no held stream outside <noscript>
