@@ -82,7 +82,8 @@ function reconnect() {
       }
     });
   });
-  if (source && source.readyState !== 2 && same(wanted, streams)) { return; }
+  // Always a new connection, even for the same list: a stream opened again (a tab back
+  // from hiding or from the back/forward cache) needs its resync.
   if (source) { source.close(); }
   source = null;
   streams = wanted;
@@ -115,14 +116,6 @@ function reconnect() {
     });
     if (closed) { source = null; streams = []; }
   };
-}
-
-function same(a, b) {
-  if (a.length !== b.length) { return false; }
-  for (var i = 0; i < a.length; i++) {
-    if (a[i].tab !== b[i].tab || a[i].id !== b[i].id || a[i].url !== b[i].url) { return false; }
-  }
-  return true;
 }
 
 function rebalance() {
