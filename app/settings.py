@@ -136,6 +136,60 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "nats_tls_cert", "NATS_TLS_CERT", "", "Embedded NATS server's own certificate; unset uses the HTTPS one"
     ),
     SettingSpec("nats_tls_key", "NATS_TLS_KEY", "", "PEM private key of `NATS_TLS_CERT`"),
+    SettingSpec(
+        "map_mbtiles",
+        "OVERWATCH_MAP_MBTILES",
+        "",
+        "Optional MBTiles file (raster PNG/JPEG/WebP or vector tiles) drawn over the basemap",
+    ),
+    SettingSpec(
+        "cot_url",
+        "COT_URL",
+        "",
+        "CoT destinations, comma-separated (`udp://`, `udp+wo://`, `udp+broadcast://`, multicast, `tcp://`,"
+        " `tls://`; `?tak_proto=0|1` per URL); unset sends nothing",
+    ),
+    SettingSpec(
+        "cot_listen",
+        "COT_LISTEN",
+        "",
+        "CoT listeners, comma-separated `udp://HOST:PORT` (a multicast group is joined) or `tcp://HOST:PORT`",
+    ),
+    SettingSpec("cot_org", "COT_ORG", "tak", "Organisation that CoT senders are registered in (created on first use)"),
+    SettingSpec(
+        "cot_out_orgs", "COT_OUT_ORGS", "", "Organisations whose entities are sent (comma list; empty: all but COT_ORG)"
+    ),
+    SettingSpec("tak_proto", "TAK_PROTO", 0, "CoT encoding sent: 0 CoT XML, 1 TAK protocol v1 (protobuf)"),
+    SettingSpec("cot_max_hz", "COT_MAX_HZ", 1.0, "Most CoT events sent per entity per second"),
+    SettingSpec("cot_max_event_bytes", "COT_MAX_EVENT_BYTES", 65536, "Largest CoT event accepted; larger are refused"),
+    SettingSpec(
+        "cot_video_base_url",
+        "COT_VIDEO_BASE_URL",
+        "",
+        "Base URL tablets reach this server on (e.g. `http://box:8080`): cameras without a stream URL link"
+        " `/video/{id}.mjpg`",
+    ),
+    SettingSpec("pytak_tls_client_cert", "PYTAK_TLS_CLIENT_CERT", "", "Client certificate (PEM or .p12) for `tls://`"),
+    SettingSpec("pytak_tls_client_key", "PYTAK_TLS_CLIENT_KEY", "", "Private key of `PYTAK_TLS_CLIENT_CERT` (PEM)"),
+    SettingSpec("pytak_tls_client_cafile", "PYTAK_TLS_CLIENT_CAFILE", "", "CA file that signed the TAK server"),
+    SettingSpec(
+        "pytak_tls_client_password", "PYTAK_TLS_CLIENT_PASSWORD", "", "Password of the client key or .p12 file"
+    ),
+    SettingSpec(
+        "pytak_tls_dont_verify", "PYTAK_TLS_DONT_VERIFY", False, "Do not verify the TAK server's certificate"
+    ),
+    SettingSpec(
+        "pytak_tls_dont_check_hostname",
+        "PYTAK_TLS_DONT_CHECK_HOSTNAME",
+        False,
+        "Do not check the TAK server certificate's host name",
+    ),
+    SettingSpec(
+        "pytak_multicast_local_addr",
+        "PYTAK_MULTICAST_LOCAL_ADDR",
+        "",
+        "Local interface address for multicast CoT (hosts without a default route)",
+    ),
 )
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
@@ -206,6 +260,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     nats_tls: bool = True
     nats_tls_cert: str = ""
     nats_tls_key: str = ""
+    map_mbtiles: str = ""
+    cot_url: str = ""
+    cot_listen: str = ""
+    cot_org: str = "tak"
+    cot_out_orgs: str = ""
+    tak_proto: int = 0
+    cot_max_hz: float = 1.0
+    cot_max_event_bytes: int = 65536
+    cot_video_base_url: str = ""
+    pytak_tls_client_cert: str = ""
+    pytak_tls_client_key: str = ""
+    pytak_tls_client_cafile: str = ""
+    pytak_tls_client_password: str = ""
+    pytak_tls_dont_verify: bool = False
+    pytak_tls_dont_check_hostname: bool = False
+    pytak_multicast_local_addr: str = ""
 
     @property
     def data_path(self) -> Path:
@@ -258,7 +328,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
 
-_SECRET_FIELDS = frozenset({"secret_key", "admin_password", "nats_token"})
+_SECRET_FIELDS = frozenset({"secret_key", "admin_password", "nats_token", "pytak_tls_client_password"})
 
 
 def _validate(s: Settings) -> None:
@@ -308,6 +378,7 @@ def _validate(s: Settings) -> None:
     for origin in [*s.cors_origin_list, *s.embed_origin_list]:
         if not re.match(r"^https?://[A-Za-z0-9.\-]+(:\d+)?$", origin):
             raise ConfigError(f"origin {origin!r} must look like https://host[:port]")
+    _validate_cot(s)
     for spec in SETTINGS:
         value = getattr(s, spec.field)
         if isinstance(value, float) and value <= 0:
@@ -373,3 +444,20 @@ def _explain(exc: msgspec.ValidationError) -> str:
         env = next((s.env for s in SETTINGS if s.field == match.group(1)), match.group(1))
         return f"{env}: {text.split(' - at ')[0]}"
     return text
+
+
+def _validate_cot(s: Settings) -> None:
+    from app.contracts.common import ID_PATTERN
+    from app.cot.urls import CotConfigError, parse_listen_urls, parse_out_urls
+
+    try:
+        parse_out_urls(s.cot_url, s.tak_proto)
+        parse_listen_urls(s.cot_listen)
+    except CotConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    if s.tak_proto not in (0, 1):
+        raise ConfigError(f"TAK_PROTO must be 0 (CoT XML) or 1 (TAK protocol v1), got {s.tak_proto}")
+    if not re.match(ID_PATTERN, s.cot_org):
+        raise ConfigError(f"COT_ORG {s.cot_org!r} must be an id ([A-Za-z0-9_-], at most 128 characters)")
+    if not 512 <= s.cot_max_event_bytes <= 16 * 1024 * 1024:
+        raise ConfigError("COT_MAX_EVENT_BYTES must be between 512 and 16777216")
