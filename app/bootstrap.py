@@ -19,6 +19,7 @@ def worker_factories() -> list[WorkerFactory]:
     """Every in-process worker, in start order."""
     from app.rules.worker import RuleEvaluator
     from workers.commands import CommandWorker
+    from workers.cot import CotGateway
     from workers.entity import EntityWorker
     from workers.events import EventWorker
     from workers.nats_auth import NatsAuthWorker
@@ -39,6 +40,7 @@ def worker_factories() -> list[WorkerFactory]:
         VideoWorker,
         NatsAuthWorker,
         RuleEvaluator,
+        CotGateway,
     ]
 
 

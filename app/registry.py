@@ -217,6 +217,7 @@ class RegistryService:
             entity_type=body.entity_type,
             status=body.status,
             priority=body.priority,
+            affiliation=body.affiliation,
             position=body.position,
             metadata=body.metadata,
             video_config=body.video_config,

@@ -57,6 +57,7 @@ class EntityRow(msgspec.Struct, kw_only=True):
     created_at: str
     updated_at: str
     revision: int
+    affiliation: str = "friend"
 
     def to_record(self) -> EntityRecord:
         """The registry record this row projects."""
@@ -72,6 +73,7 @@ class EntityRow(msgspec.Struct, kw_only=True):
                 "entity_type": self.entity_type,
                 "status": self.status,
                 "priority": self.priority,
+                "affiliation": self.affiliation,
                 "position": position,
                 "metadata": msgspec.json.decode(self.metadata),
                 "video_config": video,
@@ -119,13 +121,13 @@ async def upsert_entity(db: Database, rec: EntityRecord, revision: int) -> bool:
     async def run(conn: aiosqlite.Connection) -> bool:
         cur = await conn.execute(
             "INSERT INTO entities(entity_id, org_id, name, entity_type, status, priority, latitude, longitude,"
-            " altitude, metadata, video_config, created_at, updated_at, revision)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " altitude, metadata, video_config, created_at, updated_at, revision, affiliation)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(entity_id) DO UPDATE SET org_id=excluded.org_id, name=excluded.name,"
             " entity_type=excluded.entity_type, status=excluded.status, priority=excluded.priority,"
             " latitude=excluded.latitude, longitude=excluded.longitude, altitude=excluded.altitude,"
             " metadata=excluded.metadata, video_config=excluded.video_config, updated_at=excluded.updated_at,"
-            " revision=excluded.revision WHERE excluded.revision > entities.revision",
+            " revision=excluded.revision, affiliation=excluded.affiliation WHERE excluded.revision > entities.revision",
             (
                 rec.entity_id,
                 rec.org_id,
@@ -141,6 +143,7 @@ async def upsert_entity(db: Database, rec: EntityRecord, revision: int) -> bool:
                 rec.created_at,
                 rec.updated_at,
                 revision,
+                rec.affiliation,
             ),
         )
         return cur.rowcount > 0

@@ -33,7 +33,7 @@ from workers.state_store import StateStore
 log = logging.getLogger("overwatch.workers.entity")
 
 MAX_PAYLOAD = 256 * 1024
-ROOT_FIELDS = ("org_id", "entity_type", "name", "priority", "status")
+ROOT_FIELDS = ("org_id", "entity_type", "name", "priority", "status", "affiliation")
 STATUSES = ("active", "inactive", "pending", "error", "maintenance", "unknown")
 
 
@@ -91,6 +91,7 @@ class EntityWorker(ConsumerWorker):
             "name": row.name,
             "priority": row.priority,
             "status": row.status,
+            "affiliation": row.affiliation,
         }
 
         def mutate(doc: dict[str, Any]) -> bool:

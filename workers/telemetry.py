@@ -266,8 +266,8 @@ class TelemetryWorker(ConsumerWorker):
         for entity_id, view in list(cache.all().items()):
             if not view.get("is_live") or "." in entity_id:
                 continue
-            seen = parse_time(view.get("last_seen"))
-            if seen is None or now - seen.timestamp() < timeout:
+            deadline = offline_deadline(view, timeout)
+            if deadline is None or now < deadline:
                 continue
             if entity_id in self.pending:
                 continue
@@ -279,8 +279,8 @@ class TelemetryWorker(ConsumerWorker):
         changed: dict[str, Any] = {}
 
         def mutate(doc: dict[str, Any]) -> bool:
-            seen = parse_time(doc.get("last_seen"))
-            if not doc.get("is_live") or (seen is not None and time.time() - seen.timestamp() < timeout):
+            deadline = offline_deadline(doc, timeout)
+            if not doc.get("is_live") or (deadline is not None and time.time() < deadline):
                 return False  # fresh telemetry arrived (maybe on another node)
             doc["is_live"] = False
             if doc.get("status") == "active":
@@ -292,6 +292,23 @@ class TelemetryWorker(ConsumerWorker):
         if changed:
             log.info("entity %s offline (no telemetry for %.0fs)", entity_id, timeout)
         return bool(changed)
+
+
+def offline_deadline(doc: dict[str, Any], timeout: float) -> float | None:
+    """When a live entity goes offline (epoch seconds; ``None`` without a ``last_seen``).
+
+    ``timeout`` (``OVERWATCH_OFFLINE_AFTER``) after its last telemetry, unless that telemetry
+    said how long it is valid: a ``stale`` time (CoT's, carried in ``extras.stale``) not older
+    than the last telemetry is the deadline instead, shorter or longer.
+    """
+    seen = parse_time(doc.get("last_seen"))
+    if seen is None:
+        return None
+    extras = doc.get("extras")
+    stale = parse_time(extras.get("stale")) if isinstance(extras, dict) else None
+    if stale is not None and stale.timestamp() >= seen.timestamp():
+        return stale.timestamp()
+    return seen.timestamp() + timeout
 
 
 def _pending_after(msg: Msg) -> int:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Generic, TypeVar
 import msgspec
 
 from app.contracts.registry import (
+    Affiliation,
     EntityStatus,
     EntityType,
     Id,
@@ -48,6 +49,7 @@ class EntityCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(max_length=255)] = ""
     status: EntityStatus = "unknown"
     priority: Priority = "normal"
+    affiliation: Affiliation = "friend"
     position: Position | None = None
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     video_config: VideoConfig | None = None
@@ -60,6 +62,7 @@ class EntityUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(max_length=255)] | msgspec.UnsetType = msgspec.UNSET
     status: EntityStatus | msgspec.UnsetType = msgspec.UNSET
     priority: Priority | msgspec.UnsetType = msgspec.UNSET
+    affiliation: Affiliation | msgspec.UnsetType = msgspec.UNSET
     position: Position | None | msgspec.UnsetType = msgspec.UNSET
     metadata: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
     video_config: VideoConfig | None | msgspec.UnsetType = msgspec.UNSET

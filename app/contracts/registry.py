@@ -34,6 +34,8 @@ EntityType = Literal[
 EntityStatus = Literal["active", "inactive", "pending", "error", "maintenance", "unknown"]
 Priority = Literal["critical", "high", "normal", "low"]
 VideoProtocol = Literal["rtsp", "rtmp", "srt", "hls", "webrtc", "mjpeg"]
+# MIL-STD-2525 standard identity: drives the console's symbols and the CoT type (docs/tak.md).
+Affiliation = Literal["friend", "hostile", "neutral", "unknown", "pending"]
 
 ENTITY_TYPES: tuple[str, ...] = EntityType.__args__  # type: ignore[attr-defined]
 ORG_TYPES: tuple[str, ...] = OrgType.__args__  # type: ignore[attr-defined]
@@ -105,3 +107,4 @@ class EntityRecord(msgspec.Struct, kw_only=True):
     video_config: VideoConfig | None = None
     created_at: str
     updated_at: str
+    affiliation: Affiliation = "friend"

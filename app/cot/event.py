@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from xml.sax.saxutils import quoteattr
 
 import msgspec
-from takproto import TAKProtoVer, msg2proto
+from takproto.constants import TAKProtoVer
+from takproto.functions import msg2proto
 from takproto.proto import TakMessage
 
 UNKNOWN_ERROR = 9999999.0  # CoT's "not known" for hae, ce and le

@@ -52,7 +52,7 @@ class LinkStats:
     last_error: str = ""
 
 
-@dataclass
+@dataclass(eq=False)
 class OutLink:
     """One destination: queue, connection, reconnect loop."""
 
@@ -181,7 +181,7 @@ class _Datagrams(asyncio.DatagramProtocol):
             self.overflow += 1  # the gateway cannot keep up: the newest datagram is lost, counted
 
 
-@dataclass
+@dataclass(eq=False)
 class TcpPeer:
     """One connected TCP client of a listener: it sends CoT in and receives the picture."""
 
