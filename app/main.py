@@ -19,6 +19,7 @@ from app.admin.sessions import AccountController, SessionsController
 from app.admin.users import UsersController
 from app.api.alerts import AlertController
 from app.api.entities import EntityController
+from app.api.export import ExportController
 from app.api.live import LiveEntityController
 from app.api.organizations import OrganizationController
 from app.auth.guards import authenticate
@@ -81,6 +82,7 @@ def create_app(runtime: Runtime) -> Litestar:
             OrganizationController,
             EntityController,
             LiveEntityController,
+            ExportController,
             AlertController,
             UsersController,
             KeysController,

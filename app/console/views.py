@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from app.cot.types import affiliation_of, entity_sidc
 from app.templating import epoch_ms
 
 # Short type codes render in every font (pictographs such as ⛟ often do not).
@@ -89,6 +90,8 @@ class EntityCard(msgspec.Struct, kw_only=True):
     top_threat: str = ""
     threat_reason: str = ""
     priority: str = "normal"
+    affiliation: str = "friend"  # MIL-STD-2525 standard identity, from the registry
+    sidc: str = ""  # 2525C symbol code (app/cot/types.py), drawn by milsymbol in the browser
 
     @property
     def marker_state(self) -> str:
@@ -128,6 +131,7 @@ def entity_card(view: dict[str, Any]) -> EntityCard:
     analytics = _dict(_dict(view.get("analytics")).get("summary"))
     active = _num(analytics.get("active_objects_count"))
     entity_type = str(view.get("entity_type") or "unknown")
+    affiliation = affiliation_of(view.get("affiliation"))
     return EntityCard(
         entity_id=str(view.get("entity_id") or ""),
         name=str(view.get("name") or view.get("entity_id") or ""),
@@ -152,6 +156,8 @@ def entity_card(view: dict[str, Any]) -> EntityCard:
         top_threat=top if top != "NORMAL" else "",
         threat_reason=reason[:200],
         priority=str(view.get("priority") or "normal"),
+        affiliation=affiliation,
+        sidc=entity_sidc(entity_type, affiliation, str(_dict(_dict(view.get("extras")).get("cot")).get("type") or "")),
     )
 
 

@@ -138,9 +138,15 @@ class OutLink:
                 continue
             if datagram:
                 while self.queue:
-                    data = self.queue[0]
-                    await writer.send(data)
-                    self.queue.popleft()
+                    data = self.queue.popleft()
+                    try:
+                        await writer.send(data)
+                    except ConnectionRefusedError:
+                        # ICMP "port unreachable" from an earlier datagram: nobody listens there
+                        # right now. UDP has no connection to redo; count it and go on.
+                        self.stats.errors += 1
+                        self.stats.last_error = "ConnectionRefusedError: no listener at the destination"
+                        continue
                     self.stats.sent += 1
             else:
                 batch = list(self.queue)

@@ -1,6 +1,7 @@
-// The tactical map: offline world basemap, optional PMTiles, live markers from the page's SSE
-// stream (the same EventSource htmx opened), trails from stored tracks. CSP-safe: a module file,
-// DOM built with textContent (never innerHTML from data).
+// The tactical map: offline world basemap, optional PMTiles or MBTiles detail, live markers from the
+// page's SSE stream (the same EventSource htmx opened) drawn as MIL-STD-2525 symbols (symbols.js,
+// milsymbol), trails from stored tracks. CSP-safe: a module file, DOM built with textContent
+// (never innerHTML from data), symbols as data: image URLs.
 import * as maplibregl from "/static/vendor/maplibre/maplibre-gl.mjs";
 
 const el = document.getElementById("map");
@@ -52,6 +53,35 @@ if (el && !el.dataset.ready) {
     }).catch((e) => console.warn("PMTiles unavailable", e));
   }
 
+  // Operator MBTiles: raster tiles drawn as they are; vector tiles get a plain style per source layer.
+  async function addMbtiles() {
+    if (!el.dataset.mbtiles) { return; }
+    try {
+      const r = await fetch(el.dataset.mbtiles, { credentials: "same-origin" });
+      if (!r.ok) { return; }
+      const tj = await r.json();
+      const tiles = tj.tiles.map((t) => new URL(t, window.location.href).href);
+      const source = { tiles: tiles, minzoom: tj.minzoom, maxzoom: tj.maxzoom };
+      if (tj.bounds) { source.bounds = tj.bounds; }
+      if (tj.vector) {
+        map.addSource("mbtiles", Object.assign({ type: "vector" }, source));
+        (tj.vector_layers || []).forEach((layer, i) => {
+          const id = "mbtiles-" + i;
+          map.addLayer({ id: id + "-fill", type: "fill", source: "mbtiles", "source-layer": layer.id,
+            filter: ["==", ["geometry-type"], "Polygon"], paint: { "fill-color": "#26465a", "fill-opacity": 0.7 } }, "trails");
+          map.addLayer({ id: id + "-line", type: "line", source: "mbtiles", "source-layer": layer.id,
+            filter: ["==", ["geometry-type"], "LineString"], paint: { "line-color": "#5d8aa3", "line-width": 1 } }, "trails");
+          map.addLayer({ id: id + "-point", type: "circle", source: "mbtiles", "source-layer": layer.id,
+            filter: ["==", ["geometry-type"], "Point"], paint: { "circle-color": "#8fb7cc", "circle-radius": 2 } }, "trails");
+        });
+      } else {
+        map.addSource("mbtiles", Object.assign({ type: "raster", tileSize: 256 }, source));
+        map.addLayer({ id: "mbtiles", type: "raster", source: "mbtiles" }, "trails");
+      }
+      el.dataset.mbtilesLayer = tj.vector ? "vector" : "raster";
+    } catch (e) { console.warn("MBTiles unavailable", e); }
+  }
+
   function popupFor(m) {
     const root = document.createElement("div");
     const a = document.createElement("a");
@@ -59,7 +89,7 @@ if (el && !el.dataset.ready) {
     a.textContent = m.name;
     const p = document.createElement("div");
     p.className = "small";
-    p.textContent = `${m.type.replace(/_/g, " ")} · ${m.live ? "live" : "offline"} · ${m.status}` +
+    p.textContent = `${m.type.replace(/_/g, " ")} · ${m.affiliation || "friend"} · ${m.live ? "live" : "offline"} · ${m.status}` +
       (m.battery != null ? ` · ${Math.round(m.battery)}%` : "");
     root.append(a, p);
     return root;
@@ -72,21 +102,32 @@ if (el && !el.dataset.ready) {
       const node = document.createElement("div");
       node.className = "map-marker";
       node.dataset.entityId = m.id;
-      const arrow = document.createElement("div");
-      arrow.className = "map-arrow";
+      const symbol = document.createElement("img");
+      symbol.className = "map-symbol";
+      symbol.alt = "";
       const label = document.createElement("span");
       label.className = "map-label";
-      node.append(arrow, label);
+      node.append(symbol, label);
       const marker = new maplibregl.Marker({ element: node }).setLngLat([m.lon, m.lat]).addTo(map);
       const popup = new maplibregl.Popup({ offset: 14, closeButton: false });
       marker.setPopup(popup);
-      entry = { marker, node, arrow, label, popup };
+      entry = { marker, node, symbol, label, popup, drawn: "" };
       markers.set(m.id, entry);
     }
     entry.marker.setLngLat([m.lon, m.lat]);
     entry.node.className = "map-marker state-" + m.state;
+    entry.node.dataset.sidc = m.sidc || "";
     entry.label.textContent = m.name;
-    entry.arrow.style.transform = "rotate(" + (m.heading || 0) + "deg)";
+    entry.symbol.alt = (m.affiliation || "friend") + " " + m.type.replace(/_/g, " ");
+    // The symbol's direction arrow shows the heading (redrawn in 5° steps, cached by symbols.js).
+    const want = (m.sidc || "") + "|" + Math.round((m.heading || 0) / 5);
+    if (m.sidc && window.overwatchSymbols && entry.drawn !== want) {
+      entry.drawn = want;
+      const e = entry;
+      window.overwatchSymbols.url(m.sidc, 26, m.heading == null ? null : m.heading).then((url) => {
+        if (e.drawn === want) { e.symbol.src = url; e.node.dataset.symbol = "1"; }
+      }).catch(() => { /* the label still shows */ });
+    }
     entry.popup.setDOMContent(popupFor(m));
   }
 
@@ -117,6 +158,7 @@ if (el && !el.dataset.ready) {
     map.addSource("trails", { type: "geojson", data: { type: "FeatureCollection", features: [] } });
     map.addLayer({ id: "trails", type: "line", source: "trails", paint: { "line-color": "#39c5bb", "line-width": 2, "line-opacity": 0.6 } });
     addDetail();
+    addMbtiles();
     loadTrails();
     el.dataset.loaded = "1";
   });
