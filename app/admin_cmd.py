@@ -55,7 +55,14 @@ def add_apikey_arguments(p: argparse.ArgumentParser) -> None:
     create.add_argument("--role", choices=list(ROLE_SCOPES), help="viewer=read, operator=+commands, admin=+admin")
     create.add_argument("--scope", action="append", choices=list(SCOPES), help="explicit scope (repeatable)")
     create.add_argument("--org", default=None, help="limit the key to one organisation")
-    create.add_argument("--nats", action="store_true", help="also issue NATS credentials for the organisation")
+    create.add_argument(
+        "--nats",
+        action="store_true",
+        help="also issue NATS credentials: a reader's for a viewer key (all organisations or --org), else a device's",
+    )
+    create.add_argument(
+        "--nats-kind", choices=["device", "reader"], default=None, help="override which NATS credentials --nats issues"
+    )
     create.add_argument("--expires-days", type=float, default=None)
     lst = sub.add_parser("list", help="list keys")
     lst.add_argument("--all", action="store_true", help="include revoked keys")
@@ -152,7 +159,7 @@ def run_apikey(settings: Settings, args: argparse.Namespace) -> int:
                 state = "revoked" if k.revoked_at else "active"
                 print(
                     f"{k.key_id}  {k.prefix}…  {k.name:20} {','.join(k.scopes):22} org={k.org_id or '*'} "
-                    f"nats={'yes' if k.nats else 'no'} {state} last_used={k.last_used_at or 'never'}"
+                    f"nats={k.nats_kind if k.nats else 'no'} {state} last_used={k.last_used_at or 'never'}"
                 )
             return 0
         if args.action == "revoke":
@@ -163,10 +170,14 @@ def run_apikey(settings: Settings, args: argparse.Namespace) -> int:
         if not scopes:
             print("overwatch: error: give --role or --scope", file=sys.stderr)
             return 2
-        new = await keys.create(ACTOR, args.name, scopes, args.org, args.expires_days, args.nats, CLI)
+        # A read-only key's NATS credentials are an integrator's (a reader); any other key's a device's.
+        kind = args.nats_kind or ("reader" if scopes == ["read"] else "device")
+        new = await keys.create(ACTOR, args.name, scopes, args.org, args.expires_days, args.nats, CLI, kind)
         print(f"key_id:  {new.key_id}")
         print(f"api key: {new.key}")
         if new.nats_seed:
+            scope = f"organisation {new.org_id}" if new.org_id else "every organisation"
+            print(f"nats credentials:        {new.nats_kind} ({scope})")
             print(f"nats user (public nkey): {new.nats_user}")
             print(f"nats seed (keep secret): {new.nats_seed}")
             print(f"nats inbox prefix:       _INBOX.{new.key_id.replace('-', '')}")

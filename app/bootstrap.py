@@ -25,6 +25,7 @@ def worker_factories() -> list[WorkerFactory]:
     from workers.nats_auth import NatsAuthWorker
     from workers.registry import RegistryProjector
     from workers.state_alerts import StateAlerts
+    from workers.state_keeper import StateKeeper
     from workers.state_watch import StateWatcher
     from workers.telemetry import TelemetryWorker
     from workers.video import VideoWorker
@@ -39,6 +40,7 @@ def worker_factories() -> list[WorkerFactory]:
         CommandWorker,
         VideoWorker,
         NatsAuthWorker,
+        StateKeeper,
         RuleEvaluator,
         CotGateway,
     ]

@@ -3,9 +3,16 @@
 The embedded server never accepts anonymous clients. The server process connects as
 user ``overwatch`` with a password derived from the instance secret (command-line
 tools on the same box derive the same one). Every API key created with NATS
-credentials becomes an NKey user whose permissions cover only its organisation:
-publish its telemetry, events, acks, announcements, its entities' video frames and
-their KV keys; subscribe to its organisation's commands and to its own reply inbox.
+credentials becomes an NKey user of one of two kinds:
+
+* a **device** (``device_permissions``), confined to its organisation: publish its
+  telemetry, events, acks, announcements, its entities' video frames and their KV keys;
+  subscribe to its organisation's commands and to its own reply inbox;
+* a **reader** (``reader_permissions``), an integrator of the downstream PRD: read
+  EntityState, subscribe to events, entities and telemetry, and consume them through
+  JetStream consumers — never publish data. A *fabric* reader (no organisation) reads
+  everything; an *organisation* reader only its organisation's subjects and its
+  entities' keys (see ``docs/integrators.md`` for what each can do and why).
 
 The block is re-rendered when keys or entities change (or a key expires) and the
 child reloads it (SIGHUP). Rendering is per record: a key or entity that cannot be
@@ -91,6 +98,108 @@ def device_permissions(org_id: str, entity_ids: list[str], key_id: str) -> dict[
     return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}
 
 
+READABLE_STREAMS = (topology.STREAM_EVENTS, topology.STREAM_ENTITIES, topology.STREAM_TELEMETRY)
+# Consumers readers may never steer, pull from, ack for or delete: the workers' own.
+SERVER_CONSUMERS = tuple(c.config.durable_name or "" for c in topology.CONSUMERS)
+# Shared durables for integrators: fabric readers pull from and ack them, nobody but the server changes them.
+SHARED_CONSUMERS = tuple(c.config.durable_name or "" for c in topology.INTEGRATOR_CONSUMERS)
+API = "$JS.API"
+
+
+def _consumer_guard(names: tuple[str, ...], pull: bool) -> list[str]:
+    """Deny rules: create/update (every API form that names the consumer), delete, and with ``pull`` fetch and ack."""
+    deny: list[str] = []
+    for name in names:
+        deny += [
+            f"{API}.CONSUMER.CREATE.*.{name}",
+            f"{API}.CONSUMER.CREATE.*.{name}.>",
+            f"{API}.CONSUMER.DURABLE.CREATE.*.{name}",
+            f"{API}.CONSUMER.DELETE.*.{name}",
+        ]
+        if pull:
+            deny += [f"{API}.CONSUMER.MSG.NEXT.*.{name}", f"$JS.ACK.*.{name}.>"]
+    return deny
+
+
+def reader_permissions(org_id: str | None, entity_ids: list[str], key_id: str) -> dict[str, dict[str, list[str]]]:
+    """Subjects a reader may publish to (JetStream API requests and acks only) and subscribe on.
+
+    A fabric reader (``org_id=None``) may bind the state bucket and the three readable
+    streams (``STREAM.INFO``), get, list, watch and read the history of every key, and
+    create, use and delete its own pull or push consumers on those streams, including
+    ``detection-processor``. Consumers are created with their name in the subject, so the
+    workers' consumers and ``detection-processor`` can be denied by name; the old
+    ``CONSUMER.CREATE.{stream}`` form (name in the body, which can update any consumer)
+    is allowed on the state bucket only, whose consumers are all short-lived watchers
+    with random names (nats-py's ``kv.watch`` needs it).
+
+    An organisation reader gets what NATS can confine to its organisation: subscriptions
+    to its organisation's subjects; push consumers whose filter (in the create subject)
+    lies inside its organisation; direct gets and watchers of its entities' keys. It gets
+    no ``STREAM.INFO`` (a subjects filter lists every key and subject), no old-form
+    consumer creation (an unconfined filter in the body) and no pulls: a pull delivers to
+    whoever names the consumer, and consumer names are not owned.
+    """
+    inbox = f"{inbox_prefix(key_id)}.>"
+    deny = _consumer_guard(SERVER_CONSUMERS, pull=True) + _consumer_guard(SHARED_CONSUMERS, pull=False)
+    # Listing consumers would hand out the random names of other clients' (and the server's) watchers.
+    deny += [f"{API}.CONSUMER.NAMES.>", f"{API}.CONSUMER.LIST.>"]
+    publish = [f"{API}.INFO", f"{API}.STREAM.NAMES"]
+    if org_id is None:
+        for stream in (*READABLE_STREAMS, STATE_STREAM):
+            publish += [
+                f"{API}.STREAM.INFO.{stream}",
+                f"{API}.CONSUMER.CREATE.{stream}.>",
+                f"{API}.CONSUMER.DURABLE.CREATE.{stream}.*",
+                f"{API}.CONSUMER.INFO.{stream}.*",
+                f"{API}.CONSUMER.DELETE.{stream}.*",
+                f"{API}.CONSUMER.MSG.NEXT.{stream}.*",
+                f"$JS.ACK.{stream}.>",
+                f"$JS.FC.{stream}.>",
+            ]
+        publish += [
+            f"{API}.CONSUMER.CREATE.{STATE_STREAM}",
+            f"{API}.DIRECT.GET.{STATE_STREAM}",
+            f"{API}.DIRECT.GET.{STATE_STREAM}.>",
+            f"{API}.STREAM.MSG.GET.{STATE_STREAM}",
+        ]
+        subscribe = [topology.SUBJECT_EVENTS_ALL, topology.SUBJECT_ENTITIES_ALL, topology.SUBJECT_TELEMETRY_ALL, inbox]
+        return {"publish": {"allow": publish, "deny": deny}, "subscribe": {"allow": subscribe}}
+    org = topology.token(org_id, "org_id")
+    scoped = {
+        topology.STREAM_EVENTS: f"{topology.PREFIX}.events.*.{org}",
+        topology.STREAM_ENTITIES: f"{topology.PREFIX}.entities.{org}",
+        topology.STREAM_TELEMETRY: f"{topology.PREFIX}.telemetry.{org}",
+    }
+    for stream, subjects in scoped.items():
+        publish += [
+            # A filter the server checks against the request: nothing outside the organisation matches.
+            f"{API}.CONSUMER.CREATE.{stream}.*.{subjects}.>",
+            f"{API}.CONSUMER.INFO.{stream}.*",
+            f"{API}.CONSUMER.DELETE.{stream}.*",
+            f"$JS.ACK.{stream}.*.>",
+            f"$JS.FC.{stream}.>",
+        ]
+    publish += [f"{API}.CONSUMER.INFO.{STATE_STREAM}.*", f"{API}.CONSUMER.DELETE.{STATE_STREAM}.*"]
+    publish += [f"$JS.FC.{STATE_STREAM}.>"]
+    for entity in entity_ids:
+        if not topology.TOKEN_RE.match(entity):
+            continue
+        publish += [
+            f"{API}.DIRECT.GET.{STATE_STREAM}.{STATE_PREFIX}.{entity}",
+            f"{API}.DIRECT.GET.{STATE_STREAM}.{STATE_PREFIX}.{entity}.>",
+            f"{API}.CONSUMER.CREATE.{STATE_STREAM}.*.{STATE_PREFIX}.{entity}",
+            f"{API}.CONSUMER.CREATE.{STATE_STREAM}.*.{STATE_PREFIX}.{entity}.>",
+        ]
+    subscribe = [
+        f"{topology.PREFIX}.events.*.{org}.*",
+        f"{topology.PREFIX}.entities.{org}.*",
+        f"{topology.PREFIX}.telemetry.{org}.*",
+        inbox,
+    ]
+    return {"publish": {"allow": publish, "deny": deny}, "subscribe": {"allow": subscribe}}
+
+
 def state_bucket(js: JetStreamContext) -> KeyValue:
     """The EntityState bucket bound without ``STREAM.INFO`` (which device credentials lack).
 
@@ -124,8 +233,10 @@ def valid_user_nkey(pubkey: str) -> bool:
     return raw[0] == nkeys.PREFIX_BYTE_USER and checksum == raw[-2:]
 
 
-def _key_problem(org_id: str | None, pubkey: str, key_id: str) -> str:
-    if not org_id or not topology.TOKEN_RE.match(org_id):
+def _key_problem(org_id: str | None, pubkey: str, key_id: str, kind: str = "device") -> str:
+    if kind not in ("device", "reader"):
+        return f"unknown NATS credential kind {kind!r}"
+    if (kind == "device" or org_id is not None) and (not org_id or not topology.TOKEN_RE.match(org_id)):
         return f"organisation id {org_id!r} is not a subject token"
     if not valid_user_nkey(pubkey):
         return "its NATS public key is not a user NKey"
@@ -148,7 +259,7 @@ async def build_authorization(runtime: Runtime) -> AuthBlock:
             continue
         if key.expires_at and key.expires_at < now:
             continue
-        problem = _key_problem(key.org_id, key.nats_pubkey, key.key_id)
+        problem = _key_problem(key.org_id, key.nats_pubkey, key.key_id, key.nats_kind)
         if not problem and holders[key.nats_pubkey] > 1:
             # Never issued so. Rendering either row would let a revoked twin live on (and two
             # users with one NKey fail the whole block), so neither is.
@@ -157,12 +268,16 @@ async def build_authorization(runtime: Runtime) -> AuthBlock:
             skipped.append(f"api key {key.name!r} ({key.key_id}): {problem}")
             continue
         org = key.org_id or ""
-        if org not in by_org:
+        if org and org not in by_org:
             ids = [r.entity_id for r in await registry_db.list_entities(runtime.db, org_id=org, limit=1_000_000)]
             bad = [e for e in ids if not topology.TOKEN_RE.match(e)]
             skipped += [f"entity {e!r} of organisation {org}: id is not a subject token" for e in bad]
             by_org[org] = [e for e in ids if topology.TOKEN_RE.match(e)]
-        users.append({"nkey": key.nats_pubkey, "permissions": device_permissions(org, by_org[org], key.key_id)})
+        if key.nats_kind == "reader":
+            permissions = reader_permissions(key.org_id, by_org.get(org, []), key.key_id)
+        else:
+            permissions = device_permissions(org, by_org[org], key.key_id)
+        users.append({"nkey": key.nats_pubkey, "permissions": permissions})
         if key.expires_at and (next_expiry is None or key.expires_at < next_expiry):
             next_expiry = key.expires_at
     # JSON is valid nats-server configuration syntax.

@@ -128,7 +128,9 @@ class EmbeddedNats:
             f"listen: {json.dumps(f'{self.host}:{self.port}')}",
             'server_name: "overwatch"',
             f"ports_file_dir: {json.dumps(str(self.store_dir))}",
-            "max_payload: 1MB",
+            # Above the PRD's 1 MiB event limit, so a larger event still reaches the event worker
+            # and is dead-lettered with the reason (CONSTELLATION_EVENTS stores up to this size).
+            "max_payload: 2MB",
             "jetstream {",
             f"  store_dir: {store}",
             f"  max_memory_store: {self.max_memory}",

@@ -191,7 +191,13 @@ class Runtime:
         self._js = self.nc.jetstream(timeout=5.0)
         try:
             store = parse_size(s.nats_max_file_store) if s.embedded_nats else None
-            report = await topology.ensure_topology(self._js, store, s.dlq_max_per_subject)
+            report = await topology.ensure_topology(
+                self._js,
+                store,
+                s.dlq_max_per_subject,
+                state_ttl=s.state_ttl_hours * topology.HOUR,
+                integrator_consumers=s.detection_processor,
+            )
         except topology.TopologyError as exc:
             raise StartupError(str(exc)) from None
         created = [k for k, v in report.items() if v != "ok"]

@@ -78,6 +78,18 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("detection_retention_hours", "OVERWATCH_DETECTION_RETENTION_HOURS", 24.0, "Hours of detections kept"),
     SettingSpec("battery_alert_percent", "OVERWATCH_BATTERY_ALERT_PERCENT", 20.0, "Battery % that raises an alert"),
     SettingSpec("command_ttl", "OVERWATCH_COMMAND_TTL", 120.0, "Default seconds before an undelivered command expires"),
+    SettingSpec(
+        "state_ttl_hours",
+        "OVERWATCH_STATE_TTL_HOURS",
+        24.0,
+        "Hours an EntityState value lives without a write (KV TTL); a registered entity then shows as offline",
+    ),
+    SettingSpec(
+        "detection_processor",
+        "OVERWATCH_DETECTION_PROCESSOR",
+        True,
+        "Provision the durable `detection-processor` on CONSTELLATION_EVENTS for integrators (false removes it)",
+    ),
     SettingSpec("session_idle_minutes", "OVERWATCH_SESSION_IDLE_MINUTES", 30.0, "Sign out after this much inactivity"),
     SettingSpec("session_max_hours", "OVERWATCH_SESSION_MAX_HOURS", 12.0, "Sign out this long after sign-in"),
     SettingSpec("login_max_failures", "OVERWATCH_LOGIN_MAX_FAILURES", 5, "Wrong passwords per minute before lockout"),
@@ -239,6 +251,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     detection_retention_hours: float = 24.0
     battery_alert_percent: float = 20.0
     command_ttl: float = 120.0
+    state_ttl_hours: float = 24.0
+    detection_processor: bool = True
     session_idle_minutes: float = 30.0
     session_max_hours: float = 12.0
     login_max_failures: int = 5

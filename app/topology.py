@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -58,6 +58,9 @@ CONSUMER_ENTITY = "entity-processor"
 CONSUMER_TELEMETRY = "telemetry-processor"
 CONSUMER_EVENT = "event-processor"
 CONSUMER_COMMAND = "command-processor"
+# Provisioned for integrators (the downstream PRD's Pattern 1 and Event Stream Consumer); no worker reads it.
+CONSUMER_DETECTION = "detection-processor"
+SUBJECT_DETECTIONS_ALL = "constellation.events.isr.>"
 
 # ---------------------------------------------------------------- subjects
 SUBJECT_ENTITIES_ALL = f"{PREFIX}.entities.>"
@@ -185,6 +188,9 @@ def _stream(
 
 KIB = 1024
 MIB = 1024 * KIB
+EVENT_MAX_PAYLOAD = 1 * MIB  # the downstream PRD's event size limit (``workers/events.py``)
+EVENTS_MAX_MSG_SIZE = 2 * MIB  # = the embedded server's max_payload (``app/nats_server.py``)
+STATE_TTL = 1 * DAY  # EntityState values expire after a day without a write (``OVERWATCH_STATE_TTL_HOURS``)
 
 # Dead letters kept per organisation and source stream (the DLQ's max_msgs_per_subject). More are
 # refused, not stored over older ones: with discard=new, nobody's flood evicts anybody's dead letters.
@@ -197,7 +203,9 @@ STREAMS: tuple[StreamSpec, ...] = (
         SUBJECT_EVENTS_ALL,
         "Detection, liveness and alert events (not a work queue)",
         1 * DAY,
-        256 * KIB,
+        # As large as the embedded server's max_payload: whatever a client may send is stored, and
+        # the event worker dead-letters anything over the PRD's 1 MiB with the reason.
+        EVENTS_MAX_MSG_SIZE,
         120.0,
         0.15,
     ),
@@ -214,22 +222,30 @@ STREAMS: tuple[StreamSpec, ...] = (
 )
 
 BUCKETS: tuple[BucketSpec, ...] = (
-    BucketSpec(BUCKET_STATE, "Consolidated EntityState per entity_id", history=10, store_share=0.10),
+    BucketSpec(BUCKET_STATE, "Consolidated EntityState per entity_id", history=10, store_share=0.10, ttl=STATE_TTL),
     BucketSpec(BUCKET_REGISTRY, "Organisation and entity registry (source of truth)", history=5, store_share=0.05),
 )
 
 
-def _consumer(stream: str, durable: str, filter_subject: str, max_ack_pending: int, ack_wait: float) -> ConsumerSpec:
+def _consumer(
+    stream: str,
+    durable: str,
+    filter_subject: str,
+    max_ack_pending: int,
+    ack_wait: float,
+    description: str = "",
+    max_deliver: int = 8,
+) -> ConsumerSpec:
     return ConsumerSpec(
         stream,
         ConsumerConfig(
             name=durable,
             durable_name=durable,
-            description=f"Overwatch {durable}",
+            description=description or f"Overwatch {durable}",
             deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=ack_wait,
-            max_deliver=8,
+            max_deliver=max_deliver,
             filter_subject=filter_subject,
             max_ack_pending=max_ack_pending,
             max_waiting=64,
@@ -242,6 +258,19 @@ CONSUMERS: tuple[ConsumerSpec, ...] = (
     _consumer(STREAM_TELEMETRY, CONSUMER_TELEMETRY, SUBJECT_TELEMETRY_ALL, 20000, 10.0),
     _consumer(STREAM_EVENTS, CONSUMER_EVENT, SUBJECT_EVENTS_ALL, 5000, 30.0),
     _consumer(STREAM_COMMANDS, CONSUMER_COMMAND, SUBJECT_COMMANDS_ALL, 1000, 30.0),
+)
+# Shared durables for integrators (NATS readers may use them, never change or delete them). The
+# stream keeps limits retention, so an idle one holds nothing back; it only counts what is pending.
+INTEGRATOR_CONSUMERS: tuple[ConsumerSpec, ...] = (
+    _consumer(
+        STREAM_EVENTS,
+        CONSUMER_DETECTION,
+        SUBJECT_DETECTIONS_ALL,
+        1000,
+        30.0,
+        "Detection events for integrators (downstream PRD); OVERWATCH_DETECTION_PROCESSOR=false removes it",
+        max_deliver=-1,
+    ),
 )
 
 
@@ -257,8 +286,9 @@ def bucket_stream_config(spec: BucketSpec, max_bytes: int) -> StreamConfig:
         allow_rollup_hdrs=True,
         deny_delete=True,
         discard=DiscardPolicy.NEW,
-        duplicate_window=120.0,
         max_age=spec.ttl or 0.0,
+        # The server refuses a duplicate window longer than the values live.
+        duplicate_window=min(120.0, spec.ttl) if spec.ttl else 120.0,
         max_bytes=max_bytes,
         max_msgs=-1,
         max_msg_size=1 * MIB,
@@ -301,8 +331,13 @@ _CONSUMER_FIELDS = (
 )
 
 
-def desired_streams(max_file_store: int | None, dlq_max_per_subject: int = DLQ_MAX_PER_SUBJECT) -> list[StreamConfig]:
-    """All stream configs (plain and KV-backing), with ``max_bytes`` sized to the store."""
+def desired_streams(
+    max_file_store: int | None, dlq_max_per_subject: int = DLQ_MAX_PER_SUBJECT, state_ttl: float = STATE_TTL
+) -> list[StreamConfig]:
+    """All stream configs (plain and KV-backing), with ``max_bytes`` sized to the store.
+
+    ``state_ttl`` (seconds) is how long an EntityState value lives without a write.
+    """
     out: list[StreamConfig] = []
     for spec in STREAMS:
         mb = int(max_file_store * spec.store_share) if max_file_store else -1
@@ -312,6 +347,8 @@ def desired_streams(max_file_store: int | None, dlq_max_per_subject: int = DLQ_M
         out.append(config)
     for bucket in BUCKETS:
         mb = int(max_file_store * bucket.store_share) if max_file_store else -1
+        if bucket.bucket == BUCKET_STATE:
+            bucket = replace(bucket, ttl=state_ttl)
         out.append(bucket_stream_config(bucket, mb))
     return out
 
@@ -332,21 +369,41 @@ def _diff(current: object, wanted: object, fields: tuple[str, ...]) -> list[str]
 
 
 async def ensure_topology(
-    js: JetStreamContext, max_file_store: int | None, dlq_max_per_subject: int = DLQ_MAX_PER_SUBJECT
+    js: JetStreamContext,
+    max_file_store: int | None,
+    dlq_max_per_subject: int = DLQ_MAX_PER_SUBJECT,
+    state_ttl: float = STATE_TTL,
+    integrator_consumers: bool = True,
 ) -> dict[str, str]:
     """Create missing streams, buckets and consumers; update those whose config changed.
 
-    Returns ``{name: "created" | "updated" | "ok"}``. Raises ``TopologyError`` with the
+    Returns ``{name: "created" | "updated" | "ok" | "removed"}``. ``integrator_consumers=False``
+    removes ``detection-processor`` (and never creates it). Raises ``TopologyError`` with the
     server's reason when a change cannot be applied (e.g. retention of a live stream).
     """
     report: dict[str, str] = {}
-    for config in desired_streams(max_file_store, dlq_max_per_subject):
+    for config in desired_streams(max_file_store, dlq_max_per_subject, state_ttl):
         if config.name == STREAM_DLQ:
             await _prepare_dlq(js, config)
         report[config.name or "?"] = await _ensure_stream(js, config)
     for spec in CONSUMERS:
         report[f"{spec.stream}/{spec.config.durable_name}"] = await _ensure_consumer(js, spec)
+    for spec in INTEGRATOR_CONSUMERS:
+        name = f"{spec.stream}/{spec.config.durable_name}"
+        if integrator_consumers:
+            report[name] = await _ensure_consumer(js, spec)
+        elif await _remove_consumer(js, spec):
+            report[name] = "removed"
     return report
+
+
+async def _remove_consumer(js: JetStreamContext, spec: ConsumerSpec) -> bool:
+    try:
+        await js.delete_consumer(spec.stream, spec.config.durable_name or "")
+    except NotFoundError:
+        return False
+    log.info("removed consumer %s/%s (switched off)", spec.stream, spec.config.durable_name)
+    return True
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from app.api.schemas import AlertView, DetectionView
+from app.contracts.state import threat_word
 from db.alerts import AlertRow
 from db.detections import DetectionRow
 
@@ -26,7 +27,7 @@ def detection_view(row: DetectionRow) -> DetectionView:
         track_id=row.track_id,
         label=row.label,
         confidence=row.confidence,
-        threat_level=row.threat_level,
+        threat_level=threat_word(row.threat_level) or "",  # rows stored before the seeds' words too
         event_type=row.event_type,
         bbox=_obj(row.bbox),
         metadata=_obj(row.metadata),

@@ -22,6 +22,7 @@ class ApiKeyRow(msgspec.Struct, kw_only=True):
     expires_at: str | None
     last_used_at: str | None
     revoked_at: str | None
+    nats_kind: str = "device"  # with NATS credentials: "device" (publishes) or "reader" (reads only)
 
     @property
     def scope_list(self) -> list[str]:
@@ -33,7 +34,7 @@ async def insert_key(db: Database, row: ApiKeyRow) -> None:
     """Store a new key."""
     await db.execute(
         "INSERT INTO api_keys(key_id, name, prefix, key_hash, scopes, org_id, nats_pubkey, created_by, created_at,"
-        " expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " expires_at, nats_kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             row.key_id,
             row.name,
@@ -45,6 +46,7 @@ async def insert_key(db: Database, row: ApiKeyRow) -> None:
             row.created_by,
             row.created_at,
             row.expires_at,
+            row.nats_kind,
         ),
     )
 

@@ -8,8 +8,12 @@ Consumes ``constellation.entities.{org_id}.{created|updated|deleted|status}``:
   registers it (devices may announce themselves), if its organisation exists and has
   fewer than ``OVERWATCH_MAX_ENTITIES_PER_ORG`` entities;
 * ``deleted``: remove the entity's state;
-* ``status`` from an outside publisher: apply its ``status``. Our own status events
-  are notifications of liveness transitions and change nothing here.
+* ``status`` from an outside publisher: apply its ``status`` (``active``, ``offline`` or
+  ``error``; older words are read as ``offline``). Our own status events are
+  notifications of liveness transitions and change nothing here.
+
+The stored ``status`` is the downstream PRD's: ``error`` when the registry or the entity
+says so, otherwise ``active`` while the entity is live and ``offline`` when it is not.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from app import topology
 from app.contracts.common import DecodeError, decode, utc_now
 from app.contracts.events import EntityLifecycleEvent
 from app.contracts.registry import ENTITY_TYPES, EntityRecord
-from app.contracts.state import new_state
+from app.contracts.state import STATUS_ALIASES, STATUSES, new_state, status_word
 from app.errors import Conflict
 from db import registry as registry_db
 from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext
@@ -34,7 +38,6 @@ log = logging.getLogger("overwatch.workers.entity")
 
 MAX_PAYLOAD = 256 * 1024
 ROOT_FIELDS = ("org_id", "entity_type", "name", "priority", "status", "affiliation")
-STATUSES = ("active", "inactive", "pending", "error", "maintenance", "unknown")
 
 
 class EntityWorker(ConsumerWorker):
@@ -97,8 +100,9 @@ class EntityWorker(ConsumerWorker):
         def mutate(doc: dict[str, Any]) -> bool:
             changed = False
             for key, value in root.items():
-                if key == "status" and doc.get("is_live") and value in ("unknown", "inactive"):
-                    continue  # liveness owns active/inactive while telemetry flows
+                if key == "status":
+                    # Liveness owns active/offline; the registry can only declare an error.
+                    value = "error" if value == "error" else ("active" if doc.get("is_live") else "offline")
                 if doc.get(key) != value:
                     doc[key] = value
                     changed = True
@@ -108,13 +112,20 @@ class EntityWorker(ConsumerWorker):
             data.entity_id,
             mutate,
             defaults=lambda: new_state(
-                data.entity_id, row.org_id, row.entity_type, name=row.name, priority=row.priority, status=row.status
+                data.entity_id,
+                row.org_id,
+                row.entity_type,
+                name=row.name,
+                priority=row.priority,
+                status="error" if row.status == "error" else "offline",
             ),
         )
 
     async def _apply_status(self, entity_id: str, org_id: str, status: str) -> None:
-        if status not in STATUSES:
-            raise InvalidMessage(f"unknown status {status!r}")
+        if status not in STATUSES and status not in STATUS_ALIASES:
+            accepted = ", ".join([*STATUSES, *STATUS_ALIASES])
+            raise InvalidMessage(f"unknown status {status[:40]!r}: use one of {accepted}")
+        status = status_word(status)
         row = await registry_db.get_entity(self.ctx.db, entity_id)
         if row is None or row.org_id != org_id:
             raise InvalidMessage(f"unknown entity {entity_id} in organisation {org_id}")
@@ -150,7 +161,7 @@ class EntityWorker(ConsumerWorker):
                     "org_id": org_id,
                     "name": (data.name or "")[:255],
                     "entity_type": entity_type,
-                    "status": data.status if data.status in STATUSES else "unknown",
+                    "status": status_word(data.status),
                     "priority": data.priority or "normal",
                     "created_at": now,
                     "updated_at": now,

@@ -2,8 +2,9 @@
 
 * ``constellation.events.isr.{org}.{entity}`` — detection events (PRD envelope, ``org_id``
   accepted as an alias): stored in the detection history; a ``HIGH_THREAT`` or
-  ``MEDIUM_THREAT`` raises (or escalates) the track's threat alert, a lost/cleared
-  event clears it.
+  ``MODERATE_THREAT`` (the upstream client's ``MEDIUM_THREAT`` is read as that) raises
+  (or escalates) the track's threat alert; ``lost`` clears it and ``reappeared`` raises it
+  again.
 * ``constellation.events.{kind}.{org}.{entity}`` with ``event_type`` ``bootsequence`` /
   ``shutdown`` — the entity announces it is up / going down (liveness);
   ``alert`` — a device alert; anything else is accepted and only counted.
@@ -25,7 +26,7 @@ from nats.aio.msg import Msg
 from app import topology
 from app.contracts.common import DecodeError, decode, decode_object, utc_now
 from app.contracts.events import DetectionEvent, GenericEvent
-from app.contracts.state import new_state
+from app.contracts.state import THREAT_ALIASES, THREAT_LEVELS, new_state, threat_word
 from app.directory import EntityDirectory, EntityInfo
 from app.sse.hub import Update
 from db import detections as detections_db
@@ -36,8 +37,8 @@ from workers.state_store import StateStore
 
 log = logging.getLogger("overwatch.workers.events")
 
-MAX_PAYLOAD = 256 * 1024
-THREATS = {"HIGH_THREAT": "high", "MEDIUM_THREAT": "elevated", "MODERATE_THREAT": "elevated"}
+MAX_PAYLOAD = 1024 * 1024  # the downstream PRD's event size limit; larger events are dead-lettered
+THREATS = {"HIGH_THREAT": "high", "MODERATE_THREAT": "elevated"}  # alert severity by (normalised) level
 LIVENESS_TYPES = {"bootsequence", "shutdown"}
 LOST_TYPES = {"lost", "object_lost", "detection_lost", "track_lost", "cleared"}
 DEVICE_SEVERITIES = {"critical", "high", "elevated", "warning", "info"}
@@ -174,7 +175,11 @@ class EventWorker(ConsumerWorker):
         if not 0.0 <= det.confidence <= 1.0:
             raise InvalidMessage(f"confidence {det.confidence} outside 0..1")
         checked_id(det.track_id, TRACK_RE, "track_id")
-        threat = str(det.metadata.get("threat_level") or "NORMAL")
+        raw_threat = det.metadata.get("threat_level")
+        threat = threat_word(raw_threat) if raw_threat not in (None, "") else ""
+        if threat is None:
+            accepted = ", ".join([*THREAT_LEVELS, *THREAT_ALIASES])
+            raise InvalidMessage(f"unknown threat_level {str(raw_threat)[:40]!r}: use one of {accepted}")
         lost = event.event_type in LOST_TYPES or det.metadata.get("event_reason") in LOST_TYPES
         alert_id = f"threat:{entity_id}:{det.track_id}"
         alerts = self.ctx.services.alerts
@@ -218,10 +223,9 @@ class EventWorker(ConsumerWorker):
         def mutate(doc: dict[str, Any]) -> bool:
             doc["is_live"] = up
             doc["last_seen"] = now
-            if up and doc.get("status") in (None, "unknown", "inactive", "pending"):
-                doc["status"] = "active"
-            if not up and doc.get("status") == "active":
-                doc["status"] = "inactive"
+            # The PRD's statuses: live is active, gone is offline; an error stays until the entity reports otherwise.
+            if doc.get("status") != "error":
+                doc["status"] = "active" if up else "offline"
             return True
 
         await self.store.merge(

@@ -19,6 +19,7 @@ from typing import Any
 from app import topology
 from app.contracts.common import encode, new_id, utc_now
 from app.contracts.events import EntityLifecycleEvent, LifecycleData
+from app.contracts.state import threat_word
 from app.sse.hub import Update
 from app.state_cache import STATE_TOPIC
 from db import alerts as alerts_db
@@ -26,7 +27,7 @@ from workers.base import Worker, WorkerContext
 
 log = logging.getLogger("overwatch.workers.state_alerts")
 
-THREAT_SEVERITY = {"HIGH_THREAT": "high", "MEDIUM_THREAT": "elevated", "MODERATE_THREAT": "elevated"}
+THREAT_SEVERITY = {"HIGH_THREAT": "high", "MODERATE_THREAT": "elevated"}  # by the seeds' (normalised) level
 
 
 def _battery(view: dict[str, Any]) -> float | None:
@@ -39,12 +40,9 @@ def _threat_alerts(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
     alerts = intel.get("threat_alerts") or []
     out: dict[str, dict[str, Any]] = {}
     for alert in alerts if isinstance(alerts, list) else []:
-        if (
-            isinstance(alert, dict)
-            and isinstance(alert.get("track_id"), str)
-            and alert.get("alert_type") in THREAT_SEVERITY
-        ):
-            out[alert["track_id"]] = alert
+        level = threat_word(alert.get("alert_type")) if isinstance(alert, dict) else None
+        if isinstance(alert, dict) and isinstance(alert.get("track_id"), str) and level in THREAT_SEVERITY:
+            out[alert["track_id"]] = {**alert, "alert_type": level}  # an upstream client's word read as the seeds'
     return out
 
 

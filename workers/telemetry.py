@@ -179,8 +179,8 @@ class TelemetryWorker(ConsumerWorker):
                     doc[scope] = deep_merge(doc.get(scope), value) if isinstance(value, dict) else value
                 doc["is_live"] = True
                 doc["last_seen"] = seen
-                if doc.get("status") in (None, "unknown", "inactive", "pending"):
-                    doc["status"] = "active"
+                if doc.get("status") not in ("active", "error"):
+                    doc["status"] = "active"  # an error stays until the entity reports otherwise
                 # The registry names the organisation; a value that claims another one (a device
                 # or console write) is repaired here rather than kept hidden by the state cache.
                 doc["org_id"] = p.org_id
@@ -283,8 +283,8 @@ class TelemetryWorker(ConsumerWorker):
             if not doc.get("is_live") or (deadline is not None and time.time() < deadline):
                 return False  # fresh telemetry arrived (maybe on another node)
             doc["is_live"] = False
-            if doc.get("status") == "active":
-                doc["status"] = "inactive"
+            if doc.get("status") != "error":
+                doc["status"] = "offline"
             changed.update(doc)
             return True
 

@@ -27,7 +27,7 @@ class NewKeyForm(msgspec.Struct, kw_only=True):
     name: str
     role: str
     org_id: str = ""
-    nats: str = ""
+    nats: str = ""  # "", "device", "reader" ("on", the old checkbox, is a device)
     expires_days: str = ""
 
 
@@ -63,6 +63,7 @@ class KeysController(Controller):
         """Create a key; the key (and NATS seed) are shown on this response only."""
         actor = await authorize(request, None, "admin")
         form = await read_form(request, NewKeyForm)
+        kind = {"on": "device"}.get(form.nats, form.nats)
         try:
             days = float(form.expires_days) if form.expires_days.strip() else None
             created = await runtime.services.apikeys.create(
@@ -71,8 +72,9 @@ class KeysController(Controller):
                 ROLE_SCOPES.get(form.role, []),
                 form.org_id or None,
                 days,
-                form.nats == "on",
+                bool(kind),
                 actor.origin,
+                nats_kind=kind or "device",
             )
         except (AppError, ValueError) as exc:
             return await self._page(runtime, error=getattr(exc, "detail", str(exc)))

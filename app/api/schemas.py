@@ -8,7 +8,7 @@ import msgspec
 
 from app.contracts.registry import (
     Affiliation,
-    EntityStatus,
+    EntityStatusInput,
     EntityType,
     Id,
     Name,
@@ -47,7 +47,7 @@ class EntityCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     entity_type: EntityType
     name: Annotated[str, msgspec.Meta(max_length=255)] = ""
-    status: EntityStatus = "unknown"
+    status: EntityStatusInput = "offline"
     priority: Priority = "normal"
     affiliation: Affiliation = "friend"
     position: Position | None = None
@@ -60,7 +60,7 @@ class EntityUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``PUT /api/v1/organizations/{org_id}/entities/{entity_id}``: only given fields change."""
 
     name: Annotated[str, msgspec.Meta(max_length=255)] | msgspec.UnsetType = msgspec.UNSET
-    status: EntityStatus | msgspec.UnsetType = msgspec.UNSET
+    status: EntityStatusInput | msgspec.UnsetType = msgspec.UNSET
     priority: Priority | msgspec.UnsetType = msgspec.UNSET
     affiliation: Affiliation | msgspec.UnsetType = msgspec.UNSET
     position: Position | None | msgspec.UnsetType = msgspec.UNSET

@@ -1,8 +1,9 @@
 """API keys: ``c4_live_`` + 32 random bytes (hex), shown once, stored as HMAC-SHA256.
 
 A key carries scopes (``read``, ``commands``, ``admin``), optionally one organisation,
-an optional expiry, and optionally NATS credentials (an NKey user whose permissions
-are limited to that organisation's subjects; see ``app/nats_auth.py``).
+an optional expiry, and optionally NATS credentials: an NKey user that is either a
+*device* (publishes its organisation's data) or a *reader* (an integrator that only
+reads — every organisation, or one with ``org_id``); see ``app/nats_auth.py``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import secrets
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 import nkeys
@@ -32,6 +34,7 @@ SCOPES = ("read", "commands", "admin")
 ROLE_SCOPES = {"viewer": ["read"], "operator": ["read", "commands"], "admin": ["read", "commands", "admin"]}
 MARK_USED_EVERY = 60.0  # seconds
 MAX_EXPIRES_DAYS = 36500.0  # a hundred years; beyond that ``timedelta`` overflows soon anyway
+NATS_KINDS = ("device", "reader")
 
 
 class NewKey(msgspec.Struct, kw_only=True):
@@ -45,6 +48,7 @@ class NewKey(msgspec.Struct, kw_only=True):
     expires_at: str | None
     nats_seed: str | None = None
     nats_user: str | None = None
+    nats_kind: str | None = None  # "device" or "reader" with NATS credentials
 
 
 class KeyView(msgspec.Struct, kw_only=True):
@@ -56,6 +60,7 @@ class KeyView(msgspec.Struct, kw_only=True):
     scopes: list[str]
     org_id: str | None
     nats: bool
+    nats_kind: str | None  # "device" or "reader" when ``nats``
     created_by: str
     created_at: str
     expires_at: str | None
@@ -72,6 +77,7 @@ def view(row: ApiKeyRow) -> KeyView:
         scopes=row.scope_list,
         org_id=row.org_id,
         nats=bool(row.nats_pubkey),
+        nats_kind=row.nats_kind if row.nats_pubkey else None,
         created_by=row.created_by,
         created_at=row.created_at,
         expires_at=row.expires_at,
@@ -113,16 +119,26 @@ class ApiKeyService:
         expires_days: float | None = None,
         nats: bool = False,
         origin: Origin = CLI,
+        nats_kind: str = "device",
     ) -> NewKey:
-        """Create a key; the returned ``NewKey`` is the only copy of the secret parts."""
+        """Create a key; the returned ``NewKey`` is the only copy of the secret parts.
+
+        With ``nats``, ``nats_kind`` says which NATS user it becomes: a ``device`` (needs an
+        organisation) or a ``reader`` (read-only; without an organisation it reads every one).
+        """
         name = name.strip()[:100]
         if not name:
             raise Invalid("a key needs a name")
         bad = [s for s in scopes if s not in SCOPES]
         if bad or not scopes:
             raise Invalid(f"scopes must be some of {', '.join(SCOPES)}")
-        if nats and org_id is None:
-            raise Invalid("NATS credentials are issued per organisation: give the key an organisation")
+        if nats and nats_kind not in NATS_KINDS:
+            raise Invalid(f"NATS credentials are a {' or a '.join(NATS_KINDS)}, not {nats_kind[:40]!r}")
+        if nats and nats_kind == "device" and org_id is None:
+            raise Invalid("device NATS credentials are issued per organisation: give the key an organisation")
+        if nats and nats_kind == "reader" and scopes != ["read"]:
+            # A reader never publishes; a key that may send commands over HTTP would say otherwise.
+            raise Invalid("NATS reader credentials go with a read-only (viewer) key")
         if org_id is not None and not topology.TOKEN_RE.match(org_id):
             # The organisation becomes a token of the key's NATS subjects: refuse what cannot be one.
             raise Invalid(f"organisation id {org_id[:140]!r} must be 1-128 letters, digits, '-' or '_'")
@@ -151,16 +167,20 @@ class ApiKeyService:
             expires_at=expires,
             last_used_at=None,
             revoked_at=None,
+            nats_kind=nats_kind if nats else "device",
         )
         await keys_db.insert_key(self.db, row)
         self._changed()
+        changes: dict[str, list[Any]] = {"scopes": [None, row.scope_list], "nats": [None, nats]}
+        if nats:
+            changes["nats_kind"] = [None, nats_kind]
         await self.audit.record(
             actor,
             "apikey.create",
             target=f"{name} ({row.key_id})",
             org_id=org_id or "",
             origin=origin,
-            changes={"scopes": [None, row.scope_list], "nats": [None, nats]},
+            changes=changes,
         )
         return NewKey(
             key_id=row.key_id,
@@ -171,6 +191,7 @@ class ApiKeyService:
             expires_at=expires,
             nats_seed=seed,
             nats_user=pub,
+            nats_kind=nats_kind if nats else None,
         )
 
     async def resolve(self, key: str) -> Principal | None:

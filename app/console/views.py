@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from app.contracts.state import THREAT_LEVELS, status_word, threat_word
 from app.cot.types import affiliation_of, entity_sidc
 from app.templating import epoch_ms
 
@@ -36,7 +37,12 @@ TYPE_ICONS = {
     "no_fly_zone": "NFZ",
     "geofence": "GF",
 }
-THREAT_RANK = {"HIGH_THREAT": 3, "MEDIUM_THREAT": 2, "MODERATE_THREAT": 2, "LOW_THREAT": 1, "NORMAL": 0}
+THREAT_RANK = {level: i + 1 for i, level in enumerate(THREAT_LEVELS)}  # LOW 1, MODERATE 2, HIGH 3
+
+
+def threat_rank(level: object) -> int:
+    """Rank of a threat level (older words read as the seeds' ones); 0 for none."""
+    return THREAT_RANK.get(threat_word(level) or "", 0)
 
 
 def _num(value: Any) -> float | None:
@@ -122,11 +128,7 @@ def entity_card(view: dict[str, Any]) -> EntityCard:
     summary = _dict(intel.get("threat_summary"))
     raw_alerts = intel.get("threat_alerts")
     alerts: list[Any] = raw_alerts if isinstance(raw_alerts, list) else []
-    top = max(
-        (str(_dict(o).get("threat_level") or "NORMAL") for o in objects.values()),
-        key=lambda t: THREAT_RANK.get(t, 0),
-        default="NORMAL",
-    )
+    top = max((threat_word(_dict(o).get("threat_level")) or "" for o in objects.values()), key=threat_rank, default="")
     reason = str(_dict(alerts[0]).get("reason") or "") if alerts else ""
     analytics = _dict(_dict(view.get("analytics")).get("summary"))
     active = _num(analytics.get("active_objects_count"))
@@ -138,7 +140,7 @@ def entity_card(view: dict[str, Any]) -> EntityCard:
         org_id=str(view.get("org_id") or ""),
         entity_type=entity_type,
         icon=TYPE_ICONS.get(entity_type, "?"),
-        status=str(view.get("status") or "unknown"),
+        status=status_word(view.get("status"), bool(view.get("is_live"))),
         is_live=bool(view.get("is_live")),
         last_seen_ms=epoch_ms(view.get("last_seen") or view.get("updated_at")),
         lat=_num(pos.get("latitude")),
@@ -153,7 +155,7 @@ def entity_card(view: dict[str, Any]) -> EntityCard:
         active_objects=int(active) if active is not None else len(objects),
         alert_level=str(summary.get("alert_level") or "NORMAL"),
         threat_count=len(alerts) or int(_num(summary.get("total_threats")) or 0),
-        top_threat=top if top != "NORMAL" else "",
+        top_threat=top if threat_rank(top) >= THREAT_RANK["MODERATE_THREAT"] else "",
         threat_reason=reason[:200],
         priority=str(view.get("priority") or "normal"),
         affiliation=affiliation,
@@ -175,7 +177,7 @@ def tracked_objects(view: dict[str, Any]) -> list[TrackedObjectView]:
                 track_id=str(obj.get("track_id") or key),
                 label=str(obj.get("label") or "object"),
                 confidence=_num(obj.get("confidence")) or 0.0,
-                threat_level=str(obj.get("threat_level") or "NORMAL"),
+                threat_level=threat_word(obj.get("threat_level")) or "LOW_THREAT",
                 x=x0 or 0.0,
                 y=y0 or 0.0,
                 w=max(0.0, (x1 or 0) - (x0 or 0)),
@@ -184,7 +186,7 @@ def tracked_objects(view: dict[str, Any]) -> list[TrackedObjectView]:
                 last_seen=str(obj.get("last_seen") or ""),
             )
         )
-    out.sort(key=lambda o: (-THREAT_RANK.get(o.threat_level, 0), -o.confidence))
+    out.sort(key=lambda o: (-threat_rank(o.threat_level), -o.confidence))
     return out
 
 

@@ -31,13 +31,16 @@ EntityType = Literal[
     "geofence",
     "isr_sensor",
 ]
-EntityStatus = Literal["active", "inactive", "pending", "error", "maintenance", "unknown"]
+EntityStatus = Literal["active", "offline", "error"]  # the downstream PRD's entity statuses
+# Also accepted (older records and clients) and stored as ``offline``: none of them is live.
+EntityStatusInput = Literal["active", "offline", "error", "inactive", "unknown", "pending", "maintenance"]
 Priority = Literal["critical", "high", "normal", "low"]
 VideoProtocol = Literal["rtsp", "rtmp", "srt", "hls", "webrtc", "mjpeg"]
 # MIL-STD-2525 standard identity: drives the console's symbols and the CoT type (docs/tak.md).
 Affiliation = Literal["friend", "hostile", "neutral", "unknown", "pending"]
 
 ENTITY_TYPES: tuple[str, ...] = EntityType.__args__  # type: ignore[attr-defined]
+ENTITY_STATUSES: tuple[str, ...] = EntityStatus.__args__  # type: ignore[attr-defined]
 ORG_TYPES: tuple[str, ...] = OrgType.__args__  # type: ignore[attr-defined]
 
 Id = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
@@ -100,7 +103,7 @@ class EntityRecord(msgspec.Struct, kw_only=True):
     org_id: Id
     name: str = ""
     entity_type: EntityType
-    status: EntityStatus = "unknown"
+    status: EntityStatusInput = "offline"
     priority: Priority = "normal"
     position: Position | None = None
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -108,3 +111,9 @@ class EntityRecord(msgspec.Struct, kw_only=True):
     created_at: str
     updated_at: str
     affiliation: Affiliation = "friend"
+
+    def __post_init__(self) -> None:
+        # Records written before the seeds' words (and clients that still send older ones)
+        # are read as, and written back with, the PRD's status.
+        if self.status not in ENTITY_STATUSES:
+            self.status = "offline"

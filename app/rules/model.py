@@ -10,7 +10,7 @@ from app.alerts import SEVERITY_RANK
 from app.errors import Invalid
 from app.topology import TOKEN_RE
 
-THREAT_LEVELS = {1: "LOW_THREAT", 2: "MEDIUM_THREAT", 3: "HIGH_THREAT"}
+THREAT_LEVELS = {1: "LOW_THREAT", 2: "MODERATE_THREAT", 3: "HIGH_THREAT"}
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ KINDS: dict[str, RuleKind] = {
     for k in (
         RuleKind("offline", "Entity offline", "s", ">", True, "seconds since the entity was last seen"),
         RuleKind("battery", "Battery low", "%", "<", True, "battery remaining, percent"),
-        RuleKind("threat", "Threat level", "", ">=", True, "highest threat: 1 low, 2 medium, 3 high"),
+        RuleKind("threat", "Threat level", "", ">=", True, "highest threat: 1 low, 2 moderate, 3 high"),
         RuleKind("consumer_lag", "Consumer lag", "msgs", ">", False, "messages pending on a worker's consumer"),
         RuleKind("dlq_growth", "Dead-letter growth", "msgs", ">", False, "messages dead-lettered within the window"),
         RuleKind("disk_free", "Disk free", "%", "<", False, "free space on the data directory's disk"),
@@ -98,7 +98,7 @@ def validate(form: RuleForm) -> RuleSpec:
     if form.kind in ("battery", "disk_free") and not 0 <= form.threshold <= 100:
         raise Invalid("threshold: a percentage, 0 to 100")
     if form.kind == "threat" and form.threshold not in THREAT_LEVELS:
-        raise Invalid("threshold: threat level 1 (low), 2 (medium) or 3 (high)")
+        raise Invalid("threshold: threat level 1 (low), 2 (moderate) or 3 (high)")
     if form.threshold < 0 or form.threshold != form.threshold:  # negative or NaN
         raise Invalid("threshold: a non-negative number")
     org_id, entity_id = form.org_id.strip(), form.entity_id.strip()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.console.views import THREAT_RANK
+from app.console.views import threat_rank
 from app.metrics.probe import SystemProbe
 from app.templating import parse_time
 
@@ -35,7 +35,7 @@ def entity_value(kind: str, view: dict[str, Any], now: float) -> float | None:
         intel = _dict(_dict(view.get("c4isr")).get("threat_intelligence"))
         alerts = intel.get("threat_alerts")
         levels += [str(_dict(a).get("alert_type") or "") for a in (alerts if isinstance(alerts, list) else [])]
-        return float(max((THREAT_RANK.get(level, 0) for level in levels), default=0))
+        return float(max((threat_rank(level) for level in levels), default=0))
     return None
 
 

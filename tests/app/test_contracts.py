@@ -7,7 +7,8 @@ import pytest
 
 from app.contracts.common import DecodeError, decode
 from app.contracts.events import DetectionEvent
-from app.contracts.state import EntityState, new_state
+from app.contracts.registry import EntityRecord
+from app.contracts.state import EntityState, conform, new_state, status_word, threat_distribution, violations
 from app.contracts.telemetry import mavlink_to_scopes, position_of, to_patch
 
 NOW = "2026-01-01T00:00:00.000Z"
@@ -84,6 +85,80 @@ def test_new_state_has_every_always_present_field_of_the_spec() -> None:
         assert key in doc
     assert "c4isr" not in doc  # conditional
     msgspec.convert(doc, EntityState)
+    # The PRD's list_entities and the KV spec's JavaScript read these on every entity.
+    assert doc["analytics"]["summary"] == {
+        "total_unique_objects": 0,
+        "active_objects_count": 0,
+        "total_frames_processed": 0,
+    }
+    assert doc["detections"]["objects"] == {} and doc["detections"]["timestamp"]
+    assert set(doc["mission"]) == {"mode", "status", "started_at"}
+    assert doc["status"] == "offline" and violations("e1", doc) == []
+
+
+def test_conform_brings_an_old_value_to_the_spec_and_keeps_every_other_field() -> None:
+    old = {
+        "entity_id": "e1",
+        "org_id": "o1",
+        "entity_type": "aircraft_multirotor",
+        "status": "inactive",
+        "is_live": False,
+        "updated_at": NOW,
+        "mission": {},
+        "detections": {"objects": {"t1": {"track_id": "t1", "label": "bag", "threat_level": "MEDIUM_THREAT"}}},
+        "analytics": {"pipeline": {"fps": 9.5}, "c4isr_summary": {"threat_distribution": {"MEDIUM_THREAT": 1}}},
+        "c4isr": {
+            "threat_intelligence": {
+                "threat_summary": {"alert_level": "ELEVATED", "threat_distribution": {"MEDIUM_THREAT": 1}},
+                "threat_alerts": [{"track_id": "t1", "alert_type": "MEDIUM_THREAT", "reason": "bag"}],
+            }
+        },
+        "position": {"global": {"latitude": 1.0}},
+        "vendor_extra": {"kept": True},
+    }
+    doc = dict(old)
+    assert violations("e1", doc)
+    assert conform(doc, NOW)
+    assert violations("e1", doc) == [], violations("e1", doc)
+    assert doc["status"] == "offline" and doc["device_id"] == ""
+    assert doc["detections"]["objects"]["t1"]["threat_level"] == "MODERATE_THREAT"
+    assert doc["analytics"]["summary"] == {
+        "total_unique_objects": 1,
+        "active_objects_count": 1,
+        "total_frames_processed": 0,
+    }
+    assert doc["analytics"]["pipeline"] == {"fps": 9.5}
+    dist = {"LOW_THREAT": 0, "MODERATE_THREAT": 1, "HIGH_THREAT": 0}
+    assert doc["analytics"]["c4isr_summary"]["threat_distribution"] == dist
+    intel = doc["c4isr"]["threat_intelligence"]
+    assert intel["threat_summary"]["threat_distribution"] == dist
+    assert intel["threat_alerts"][0]["alert_type"] == "MODERATE_THREAT"
+    assert doc["position"] == old["position"] and doc["vendor_extra"] == {"kept": True}
+    # Nested objects of the original were replaced, never edited in place (StateStore's rule).
+    assert old["detections"]["objects"]["t1"]["threat_level"] == "MEDIUM_THREAT"
+    assert not conform(doc, NOW)  # idempotent: a conforming value is left alone
+
+
+def test_the_seeds_words() -> None:
+    assert status_word("inactive") == status_word("unknown") == status_word("maintenance") == "offline"
+    assert status_word("error") == "error" and status_word(None, is_live=True) == "active"
+    assert threat_distribution({"NORMAL": 2, "LOW_THREAT": 1, "HIGH_THREAT": 1, "bogus": 5}) == {
+        "LOW_THREAT": 3,
+        "MODERATE_THREAT": 0,
+        "HIGH_THREAT": 1,
+    }
+    record = msgspec.convert(
+        {
+            "entity_id": "e",
+            "org_id": "o",
+            "entity_type": "waypoint",
+            "status": "unknown",
+            "created_at": NOW,
+            "updated_at": NOW,
+        },
+        EntityRecord,
+    )
+    assert record.status == "offline"  # a registry record written before the seeds' words
 
 
 def test_detection_event_accepts_org_id_alias() -> None:

@@ -17,6 +17,13 @@ import msgspec
 from app.contracts.common import utc_now
 
 BOOT_MESSAGE = "Overwatch ISR component initialized: {model_type}"
+# A tracked object's events: ``detection`` is a detection (new, moved, changed); an object that
+# left the scene and one that came back get their own types, so a consumer reacting to
+# ``event_type == "detection"`` (the downstream PRD's Pattern 1) never alerts on a departure.
+EVENT_DETECTION = "detection"
+EVENT_LOST = "lost"
+EVENT_REAPPEARED = "reappeared"
+EVENT_TYPES_BY_REASON = {"lost": EVENT_LOST, "reappeared": EVENT_REAPPEARED}
 SHUTDOWN_MESSAGE = "Overwatch ISR component shutting down gracefully"
 
 
@@ -113,7 +120,10 @@ def detection_event(
     threat_reason: str = "",
     timestamp: str | None = None,
 ) -> Outgoing:
-    """A detection event (``reason`` says which smart-publishing rule fired, ``lost`` when the object left)."""
+    """An object's event: ``event_type`` ``detection``, or ``lost`` / ``reappeared`` when ``reason`` says so.
+
+    ``metadata.event_reason`` says which smart-publishing rule fired (``new``, ``moved``, …).
+    """
     metadata: dict[str, Any] = {
         "native_id": native_id,
         "threat_level": threat_level,
@@ -122,7 +132,8 @@ def detection_event(
     }
     if threat_reason:
         metadata["threat_reason"] = threat_reason
-    body = _envelope(ident, "detection", timestamp or utc_now())
+    event_type = EVENT_TYPES_BY_REASON.get(reason, EVENT_DETECTION)
+    body = _envelope(ident, event_type, timestamp or utc_now())
     body["detection"] = {
         "track_id": track_id,
         "model_type": ident.model_type,
@@ -138,7 +149,7 @@ def detection_event(
         "metadata": metadata,
     }
     headers = _headers(
-        ident, "detection", f"{ident.entity_id}:{track_id}:{seq}", **{"Threat-Level": threat_level, "Label": label}
+        ident, event_type, f"{ident.entity_id}:{track_id}:{seq}", **{"Threat-Level": threat_level, "Label": label}
     )
     return Outgoing(subject, msgspec.json.encode(body), headers, track_id)
 

@@ -22,9 +22,8 @@ log = logging.getLogger("overwatch.detect.video")
 
 COLOURS = {  # BGR per threat level
     "HIGH_THREAT": (40, 40, 235),
-    "MEDIUM_THREAT": (0, 165, 255),
-    "LOW_THREAT": (60, 220, 220),
-    "NORMAL": (90, 220, 90),
+    "MODERATE_THREAT": (0, 165, 255),
+    "LOW_THREAT": (90, 220, 90),
 }
 
 
@@ -33,7 +32,7 @@ def annotate(image: np.ndarray, objects: list[TrackedObject], banner: str) -> np
     out = image.copy()
     h, w = out.shape[:2]
     for obj in objects:
-        colour = COLOURS.get(obj.threat_level, COLOURS["NORMAL"])
+        colour = COLOURS.get(obj.threat_level, COLOURS["LOW_THREAT"])
         x1, y1, x2, y2 = (
             round(obj.bbox[0] * w),
             round(obj.bbox[1] * h),
@@ -48,7 +47,7 @@ def annotate(image: np.ndarray, objects: list[TrackedObject], banner: str) -> np
         cv2.rectangle(out, (x1, ty - th - 4), (x1 + tw + 4, ty), colour, -1)
         cv2.putText(out, text, (x1 + 2, ty - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     if banner:
-        colour = {"HIGH": COLOURS["HIGH_THREAT"], "ELEVATED": COLOURS["MEDIUM_THREAT"]}.get(banner, (50, 50, 50))
+        colour = {"HIGH": COLOURS["HIGH_THREAT"], "ELEVATED": COLOURS["MODERATE_THREAT"]}.get(banner, (50, 50, 50))
         cv2.rectangle(out, (0, 0), (w, 22), colour, -1)
         cv2.putText(
             out, f"ALERT LEVEL {banner}", (8, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA

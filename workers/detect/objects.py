@@ -85,7 +85,7 @@ class ObjectBook:
 
     def grade(self, label: str) -> str:
         """The threat level of a label."""
-        return self.table.get(label.lower(), "NORMAL")
+        return self.table.get(label.lower(), threats.DEFAULT_LEVEL)
 
     def observe(
         self, tracks: list[Track], labels: list[str], width: int, height: int, now: str, mono: float
@@ -147,14 +147,16 @@ class ObjectBook:
     def analytics(self) -> dict[str, Any]:
         """The C4ISR analytics dict (over active objects)."""
         active = self.active()
-        threat_distribution = Counter(o.threat_level for o in active)
+        threat_distribution = dict.fromkeys(threats.LEVELS, 0)  # always the three levels (PRD)
+        for o in active:
+            threat_distribution[o.threat_level] = threat_distribution.get(o.threat_level, 0) + 1
         return {
             "total_unique_objects": self.total_unique,
             "total_frames_processed": self.frames,
             "active_objects_count": len(active),
             "tracked_objects_count": len(self.objects),
             "label_distribution": dict(Counter(o.label for o in active)),
-            "threat_distribution": dict(threat_distribution),
+            "threat_distribution": threat_distribution,
             "active_threat_count": sum(threat_distribution[level] for level in threats.ALERTING),
             "active_track_ids": [o.track_id for o in active],
         }

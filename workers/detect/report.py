@@ -70,7 +70,12 @@ def entity_scopes(
     objects = [] if stopping else book.active()
     analytics = book.analytics()
     if stopping:
-        analytics.update(active_objects_count=0, threat_distribution={}, active_threat_count=0, active_track_ids=[])
+        analytics.update(
+            active_objects_count=0,
+            threat_distribution=dict.fromkeys(threats.LEVELS, 0),
+            active_threat_count=0,
+            active_track_ids=[],
+        )
     levels = [o.threat_level for o in objects]
     distribution = analytics["threat_distribution"]
     return {

@@ -2,8 +2,10 @@
 
 The default table is the upstream client's (its 24 prompt classes), plus the shipped
 model's labels that it lacks: ``bag`` (like ``backpack``/``suitcase``) and ``drone`` are
-``MEDIUM_THREAT``. Operators replace or extend it with a JSON file ``{label: level}``.
-Unknown labels are ``NORMAL``.
+``MODERATE_THREAT``. Levels are the seeds' three (``LOW_THREAT``, ``MODERATE_THREAT``,
+``HIGH_THREAT``); the upstream client's words are accepted in an operator's table and
+normalised (``app/contracts/state.THREAT_ALIASES``). Operators replace or extend the table
+with a JSON file ``{label: level}``. Unknown and harmless labels are ``LOW_THREAT``.
 """
 
 from __future__ import annotations
@@ -12,21 +14,26 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-LEVELS = ("HIGH_THREAT", "MEDIUM_THREAT", "LOW_THREAT", "NORMAL")
-RANK = {level: len(LEVELS) - i for i, level in enumerate(LEVELS)}  # HIGH 4 … NORMAL 1
-ALERTING = ("HIGH_THREAT", "MEDIUM_THREAT")
+from app.contracts.state import THREAT_ALIASES, THREAT_LEVELS, threat_word
+
+LEVELS = THREAT_LEVELS  # LOW, MODERATE, HIGH
+RANK = {level: i + 1 for i, level in enumerate(LEVELS)}  # LOW 1 … HIGH 3
+ALERTING = ("HIGH_THREAT", "MODERATE_THREAT")
+DEFAULT_LEVEL = "LOW_THREAT"  # a label the table does not name
 
 DEFAULT_TABLE: dict[str, str] = {
     **dict.fromkeys(("weapon", "knife", "gun", "rifle", "pistol", "explosive", "bomb"), "HIGH_THREAT"),
     **dict.fromkeys(
         ("suspicious package", "unattended bag", "backpack", "suitcase", "unauthorized vehicle", "truck", "van"),
-        "MEDIUM_THREAT",
+        "MODERATE_THREAT",
     ),
-    **dict.fromkeys(("person", "car", "bicycle", "motorcycle", "dog"), "LOW_THREAT"),
-    **dict.fromkeys(("traffic light", "stop sign", "bench", "bird", "cat"), "NORMAL"),
+    **dict.fromkeys(
+        ("person", "car", "bicycle", "motorcycle", "dog", "traffic light", "stop sign", "bench", "bird", "cat"),
+        "LOW_THREAT",
+    ),
     # Labels of the shipped synthetic-scene model that the upstream table does not name.
-    "bag": "MEDIUM_THREAT",
-    "drone": "MEDIUM_THREAT",
+    "bag": "MODERATE_THREAT",
+    "drone": "MODERATE_THREAT",
 }
 
 
@@ -46,11 +53,11 @@ def load_table(path: Path | None) -> dict[str, str]:
     if not isinstance(extra, dict):
         raise ThreatTableError(f"threat table {path}: expected a JSON object of label → level")
     for label, level in extra.items():
-        if level not in LEVELS:
-            raise ThreatTableError(
-                f"threat table {path}: {label!r} has level {level!r}; use one of {', '.join(LEVELS)}"
-            )
-        table[str(label).lower()] = level
+        word = threat_word(level)
+        if word is None:
+            accepted = ", ".join([*LEVELS, *THREAT_ALIASES])
+            raise ThreatTableError(f"threat table {path}: {label!r} has level {level!r}; use one of {accepted}")
+        table[str(label).lower()] = word
     return table
 
 
@@ -58,7 +65,7 @@ def indicators(level: str, confidence: float) -> list[str]:
     """Suspicious indicators (upstream rules, strict comparisons)."""
     if level == "HIGH_THREAT" and confidence > 0.7:
         return ["high_confidence_weapon_detection"]
-    if level == "MEDIUM_THREAT" and confidence > 0.5:
+    if level == "MODERATE_THREAT" and confidence > 0.5:
         return ["suspicious_object_detected"]
     if level == "HIGH_THREAT" and confidence < 0.5:
         return ["uncertain_threat_requires_validation"]
@@ -66,10 +73,10 @@ def indicators(level: str, confidence: float) -> list[str]:
 
 
 def alert_level(levels: list[str]) -> str:
-    """``HIGH`` with any active HIGH_THREAT, else ``ELEVATED`` with any MEDIUM_THREAT, else ``NORMAL``."""
+    """``HIGH`` with any active HIGH_THREAT, else ``ELEVATED`` with any MODERATE_THREAT, else ``NORMAL``."""
     if "HIGH_THREAT" in levels:
         return "HIGH"
-    if "MEDIUM_THREAT" in levels:
+    if "MODERATE_THREAT" in levels:
         return "ELEVATED"
     return "NORMAL"
 
@@ -77,7 +84,7 @@ def alert_level(levels: list[str]) -> str:
 def reason(label: str, level: str, confidence: float) -> str:
     """A sentence an operator can act on."""
     certainty = "high" if confidence > 0.7 else "moderate" if confidence >= 0.5 else "low"
-    what = {"HIGH_THREAT": "High threat", "MEDIUM_THREAT": "Suspicious object"}.get(level, "Object")
+    what = {"HIGH_THREAT": "High threat", "MODERATE_THREAT": "Suspicious object"}.get(level, "Object")
     text = f"{what}: {label} detected with {certainty} confidence ({confidence:.0%})"
     if level == "HIGH_THREAT" and confidence < 0.5:
         text += "; needs validation"

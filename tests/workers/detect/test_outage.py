@@ -78,7 +78,7 @@ async def test_ten_second_outage_buffers_and_delivers_once(tmp_path: Path) -> No
     # Every track's events are all there: per-track sequence numbers run 1..n without gaps.
     seqs: dict[str, list[int]] = defaultdict(list)
     for msg_id, body in events:
-        if body["event_type"] == "detection":
+        if body["event_type"] in ("detection", "lost", "reappeared"):  # an object's events share its sequence
             track, seq = msg_id.rsplit(":", 2)[1:]
             seqs[track].append(int(seq))
     for track, numbers in seqs.items():

@@ -16,11 +16,12 @@ from workers.detect.tracker import Tracker
 def test_default_table_matches_upstream_and_extends_it() -> None:
     t = threats.DEFAULT_TABLE
     assert t["weapon"] == t["knife"] == t["bomb"] == "HIGH_THREAT"
-    assert t["truck"] == t["backpack"] == t["suspicious package"] == "MEDIUM_THREAT"
+    assert t["truck"] == t["backpack"] == t["suspicious package"] == "MODERATE_THREAT"
     assert t["person"] == t["car"] == "LOW_THREAT"
-    assert t["bench"] == "NORMAL"
-    assert t["bag"] == t["drone"] == "MEDIUM_THREAT"
+    assert t["bench"] == "LOW_THREAT"  # the upstream NORMAL: the seeds know three levels only
+    assert t["bag"] == t["drone"] == "MODERATE_THREAT"
     assert len([k for k in t if k not in ("bag", "drone")]) == 24
+    assert set(t.values()) == {"LOW_THREAT", "MODERATE_THREAT", "HIGH_THREAT"}
 
 
 def test_operator_table(tmp_path: Path) -> None:
@@ -28,6 +29,10 @@ def test_operator_table(tmp_path: Path) -> None:
     path.write_text(json.dumps({"Drone": "HIGH_THREAT", "forklift": "LOW_THREAT"}))
     table = threats.load_table(path)
     assert table["drone"] == "HIGH_THREAT" and table["forklift"] == "LOW_THREAT" and table["weapon"] == "HIGH_THREAT"
+    # The upstream client's words are accepted and stored as the seeds' ones.
+    path.write_text(json.dumps({"van": "MEDIUM_THREAT", "bench": "NORMAL"}))
+    table = threats.load_table(path)
+    assert table["van"] == "MODERATE_THREAT" and table["bench"] == "LOW_THREAT"
     path.write_text(json.dumps({"drone": "SCARY"}))
     with pytest.raises(threats.ThreatTableError, match="SCARY"):
         threats.load_table(path)
@@ -43,8 +48,8 @@ def test_operator_table(tmp_path: Path) -> None:
         ("HIGH_THREAT", 0.7, []),
         ("HIGH_THREAT", 0.5, []),
         ("HIGH_THREAT", 0.49, ["uncertain_threat_requires_validation"]),
-        ("MEDIUM_THREAT", 0.51, ["suspicious_object_detected"]),
-        ("MEDIUM_THREAT", 0.5, []),
+        ("MODERATE_THREAT", 0.51, ["suspicious_object_detected"]),
+        ("MODERATE_THREAT", 0.5, []),
         ("LOW_THREAT", 0.99, []),
     ],
 )
@@ -54,15 +59,15 @@ def test_indicators(level: str, conf: float, expected: list[str]) -> None:
 
 def test_alert_level_has_three_steps() -> None:
     assert threats.alert_level(["LOW_THREAT", "HIGH_THREAT"]) == "HIGH"
-    assert threats.alert_level(["MEDIUM_THREAT", "LOW_THREAT"]) == "ELEVATED"
+    assert threats.alert_level(["MODERATE_THREAT", "LOW_THREAT"]) == "ELEVATED"
     assert threats.alert_level(["LOW_THREAT"]) == threats.alert_level([]) == "NORMAL"
 
 
 def test_alerts_raise_escalate_and_clear_with_reasons() -> None:
     book = threats.ThreatBook()
     assert not book.observe("t1", "person", "LOW_THREAT", 0.9, "T0")
-    assert book.observe("t1", "bag", "MEDIUM_THREAT", 0.6, "T1")  # raised
-    assert not book.observe("t1", "bag", "MEDIUM_THREAT", 0.65, "T2")  # same level: no new alert
+    assert book.observe("t1", "bag", "MODERATE_THREAT", 0.6, "T1")  # raised
+    assert not book.observe("t1", "bag", "MODERATE_THREAT", 0.65, "T2")  # same level: no new alert
     assert book.observe("t1", "weapon", "HIGH_THREAT", 0.8, "T3")  # escalated
     [alert] = book.scope()
     assert alert["alert_type"] == "HIGH_THREAT" and alert["track_id"] == "t1"
@@ -86,7 +91,8 @@ def test_lost_objects_leave_and_no_ghosts_remain() -> None:
         book.observe(tracks, ["person" if t.cls == 0 else "weapon" for t in tracks], 640, 480, f"T{i}", mono)
         book.sweep(mono, {t.track_id for t in tracker.removed})
     assert len(book.active()) == 2
-    assert book.analytics()["threat_distribution"] == {"LOW_THREAT": 1, "HIGH_THREAT": 1}
+    # Always the three levels, zeros included (the PRD's threat_distribution).
+    assert book.analytics()["threat_distribution"] == {"LOW_THREAT": 1, "MODERATE_THREAT": 0, "HIGH_THREAT": 1}
     lost_all = []
     for _ in range(40):  # both objects leave the scene
         mono += 0.1

@@ -106,8 +106,8 @@ async def test_detection_worker_feeds_the_whole_picture(runtime: Runtime) -> Non
         doc = await eventually(lambda: _alert_level(state(runtime, CAMERA), "HIGH"), timeout=30, what="HIGH threat")
         alert = doc["c4isr"]["threat_intelligence"]["threat_alerts"][0]
         assert alert["alert_type"] == "HIGH_THREAT" and "weapon" in alert["reason"]
-        rows = await eventually(lambda: _open_threat_alerts(runtime), timeout=10, what="threat alert row")
-        assert any("weapon" in r.reason for r in rows)
+        rows = await eventually(lambda: _open_weapon_alerts(runtime), timeout=10, what="weapon threat alert row")
+        assert rows
 
         # Live video reached the server's VideoWorker.
         assert runtime.services.video.latest(CAMERA) is not None
@@ -129,7 +129,21 @@ async def test_detection_worker_feeds_the_whole_picture(runtime: Runtime) -> Non
     types = [b["event_type"] for _, b in events]
     assert types[0] == "bootsequence" and types[-1] == "shutdown"
     detections = [b for _, b in events if b["event_type"] == "detection"]
-    assert {d["detection"]["metadata"]["event_reason"] for d in detections} >= {"new", "lost"}
+    reasons = {d["detection"]["metadata"]["event_reason"] for d in detections}
+    assert "new" in reasons and not reasons & {"lost", "reappeared"}, reasons
+    # Leaving and coming back have their own event types, so the PRD's Pattern 1 consumer
+    # (``event_type == "detection"`` and HIGH_THREAT → alert) never alerts on a departure.
+    assert {b["event_type"] for _, b in events} >= {"detection", "lost"}
+    weapons = {b["detection"]["track_id"] for _, b in events if b.get("detection", {}).get("label") == "weapon"}
+    assert weapons, "the weapon was never detected"
+    for track in weapons:
+        kinds = [b["event_type"] for _, b in events if b.get("detection", {}).get("track_id") == track]
+        assert "lost" in kinds, (track, kinds)
+        gone = False
+        for kind in kinds:  # after "lost", no "detection" for the track unless it "reappeared" first
+            assert not (gone and kind == "detection"), (track, kinds)
+            gone = kind == "lost" or (gone and kind != "reappeared")
+    assert all(w in {b["detection"]["track_id"] for _, b in events if b["event_type"] == "lost"} for w in weapons)
     final = await state(runtime, CAMERA)
     assert final is not None
     assert final["is_live"] is False and final["mission"]["status"] == "stopped"
@@ -164,6 +178,10 @@ async def _no_weapon(doc: Any) -> bool:
 
 async def _open_threat_alerts(runtime: Runtime) -> list[Any]:
     return await alerts_db.list_alerts(runtime.db, status="active", kind="threat", entity_id=CAMERA)
+
+
+async def _open_weapon_alerts(runtime: Runtime) -> list[Any]:
+    return [r for r in await _open_threat_alerts(runtime) if "weapon" in r.reason]
 
 
 async def _no_open_weapon_alert(runtime: Runtime) -> bool:
