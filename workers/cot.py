@@ -152,6 +152,7 @@ class CotGateway(Worker):
         self.dlq_window = (0.0, 0)
         self.publisher: AckedPublisher | None = None
         self.enabled = bool(self.out_urls or self.listen_urls)
+        self.ready = asyncio.Event()  # set once every listener is bound
         if self.enabled:
             ctx.hub.add_listener(self._on_update)
 
@@ -175,9 +176,11 @@ class CotGateway(Worker):
         try:
             for listener in self.listeners:
                 await listener.start()
+            self.ready.set()
             self.dirty.update(dict.fromkeys(self.ctx.services.state_cache.all()))
             await self._send_loop()
         finally:
+            self.ready.clear()
             for listener in self.listeners:
                 await listener.stop()
             for task in tasks:

@@ -158,6 +158,8 @@ async def test_every_live_demo_entity_reaches_pytak_receivers_within_two_seconds
                 kv_updates.append((time.monotonic(), update.key, view))
 
         rt.hub.add_listener(on_update)
+        gateway: Any = next(w for w in rt.workers.workers if w.name == "cot")
+        await asyncio.wait_for(gateway.ready.wait(), 10)
         await seed_demo(rt)
         start_demo_fleet(rt, FaultConfig())
         tasks.append(asyncio.create_task(pytak_tcp_client(listen, got_pytak_tcp)))
@@ -221,8 +223,7 @@ async def test_every_live_demo_entity_reaches_pytak_receivers_within_two_seconds
         )
         assert marker["type"] == "a-h-G"
         assert marker["lat"] == pytest.approx(37.4281) and marker["lon"] == pytest.approx(-122.1702)
-        gateway = next(w for w in rt.workers.workers if w.name == "cot")
-        assert all(link.stats.connected for link in gateway.links)  # type: ignore[attr-defined]
+        assert all(link.stats.connected for link in gateway.links)
     finally:
         for task in tasks:
             task.cancel()

@@ -1,0 +1,139 @@
+"""CoT in: a PyTAK client's position reports become an entity on the map that moves and goes stale.
+
+Real sockets on 127.0.0.1: PyTAK clients send ATAK-style position reports over UDP and
+TCP to the gateway's listeners; the map's SSE stream (over real HTTP) shows the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from configparser import ConfigParser
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytak
+import pytest
+
+from app.runtime import Runtime
+from tests.app.test_cot_out import tcp_port, udp_port
+from tests.conftest import LiveServer
+from tests.helpers import eventually
+
+
+def cot_time(offset: float = 0.0) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=offset)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def atak_pli(
+    uid: str, lat: float, lon: float, stale: float, cot_type: str = "a-f-G-U-C", callsign: str = "VIPER 1"
+) -> bytes:
+    """A position report as ATAK sends it (takv, contact endpoint, group, status, track)."""
+    now = cot_time()
+    return (
+        f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><event version="2.0" uid="{uid}" type="{cot_type}"'
+        f' time="{now}" start="{now}" stale="{cot_time(stale)}" how="m-g"><point lat="{lat}" lon="{lon}"'
+        ' hae="31.2" ce="9.9" le="9999999.0"/><detail><takv os="34" version="5.2.0.11" device="SAMSUNG SM-T575"'
+        f' platform="ATAK-CIV"/><contact endpoint="*:-1:stcp" callsign="{callsign}"/><uid Droid="{callsign}"/>'
+        '<precisionlocation altsrc="GPS" geopointsrc="GPS"/><__group role="Team Member" name="Cyan"/>'
+        '<status battery="87"/><track course="45.5" speed="1.2"/></detail></event>'
+    ).encode()
+
+
+async def pytak_writer(url: str) -> Any:
+    parser = ConfigParser(interpolation=None)
+    parser["DEFAULT"] = {"COT_URL": url}
+    _reader, writer = await pytak.protocol_factory(parser["DEFAULT"])
+    return writer
+
+
+class MapStream:
+    """The map page's SSE stream over real HTTP: every marker JSON with the time it arrived."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.url, self.key = url, key
+        self.markers: list[tuple[float, dict[str, Any]]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.key}", "Accept": "text/event-stream"}
+        async with (
+            httpx.AsyncClient(timeout=60) as http,
+            http.stream("GET", self.url + "/events/map", headers=headers) as r,
+        ):
+            event = ""
+            async for line in r.aiter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:") and event in ("map-reset", "map-entity"):
+                    data = json.loads(line[5:])
+                    for marker in data if isinstance(data, list) else [data]:
+                        self.markers.append((time.monotonic(), marker))
+
+    def find(self, entity_id: str, since: float, **want: Any) -> tuple[float, dict[str, Any]] | None:
+        for at, m in self.markers:
+            if at >= since and m["id"] == entity_id and all(m.get(k) == v for k, v in want.items()):
+                return at, m
+        return None
+
+
+@pytest.mark.timeout(60)
+async def test_a_pytak_position_report_is_on_the_map_follows_moves_and_goes_stale(make_runtime: Any) -> None:
+    udp, tcp = udp_port(), tcp_port()
+    rt: Runtime = await make_runtime(cot_listen=f"udp://127.0.0.1:{udp},tcp://127.0.0.1:{tcp}", offline_after=30.0)
+    gateway: Any = next(w for w in rt.workers.workers if w.name == "cot")
+    await asyncio.wait_for(gateway.ready.wait(), 10)
+    server = LiveServer(rt)
+    await server.start()
+    key = (await rt.services.apikeys.create("map", "tests", ["read"], None)).key
+    stream = MapStream(server.url, key)
+    stream.task = asyncio.create_task(stream.run())
+    udp_writer = await pytak_writer(f"udp+wo://127.0.0.1:{udp}")
+    tcp_writer = await pytak_writer(f"tcp://127.0.0.1:{tcp}")
+    try:
+        await eventually(lambda: stream.markers or rt.hub.client_count, what="map stream open")
+        # 1. ATAK's position report over UDP: a new entity of organisation "tak", on the map within 2 s.
+        sent = time.monotonic()
+        await udp_writer.send(atak_pli("ANDROID-3f2a9c", 37.4301, -122.1702, stale=4.0))
+        at, marker = await eventually(
+            lambda: stream.find("ANDROID-3f2a9c", sent, live=True), timeout=5, what="the ATAK user on the map"
+        )
+        assert at - sent <= 2.0, f"on the map after {at - sent:.2f}s"
+        assert marker["name"] == "VIPER 1" and marker["affiliation"] == "friend"
+        assert marker["lat"] == pytest.approx(37.4301) and marker["lon"] == pytest.approx(-122.1702)
+        assert marker["sidc"] == "SFGPUC---------"  # its own CoT type a-f-G-U-C drives the symbol
+        record = await rt.services.registry.get_entity("tak", "ANDROID-3f2a9c")
+        assert record.entity_type == "operator_station" and record.metadata["cot_type"] == "a-f-G-U-C"
+
+        # 2. It moves (now over TCP): the marker follows within 2 s.
+        sent = time.monotonic()
+        tcp_writer.write(atak_pli("ANDROID-3f2a9c", 37.4350, -122.1650, stale=4.0))
+        await tcp_writer.drain()
+        at, marker = await eventually(
+            lambda: stream.find("ANDROID-3f2a9c", sent, lat=37.435), timeout=5, what="the marker moved"
+        )
+        assert at - sent <= 2.0 and marker["lon"] == pytest.approx(-122.165)
+        last_report = sent
+
+        # 3. A hostile marker dropped on a tablet: its own entity, hostile symbol.
+        tcp_writer.write(atak_pli("marker-h1", 37.44, -122.18, stale=60, cot_type="a-h-G-E-V-A", callsign="T-72"))
+        await tcp_writer.drain()
+        _at, hostile = await eventually(lambda: stream.find("marker-h1", 0), timeout=5, what="hostile marker")
+        assert hostile["affiliation"] == "hostile" and hostile["sidc"].startswith("SHGPEVA")
+
+        # 4. Silence: offline once its stale time (4 s) has passed — not after OVERWATCH_OFFLINE_AFTER (30 s).
+        at, _m = await eventually(
+            lambda: stream.find("ANDROID-3f2a9c", last_report, live=False), timeout=10, what="stale → offline"
+        )
+        assert 3.0 <= at - last_report <= 7.0, f"offline {at - last_report:.1f}s after the last report"
+        assert (stream.find("marker-h1", last_report) or (0, {}))[1].get("live", True)  # its stale is 60 s
+        assert gateway.counters["applied"] == 3
+    finally:
+        udp_writer.close()
+        tcp_writer.close()
+        if stream.task:
+            stream.task.cancel()
+            await asyncio.gather(stream.task, return_exceptions=True)
+        await server.stop()
