@@ -87,7 +87,7 @@ async def test_a_pytak_position_report_is_on_the_map_follows_moves_and_goes_stal
     await asyncio.wait_for(gateway.ready.wait(), 10)
     server = LiveServer(rt)
     await server.start()
-    key = (await rt.services.apikeys.create("map", "tests", ["read"], None)).key
+    key = (await rt.services.apikeys.create("tests", "map-reader", ["read"], None)).key
     stream = MapStream(server.url, key)
     stream.task = asyncio.create_task(stream.run())
     udp_writer = await pytak_writer(f"udp+wo://127.0.0.1:{udp}")
