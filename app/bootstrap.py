@@ -47,7 +47,7 @@ def worker_factories() -> list[WorkerFactory]:
 
 
 async def after_start(runtime: Runtime) -> None:
-    """Hooks that need a started runtime: the first admin account, the demo seed."""
+    """Hooks that need a started runtime: the first admin account, the demo seed, the MAVLink bridge."""
     password = await runtime.services.users.bootstrap_admin()
     if password:
         # Shown exactly once: only its scrypt hash is stored.
@@ -56,13 +56,21 @@ async def after_start(runtime: Runtime) -> None:
             "Write it down now; it is not shown again (reset with `overwatch user reset-password`)."
         )
         print("\n" + banner + "\n", file=sys.stderr, flush=True)
+    from app.mavlink import readiness
+
+    readiness.configure(runtime.settings.battery_alert_percent)
     if runtime.settings.demo:
-        from app.demo import seed_demo, start_demo_detector, start_demo_fleet
+        from app.demo import seed_demo, start_demo_detector, start_demo_fleet, start_demo_mavlink
 
         await seed_demo(runtime)
         start_demo_fleet(runtime)
         if runtime.settings.demo_detect:
             start_demo_detector(runtime)
+        await start_demo_mavlink(runtime)  # the bridge (with any MAVLINK_* links) and one emulated vehicle
+    elif runtime.settings.mavlink:
+        from app.mavlink_serve import bridge_settings, start_bridge
+
+        await start_bridge(runtime, bridge_settings(runtime))
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -1,4 +1,4 @@
-"""The ``overwatch`` command line: serve, detect, simulate, user, apikey, version."""
+"""The ``overwatch`` command line: serve, detect, simulate, mavlink, user, apikey, version."""
 
 from __future__ import annotations
 
@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     detect = sub.add_parser("detect", help="run the detection worker (camera → detections, threats, video)")
     _add_common(detect)
     detect_cmd.add_arguments(detect)
+    from app import mavlink_cmd
+
+    mavlink = sub.add_parser("mavlink", help="run the MAVLink bridge (drones ↔ NATS; docs/mavlink.md)")
+    _add_common(mavlink)
+    mavlink_cmd.add_arguments(mavlink)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -111,10 +116,19 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return detect_cmd.run(args, settings.log_level, settings.log_format)
 
 
+def cmd_mavlink(args: argparse.Namespace) -> int:
+    """``overwatch mavlink``."""
+    from app import mavlink_cmd
+
+    settings = settings_from_args(args, ["data_dir", "log_level", "log_format"])
+    return mavlink_cmd.run(args, settings)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "detect": cmd_detect,
     "simulate": cmd_simulate,
+    "mavlink": cmd_mavlink,
     "user": lambda a: _admin("user", a),
     "apikey": lambda a: _admin("apikey", a),
     "version": lambda _a: print(f"overwatch {__version__}") or 0,

@@ -20,9 +20,10 @@ from nats.js import JetStreamContext
 from app import topology
 from app.api.schemas import CommandCreate, CommandView
 from app.audit import SYSTEM_ACTOR, Actor, AuditService
+from app.auth.principal import Principal
 from app.contracts.commands import CommandMessage, check_params
 from app.contracts.common import DecodeError, encode, new_id, utc_now
-from app.errors import Invalid, NotFound
+from app.errors import AppError, Invalid, NotFound
 from app.sse.hub import Hub, Update
 from app.state_cache import StateCache
 from db import commands as commands_db
@@ -35,6 +36,19 @@ log = logging.getLogger(__name__)
 
 COMMANDS_TOPIC = "commands"
 RECENT_IN_STATE = 10
+
+
+class AdminOnly(AppError):
+    """The command is allowed to admins only (a forced disarm)."""
+
+    status_code = 403
+    title = "Forbidden"
+
+
+def _is_admin(actor: Actor, org_id: str) -> bool:
+    principal = actor.principal
+    # The system itself (an internal caller without a principal) may; a person or key needs admin.
+    return principal.can_in("admin", org_id) if isinstance(principal, Principal) else True
 
 
 def to_view(row: CommandRow) -> CommandView:
@@ -83,6 +97,13 @@ class CommandService:
             raise NotFound(f"entity {entity_id} not found")
         try:
             check_params(body.command, body.params)
+            if body.command == "disarm" and body.params.get("force") is True and not _is_admin(actor, org_id):
+                raise AdminOnly("a forced disarm (disarm in flight) needs admin permission in the organisation")
+        except AdminOnly as exc:
+            await self.audit.record(
+                actor, "command.send", target=f"{entity_id}:disarm", org_id=org_id, outcome="denied", detail=exc.detail
+            )
+            raise
         except DecodeError as exc:
             await self.audit.record(
                 actor,

@@ -1,17 +1,28 @@
-"""The demo seed for ``serve --demo``: one organisation and a small mixed fleet."""
+"""The demo seed for ``serve --demo``: one organisation, a small mixed fleet, and one MAVLink vehicle.
+
+The MAVLink vehicle is the pymavlink emulator talking to the in-process bridge over a
+private UDP port on 127.0.0.1: it registers itself (``mav-1``) like a real drone would.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from app.api.schemas import EntityCreate, OrgCreate
 from app.contracts.registry import Position
 from app.detect_child import DetectChild
 from app.errors import Conflict
+from app.mavlink.config import LinkSpec
+from app.mavlink.mapping import Binding, load_mapping
 from app.nats_auth import INTERNAL_USER, internal_password
 from app.runtime import Runtime
 from workers.simulator import FaultConfig, Simulator, make_fleet
+
+if TYPE_CHECKING:
+    from app.mavlink.bridge import Bridge
+    from app.mavlink.emulator import Emulator
 
 log = logging.getLogger("overwatch.demo")
 
@@ -113,3 +124,25 @@ def start_demo_detector(runtime: Runtime) -> DetectChild:
     child = DetectChild(detector_env(runtime, DEMO_CAMERA_ID))
     runtime.background.append(asyncio.create_task(child.run(runtime.shutting_down), name="demo-detector"))
     return child
+
+
+DEMO_MAV_SYSID = 1
+DEMO_MAV_NAME = "Kestrel (MAVLink)"
+
+
+async def start_demo_mavlink(runtime: Runtime) -> tuple[Bridge, Emulator]:
+    """Run the MAVLink bridge in-process and one emulated vehicle through it (stops with the server)."""
+    from app.mavlink.emulator import Emulator
+    from app.mavlink_serve import bridge_settings, start_bridge
+
+    settings = bridge_settings(runtime, DEMO_ORG_ID)
+    mapping = load_mapping(settings.mapping) if settings.mapping else {}
+    mapping.setdefault(DEMO_MAV_SYSID, Binding(name=DEMO_MAV_NAME))
+    private = LinkSpec("udp-listen", "127.0.0.1", 0)  # the emulator's own link, whatever else is configured
+    bridge = await start_bridge(runtime, settings, extra_links=[private], mapping=mapping)
+    emulator = Emulator(
+        bridge.udp_address(-1), sysid=DEMO_MAV_SYSID, home=(DEMO_HOME.latitude + 0.0008, DEMO_HOME.longitude, 30.0)
+    )
+    runtime.background.append(asyncio.create_task(emulator.run(runtime.shutting_down), name="demo-mavlink-vehicle"))
+    log.info("demo MAVLink vehicle (system id %d) flying through the bridge", DEMO_MAV_SYSID)
+    return bridge, emulator

@@ -71,6 +71,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
         True,
         "With `--demo`, run the detection worker on the synthetic source for the demo camera",
     ),
+    SettingSpec(
+        "mavlink", "OVERWATCH_MAVLINK", False, "Run the MAVLink bridge inside `serve`, configured by `MAVLINK_*`"
+    ),
     SettingSpec("telemetry_max_hz", "OVERWATCH_TELEMETRY_MAX_HZ", 10.0, "Max KV state writes per entity per second"),
     SettingSpec("offline_after", "OVERWATCH_OFFLINE_AFTER", 10.0, "Seconds of silence before an entity is offline"),
     SettingSpec("track_interval", "OVERWATCH_TRACK_INTERVAL", 2.0, "Seconds between stored track points per entity"),
@@ -244,6 +247,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: str = "console"
     demo: bool = False
     demo_detect: bool = True
+    mavlink: bool = False
     telemetry_max_hz: float = 10.0
     offline_after: float = 10.0
     track_interval: float = 2.0

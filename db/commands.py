@@ -64,7 +64,8 @@ async def advance(db: Database, command_id: str, status: str, detail: str, when:
     """Move a command forward to ``status``; return the updated row, or None if that is not a move forward.
 
     Terminal states never change and a command never moves backwards (a late
-    ``accepted`` after ``completed`` is ignored).
+    ``accepted`` after ``completed`` is ignored). An ``accepted`` command may take a
+    new detail while it stays accepted: progress reports (MAVLink's ``IN_PROGRESS 40%``).
     """
 
     async def run(conn: aiosqlite.Connection) -> CommandRow | None:
@@ -72,7 +73,8 @@ async def advance(db: Database, command_id: str, status: str, detail: str, when:
         if not rows:
             return None
         row = msgspec.convert(dict(rows[0]), CommandRow)
-        if row.status in TERMINAL or RANK[status] <= RANK[row.status]:
+        progress = status == row.status == "accepted" and bool(detail) and detail != row.detail
+        if row.status in TERMINAL or (RANK[status] <= RANK[row.status] and not progress):
             return None
         delivered = row.delivered_at or (when if status != "expired" else None)
         await conn.execute(

@@ -17,9 +17,11 @@ from app.api.schemas import CommandCreate
 from app.auth.guards import authorize, principal_of, requires
 from app.console.charts import Sparkline, sparkline
 from app.console.live import Messages, event, page_stream
+from app.console.safety import CONFIRM_COMMANDS, confirmation_missing
 from app.console.views import entity_card, tracked_objects
 from app.contracts.common import utc_now
-from app.errors import AppError, NotFound
+from app.errors import AppError, Invalid, NotFound
+from app.mavlink.readiness import readiness as vehicle_readiness
 from app.runtime import Runtime
 from app.sse.hub import Update
 from app.views import alert_view, detection_view
@@ -45,6 +47,8 @@ class CommandForm(msgspec.Struct, kw_only=True):
     altitude: str = ""
     mode: str = ""
     speed: str = ""
+    confirm: str = ""  # "yes" once the hold gesture (or the no-JS Confirm box) confirmed arm/disarm/takeoff/land
+    force: str = ""  # forced disarm (admins)
 
     def to_command(self) -> CommandCreate:
         """The API body this form stands for."""
@@ -59,6 +63,8 @@ class CommandForm(msgspec.Struct, kw_only=True):
             raw = getattr(self, name).strip()
             if raw:
                 params[name] = raw.upper() if name == "mode" else float(raw)
+        if self.command == "disarm" and self.force == "yes":
+            params["force"] = True
         return CommandCreate(command=self.command, params=params)
 
 
@@ -109,6 +115,8 @@ class EntityPageData:
             "can_command": principal.can_in("commands", str(view.get("org_id") or "")),
             "is_admin": principal.can_in("admin", str(view.get("org_id") or "")),
             "command_names": COMMANDS,
+            "confirm_commands": CONFIRM_COMMANDS,
+            "readiness": vehicle_readiness(view, self.runtime.settings.battery_alert_percent),
             "flash": "",
             "error": "",
         }
@@ -201,6 +209,8 @@ class EntityPageController(Controller):
         flash, error = "", ""
         try:
             form = await read_form(request, CommandForm)
+            if confirmation_missing(form.command, form.confirm):
+                raise Invalid(f"{form.command} needs a confirmation: hold Send (or tick Confirm) to send it")
             sent = await runtime.services.commands.send(org_id, entity_id, form.to_command(), actor)
             flash = f"{sent.command} {sent.status}"
         except (AppError, ValueError) as exc:
@@ -247,6 +257,7 @@ def _regions(
     if everything or "state" in topics:
         for name in (
             "entity-header",
+            "entity-readiness",
             "entity-telemetry",
             "entity-attitude",
             "video-overlay",

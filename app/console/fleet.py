@@ -8,15 +8,20 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
+from litestar.exceptions import PermissionDeniedException
 from litestar.params import QueryParameter
 from litestar.response import Redirect, ServerSentEvent, Template
 
+from app.admin.forms import read_form
 from app.api.params import IdPath
+from app.api.schemas import CommandCreate
 from app.auth.guards import authorize, principal_of, requires
 from app.console.live import Messages, cached_event, context_of, event, page_stream
+from app.console.safety import CONFIRM_COMMANDS, confirmation_missing
 from app.console.views import EntityCard, sort_cards
 from app.contracts.common import utc_now
-from app.errors import NotFound
+from app.errors import AppError, NotFound
+from app.mavlink.readiness import VERDICTS
 from app.runtime import Runtime
 from app.sse.hub import Update
 from db import embeds as embeds_db
@@ -34,10 +39,13 @@ SORTABLE = (
     "last_seen_ms",
     "org_id",
     "active_objects",
+    "readiness",
 )
 Sort = Annotated[str, QueryParameter(pattern="^-?(" + "|".join(SORTABLE) + ")$")]
 Filter = Annotated[str, QueryParameter(max_length=100)]
-Show = Annotated[str, QueryParameter(pattern="^(|live|offline|threat)$")]
+Show = Annotated[str, QueryParameter(pattern="^(|live|offline|threat|" + "|".join(VERDICTS) + ")$")]
+GROUP_COMMANDS = ("rtl", "hold", "resume", "land")  # what the fleet table can send to a selection
+MAX_GROUP = 100  # vehicles per group command
 
 
 class FleetQuery(msgspec.Struct, frozen=True):
@@ -70,6 +78,8 @@ class FleetQuery(msgspec.Struct, frozen=True):
             return False
         if self.state == "offline" and card.is_live:
             return False
+        if self.state in VERDICTS and card.readiness != self.state:
+            return False
         return not (self.state == "threat" and card.marker_state not in ("threat", "elevated"))
 
 
@@ -77,6 +87,38 @@ def fleet_rows(runtime: Runtime, org_ids: list[str] | None, query: FleetQuery) -
     """Visible rows, filtered and sorted."""
     cards = [c for c in runtime.services.console.cards(org_ids) if query.matches(c)]
     return sort_cards(cards, query.key, query.descending)
+
+
+class GroupCommandForm(msgspec.Struct, kw_only=True):
+    """The fleet table's group command: a command and the selected rows."""
+
+    command: str
+    entity_id: list[str] = msgspec.field(default_factory=list)
+    confirm: str = ""
+
+
+class GroupResult(msgspec.Struct, frozen=True):
+    """What happened to one vehicle of a group command."""
+
+    entity_id: str
+    command_id: str
+    status: str
+    error: str = ""
+
+
+async def _send_one(request: Req, runtime: Runtime, entity_id: str, command: str) -> GroupResult:
+    """One vehicle of a group command, checked and audited like a single command."""
+    row = await registry_db.get_entity(runtime.db, entity_id)
+    if row is None or not principal_of(request).sees(row.org_id):
+        return GroupResult(entity_id, "", "failed", "not found")
+    try:
+        actor = await authorize(request, row.org_id, "commands")
+        sent = await runtime.services.commands.send(row.org_id, entity_id, CommandCreate(command=command), actor)
+    except AppError as exc:
+        return GroupResult(entity_id, "", "failed", exc.detail)
+    except PermissionDeniedException as exc:
+        return GroupResult(entity_id, "", "failed", str(exc.detail))
+    return GroupResult(entity_id, sent.command_id, sent.status)
 
 
 class FleetEmbed(msgspec.Struct, frozen=True):
@@ -111,6 +153,9 @@ class FleetController(Controller):
             "query": query,
             "active": "fleet",
             "embeds": await _fleet_embeds(runtime, principal.visible_orgs) if principal.can("admin") else [],
+            "can_command": principal.can("commands"),
+            "group_commands": GROUP_COMMANDS,
+            "confirm_commands": CONFIRM_COMMANDS,
         }
         return Template("pages/fleet.html", context=context)
 
@@ -128,6 +173,28 @@ class FleetController(Controller):
             )
         return Redirect("/fleet", status_code=303)
 
+    @post("/fleet/commands", guards=[requires("commands")])
+    async def group_command(self, request: Req, runtime: NamedDependency[Runtime]) -> Template | Redirect:
+        """Send one command to every selected vehicle: one command, one audit entry and one result each."""
+        form = await read_form(request, GroupCommandForm, lists=("entity_id",))
+        results: list[GroupResult] = []
+        error = ""
+        if form.command not in GROUP_COMMANDS:
+            error = f"{form.command!r} cannot be sent to a selection (choose {', '.join(GROUP_COMMANDS)})"
+        elif not form.entity_id:
+            error = "select at least one vehicle in the table"
+        elif len(form.entity_id) > MAX_GROUP:
+            error = f"at most {MAX_GROUP} vehicles at once"
+        elif confirmation_missing(form.command, form.confirm):
+            error = f"{form.command} needs a confirmation: hold the button (or tick Confirm) to send it"
+        else:
+            for entity_id in dict.fromkeys(form.entity_id):
+                results.append(await _send_one(request, runtime, entity_id, form.command))
+        if not getattr(request, "htmx", False):
+            return Redirect("/fleet", status_code=303)
+        context = {"results": results, "error": error, "command": form.command}
+        return Template("partials/group-command-result.html", context=context, status_code=422 if error else 200)
+
     @get("/events/fleet")
     async def fleet_events(
         self, request: Req, runtime: NamedDependency[Runtime], sort: Sort = "name", q: Filter = "", show: Show = ""
@@ -138,7 +205,8 @@ class FleetController(Controller):
 
         async def resync() -> Messages:
             rows = fleet_rows(runtime, principal.visible_orgs, query)
-            return [event(runtime, request, "fleet-table", {"rows": rows, "query": query})]
+            context = {"rows": rows, "query": query, "can_command": principal.can("commands")}
+            return [event(runtime, request, "fleet-table", context)]
 
         async def render(batch: Sequence[Update]) -> Messages:
             if any(u.topic == "registry" for u in batch):

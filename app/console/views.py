@@ -16,6 +16,7 @@ import msgspec
 
 from app.contracts.state import THREAT_LEVELS, status_word, threat_word
 from app.cot.types import affiliation_of, entity_sidc
+from app.mavlink.readiness import readiness as vehicle_readiness
 from app.templating import epoch_ms
 
 # Short type codes render in every font (pictographs such as ⛟ often do not).
@@ -98,6 +99,10 @@ class EntityCard(msgspec.Struct, kw_only=True):
     priority: str = "normal"
     affiliation: str = "friend"  # MIL-STD-2525 standard identity, from the registry
     sidc: str = ""  # 2525C symbol code (app/cot/types.py), drawn by milsymbol in the browser
+    readiness: str = ""  # MAVLink vehicles: not_ready, ready, armed, flying, landing, returning, comm_lost
+    readiness_label: str = ""
+    last_command: str = ""
+    last_command_status: str = ""
 
     @property
     def marker_state(self) -> str:
@@ -134,6 +139,9 @@ def entity_card(view: dict[str, Any]) -> EntityCard:
     active = _num(analytics.get("active_objects_count"))
     entity_type = str(view.get("entity_type") or "unknown")
     affiliation = affiliation_of(view.get("affiliation"))
+    ready = vehicle_readiness(view)
+    recent = _dict(view.get("commands")).get("recent")
+    last = _dict(recent[0]) if isinstance(recent, list) and recent else {}
     return EntityCard(
         entity_id=str(view.get("entity_id") or ""),
         name=str(view.get("name") or view.get("entity_id") or ""),
@@ -160,6 +168,10 @@ def entity_card(view: dict[str, Any]) -> EntityCard:
         priority=str(view.get("priority") or "normal"),
         affiliation=affiliation,
         sidc=entity_sidc(entity_type, affiliation, str(_dict(_dict(view.get("extras")).get("cot")).get("type") or "")),
+        readiness=ready.verdict if ready else "",
+        readiness_label=ready.label if ready else "",
+        last_command=str(last.get("command") or ""),
+        last_command_status=str(last.get("status") or ""),
     )
 
 

@@ -53,6 +53,12 @@ class NoParams(msgspec.Struct, forbid_unknown_fields=True):
     """Commands that take no parameters."""
 
 
+class DisarmParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``disarm``: ``force`` disarms even in flight (MAVLink's forced disarm; admins only)."""
+
+    force: bool = False
+
+
 KNOWN_COMMANDS: dict[str, type[msgspec.Struct]] = {
     "goto": GotoParams,
     "set_mode": SetModeParams,
@@ -63,7 +69,7 @@ KNOWN_COMMANDS: dict[str, type[msgspec.Struct]] = {
     "hold": NoParams,
     "resume": NoParams,
     "arm": NoParams,
-    "disarm": NoParams,
+    "disarm": DisarmParams,
 }
 
 
