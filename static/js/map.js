@@ -60,7 +60,8 @@ if (el && !el.dataset.ready) {
       const r = await fetch(el.dataset.mbtiles, { credentials: "same-origin" });
       if (!r.ok) { return; }
       const tj = await r.json();
-      const tiles = tj.tiles.map((t) => new URL(t, window.location.href).href);
+      // Absolute, with the {z}/{x}/{y} placeholders left as they are (new URL() would escape the braces).
+      const tiles = tj.tiles.map((t) => (t.startsWith("/") ? window.location.origin + t : t));
       const source = { tiles: tiles, minzoom: tj.minzoom, maxzoom: tj.maxzoom };
       if (tj.bounds) { source.bounds = tj.bounds; }
       if (tj.vector) {
