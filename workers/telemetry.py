@@ -184,6 +184,10 @@ class TelemetryWorker(ConsumerWorker):
                 # The registry names the organisation; a value that claims another one (a device
                 # or console write) is repaired here rather than kept hidden by the state cache.
                 doc["org_id"] = p.org_id
+                if not doc.get("entity_type"):
+                    doc["entity_type"] = p.entity_type  # a value written without them (deleted, forged)
+                if not doc.get("name"):
+                    doc["name"] = p.name
                 final.clear()
                 final.update(doc)
                 return True
