@@ -50,7 +50,8 @@ def iso(ts: float) -> str:
 
 
 def _num(value: float) -> str:
-    return format(value, ".7f").rstrip("0").rstrip(".") if value != UNKNOWN_ERROR else "9999999.0"
+    # repr is the shortest exact form and the fastest; 7 decimals is ~1 cm of latitude.
+    return repr(round(value, 7))
 
 
 def detail_xml(ev: CotEvent) -> str:

@@ -132,8 +132,8 @@ def _check(uid: str, cot_type: str, lat: float | None, lon: float | None) -> tup
 
 
 def _from_xml(data: bytes) -> CotEvent | Ping:
-    head = data[:4096].upper()
-    if b"<!DOCTYPE" in head or b"<!ENTITY" in data.upper():
+    # XML keywords are case-sensitive (a lower-case "<!doctype" is not well-formed and fails below).
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise CotRejected("dtd", "documents declaring a DTD or entities are refused")
     try:
         root = etree.fromstring(data, _PARSER)

@@ -137,7 +137,11 @@ class OutLink:
                     raise ConnectionError("connection closed by the peer")
                 continue
             if datagram:
+                sent = 0
                 while self.queue:
+                    sent += 1
+                    if sent % 256 == 0:
+                        await asyncio.sleep(0)  # datagrams never block: let the rest of the process run
                     data = self.queue.popleft()
                     try:
                         await writer.send(data)
@@ -175,16 +179,29 @@ Handler = Callable[[bytes, str, "TcpPeer | None"], Awaitable[None]]
 Refusal = Callable[[CotRejected, bytes, str], Awaitable[None]]
 
 
-class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self, queue: asyncio.Queue[tuple[bytes, str]]) -> None:
+class _Datagrams:
+    """Drains a UDP socket in bursts (asyncio's datagram transport reads one datagram per wake-up,
+    which lets the kernel's buffer overflow under a busy mesh) into a bounded queue."""
+
+    BURST = 512  # datagrams read per wake-up
+
+    def __init__(self, sock: socket.socket, queue: asyncio.Queue[tuple[bytes, str]]) -> None:
+        self.sock = sock
         self.queue = queue
         self.overflow = 0
 
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        try:
-            self.queue.put_nowait((data, f"udp://{addr[0]}:{addr[1]}"))
-        except asyncio.QueueFull:
-            self.overflow += 1  # the gateway cannot keep up: the newest datagram is lost, counted
+    def readable(self) -> None:
+        for _ in range(self.BURST):
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # e.g. an ICMP error queued on the socket: nothing to read
+            try:
+                self.queue.put_nowait((data, f"udp://{addr[0]}:{addr[1]}"))
+            except asyncio.QueueFull:
+                self.overflow += 1  # the gateway cannot keep up: the newest datagram is lost, counted
 
 
 @dataclass(eq=False)
@@ -219,7 +236,7 @@ class Listener:
     received: int = 0
     overflow: int = 0
     _server: asyncio.Server | None = None
-    _transport: asyncio.DatagramTransport | None = None
+    _sock: socket.socket | None = None
     _protocol: _Datagrams | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -229,8 +246,8 @@ class Listener:
         if self.target.scheme == "udp":
             sock = _udp_socket(self.target)
             queue: asyncio.Queue[tuple[bytes, str]] = asyncio.Queue(maxsize=20_000)
-            transport, protocol = await loop.create_datagram_endpoint(lambda: _Datagrams(queue), sock=sock)
-            self._transport, self._protocol = transport, protocol
+            self._sock, self._protocol = sock, _Datagrams(sock, queue)
+            loop.add_reader(sock.fileno(), self._protocol.readable)
             self.port = sock.getsockname()[1]
             self._spawn(self._consume(queue))
         else:
@@ -298,8 +315,11 @@ class Listener:
 
     async def stop(self) -> None:
         """Close the socket and every client."""
-        if self._transport is not None:
-            self._transport.close()
+        if self._sock is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
         if self._protocol is not None:
             self.overflow = self._protocol.overflow
         if self._server is not None:

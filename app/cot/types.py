@@ -9,6 +9,7 @@ what the console's symbols are drawn from. The table is documented in ``docs/tak
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Literal
 
 Affiliation = Literal["friend", "hostile", "neutral", "unknown", "pending"]
@@ -99,6 +100,7 @@ def object_cot_type(label: str, threat_level: str) -> str:
     return f"a-{letter}-{kind}"
 
 
+@lru_cache(maxsize=4096)  # a mesh repeats a handful of types; the regex and prefix walk run once each
 def classify(cot: str) -> tuple[str, str]:
     """``(entity_type, affiliation)`` of an incoming CoT type; ``UnknownCotType`` when not taken."""
     atom = ATOM_RE.match(cot)
