@@ -163,7 +163,11 @@ class CotGateway(Worker):
             await self.stopping.wait()
             return
         self.publisher = AckedPublisher(self.ctx.nc)
-        self.links = [OutLink(url, self.tls, self._snapshot_to) for url in self.out_urls]
+        max_bytes = self.ctx.settings.cot_max_event_bytes
+        self.links = [
+            OutLink(url, self.tls, self._snapshot_to, self.handle, self._refuse_from_listener, max_bytes)
+            for url in self.out_urls
+        ]
         tasks = [
             asyncio.create_task(link.run(self.stopping), name=f"cot-link-{i}") for i, link in enumerate(self.links)
         ]

@@ -3,8 +3,10 @@
 Outbound URLs use PyTAK's names and schemes — ``udp://``, ``udp+wo://``,
 ``udp+broadcast://``, multicast groups such as ``udp://239.2.3.1:6969``, ``tcp://``,
 ``tls://`` — and its ``PYTAK_TLS_*`` settings; ``pytak.protocol_factory`` opens the
-socket. An outbound link only writes (UDP links are opened write-only; a TCP/TLS link
-drains and ignores what the server sends). Each link has a bounded queue (the oldest
+socket. UDP links only write (``COT_LISTEN`` is the way in from a mesh); a ``tcp://`` or
+``tls://`` link to a TAK server also reads what the server relays (its other clients'
+CoT) into the CoT-in path, unless it is write-only (``tcp+wo://``, ``tls+wo://``: what
+the server sends is drained and ignored). Each link has a bounded queue (the oldest
 event goes first when it is full, counted), reconnects with exponential backoff and
 asks for the whole picture again after each (re)connect.
 
@@ -40,6 +42,10 @@ BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0  # seconds between reconnects
 READ_CHUNK = 65536
 
 
+Handler = Callable[[bytes, str, "TcpPeer | None"], Awaitable[None]]
+Refusal = Callable[[CotRejected, bytes, str], Awaitable[None]]
+
+
 @dataclass
 class LinkStats:
     """Counters of one outbound link (shown on /health/ready's worker stats and in the logs)."""
@@ -59,9 +65,18 @@ class OutLink:
     target: OutUrl
     tls: dict[str, str]
     on_connect: Callable[[OutLink], None]
+    # What a TAK server sends back on a read-write tcp:// or tls:// link (not ``+wo``): the CoT-in path.
+    receive: Handler | None = None
+    refuse: Refusal | None = None
+    max_bytes: int = 65536
     queue: deque[bytes] = field(default_factory=lambda: deque(maxlen=QUEUE_MAX))
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     stats: LinkStats = field(default_factory=LinkStats)
+
+    @property
+    def reads(self) -> bool:
+        """A TCP/TLS link without ``+wo``: what the server sends comes in (PyTAK's read-write mode)."""
+        return self.target.stream and "+wo" not in self.target.scheme and self.receive is not None
 
     def offer(self, data: bytes) -> None:
         """Queue one encoded event (never blocks; the oldest goes when full)."""
@@ -102,7 +117,9 @@ class OutLink:
                 delay = BACKOFF_MIN
                 self.on_connect(self)
                 if reader is not None and hasattr(reader, "read"):
-                    drain = asyncio.create_task(_drain(reader), name="cot-drain")
+                    drain = asyncio.create_task(
+                        self._read(reader) if self.reads else _drain(reader), name="cot-link-read"
+                    )
                 await self._pump(writer, stopping, drain)
             except (
                 OSError,
@@ -159,6 +176,21 @@ class OutLink:
                 await writer.drain()
                 self.stats.sent += len(batch)
 
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        """Feed what the server sends into the CoT-in path, one event at a time."""
+        assert self.receive is not None and self.refuse is not None
+        splitter = StreamSplitter(self.max_bytes)
+        source = self.target.url
+        while chunk := await reader.read(READ_CHUNK):
+            for item in splitter.feed(chunk):
+                if isinstance(item, CotRejected):
+                    await self.refuse(item, b"", source)
+                    continue
+                try:
+                    await self.receive(item, source, None)
+                except Exception:  # the link must outlive any single event
+                    log.exception("cot: handling an event from %s failed", source)
+
 
 async def _drain(reader: asyncio.StreamReader) -> None:
     """Read and ignore what a TAK server sends on an outbound link; return when it closes."""
@@ -174,9 +206,6 @@ def _close(writer: Any) -> None:
 
 
 # ---------------------------------------------------------------- listeners
-
-Handler = Callable[[bytes, str, "TcpPeer | None"], Awaitable[None]]
-Refusal = Callable[[CotRejected, bytes, str], Awaitable[None]]
 
 
 class _Datagrams:

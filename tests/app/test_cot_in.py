@@ -137,3 +137,35 @@ async def test_a_pytak_position_report_is_on_the_map_follows_moves_and_goes_stal
             stream.task.cancel()
             await asyncio.gather(stream.task, return_exceptions=True)
         await server.stop()
+
+
+@pytest.mark.timeout(30)
+async def test_a_tak_server_link_brings_its_clients_in_unless_write_only(make_runtime: Any) -> None:
+    """COT_URL tcp:// is read-write like PyTAK's: what the TAK server relays comes in; tcp+wo:// ignores it."""
+    relayed = atak_pli("ANDROID-relay", 37.45, -122.15, stale=60, callsign="RELAY")
+    ignored = atak_pli("ANDROID-wo", 37.46, -122.16, stale=60, callsign="WO")
+    writers: list[asyncio.StreamWriter] = []
+
+    async def tak_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes) -> None:
+        writers.append(writer)
+        writer.write(data)  # another client's position report, relayed to us
+        await writer.drain()
+        while await reader.read(65536):
+            pass
+
+    rw = await asyncio.start_server(lambda r, w: tak_server(r, w, relayed), "127.0.0.1", 0)
+    wo = await asyncio.start_server(lambda r, w: tak_server(r, w, ignored), "127.0.0.1", 0)
+    rw_port, wo_port = rw.sockets[0].getsockname()[1], wo.sockets[0].getsockname()[1]
+    rt: Runtime = await make_runtime(cot_url=f"tcp://127.0.0.1:{rw_port},tcp+wo://127.0.0.1:{wo_port}")
+    try:
+        await eventually(lambda: rt.services.state_cache.get("ANDROID-relay"), timeout=10, what="relayed sender")
+        assert (await rt.services.registry.get_entity("tak", "ANDROID-relay")).name == "RELAY"
+        gateway: Any = next(w for w in rt.workers.workers if w.name == "cot")
+        await eventually(lambda: all(link.stats.connected for link in gateway.links), what="links up")
+        await asyncio.sleep(0.5)
+        assert rt.services.state_cache.get("ANDROID-wo") is None
+    finally:
+        for writer in writers:
+            writer.close()
+        rw.close()
+        wo.close()
