@@ -166,6 +166,8 @@ def reader_permissions(org_id: str | None, entity_ids: list[str], key_id: str) -
         subscribe = [topology.SUBJECT_EVENTS_ALL, topology.SUBJECT_ENTITIES_ALL, topology.SUBJECT_TELEMETRY_ALL, inbox]
         return {"publish": {"allow": publish, "deny": deny}, "subscribe": {"allow": subscribe}}
     org = topology.token(org_id, "org_id")
+    # The shared and the workers' consumers count every organisation's messages: not even their info.
+    deny += [f"{API}.CONSUMER.INFO.*.{name}" for name in (*SERVER_CONSUMERS, *SHARED_CONSUMERS)]
     scoped = {
         topology.STREAM_EVENTS: f"{topology.PREFIX}.events.*.{org}",
         topology.STREAM_ENTITIES: f"{topology.PREFIX}.entities.{org}",

@@ -133,7 +133,7 @@ class StateKeeper(Worker):
         if current is None:
             return  # deleted meanwhile: no value for an unregistered entity
         registered = parse_time(current.created_at)
-        if registered is not None and time.time() - registered.timestamp() < FRESH:
+        if registered is not None and time.time() - registered.timestamp() < min(FRESH, self.ttl / 2):
             return
         fresh: list[dict[str, Any]] = []  # the document ``merge`` started from defaults, if it did
         wrote: list[bool] = []
