@@ -28,7 +28,7 @@ import hashlib
 import logging
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -69,6 +69,7 @@ log = logging.getLogger("overwatch.workers.cot")
 
 DLQ_STREAM_NAME = "COT"  # the "stream" token of CoT dead letters (they come from sockets, not a stream)
 DLQ_PER_SECOND = 20  # dead-letter copies per second; a flood of garbage is counted, not stored
+MAX_INFLIGHT = 2000  # telemetry publishes awaiting JetStream's ack before the listener waits
 FULL_RECHECK = 2.0  # seconds an organisation found full is believed full
 YIELD_EVERY = 200  # entities encoded between two yields to the event loop
 Format = tuple[int, bool]  # (tak_proto, stream framing)
@@ -151,6 +152,7 @@ class CotGateway(Worker):
         self.full_until = 0.0
         self.dlq_window = (0.0, 0)
         self.publisher: AckedPublisher | None = None
+        self.inflight: deque[asyncio.Future[int]] = deque()
         self.enabled = bool(self.out_urls or self.listen_urls)
         self.ready = asyncio.Event()  # set once every listener is bound
         if self.enabled:
@@ -351,8 +353,15 @@ class CotGateway(Worker):
             self.known[entity_id] = Known(entity_type, affiliation, name)
         assert self.publisher is not None
         subject = topology.telemetry_subject(self.org, entity_id)
+        while len(self.inflight) >= MAX_INFLIGHT:
+            # Backpressure: wait for JetStream to catch up rather than pile up publishes that time out.
+            with contextlib.suppress(Exception):
+                await self.inflight[0]
+            while self.inflight and self.inflight[0].done():
+                self.inflight.popleft()
         fut = await self.publisher.submit(subject, msgspec.json.encode(telemetry_payload(ev)))
         fut.add_done_callback(self._acked)
+        self.inflight.append(fut)
         self.counters["applied"] += 1
         self.stats.processed += 1
         self.stats.last_message_at = time.time()
@@ -411,6 +420,9 @@ class CotGateway(Worker):
         """Count a refused event and dead-letter a copy (rate-limited) with the reason."""
         self.counters[f"refused_{exc.reason}"] += 1
         self.stats.failed += 1
+        seen = self.counters[f"refused_{exc.reason}"]
+        if seen == 1 or seen % 1000 == 0:  # a flood logs a line per thousand, not per event
+            log.warning("cot: refused an event from %s (%d so far for %s): %s", source, seen, exc.reason, exc.detail)
         self.stats.last_error = str(exc)[:200]
         second, used = self.dlq_window
         now = time.monotonic()
