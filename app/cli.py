@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     mavlink = sub.add_parser("mavlink", help="run the MAVLink bridge (drones ↔ NATS; docs/mavlink.md)")
     _add_common(mavlink)
     mavlink_cmd.add_arguments(mavlink)
+    from app import cot_cmd
+
+    cot = sub.add_parser("cot", help="check a TAK set-up: send a CoT report or print what arrives (docs/tak.md)")
+    _add_common(cot)
+    cot_cmd.add_arguments(cot)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -116,6 +121,14 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return detect_cmd.run(args, settings.log_level, settings.log_format)
 
 
+def cmd_cot(args: argparse.Namespace) -> int:
+    """``overwatch cot``."""
+    from app import cot_cmd
+
+    settings = settings_from_args(args, ["data_dir", "log_level", "log_format"])
+    return cot_cmd.run(settings, args)
+
+
 def cmd_mavlink(args: argparse.Namespace) -> int:
     """``overwatch mavlink``."""
     from app import mavlink_cmd
@@ -131,6 +144,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "mavlink": cmd_mavlink,
     "user": lambda a: _admin("user", a),
     "apikey": lambda a: _admin("apikey", a),
+    "cot": lambda a: cmd_cot(a),
     "version": lambda _a: print(f"overwatch {__version__}") or 0,
 }
 
