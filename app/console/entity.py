@@ -203,7 +203,8 @@ class EntityPageController(Controller):
     async def send_command(
         self, request: Req, entity_id: IdPath, runtime: NamedDependency[Runtime]
     ) -> Template | Redirect:
-        """Send a command from the form; HTMX gets the command panel back, plain forms a redirect."""
+        """Send a command from the form; HTMX gets the form back (the command list follows the stream), plain forms a
+        redirect."""
         org_id = await _visible_entity(request, runtime, entity_id)
         actor = await authorize(request, org_id, "commands")
         flash, error = "", ""
@@ -218,9 +219,9 @@ class EntityPageController(Controller):
         if not getattr(request, "htmx", False):
             return Redirect(f"/entities/{entity_id}", status_code=303)
         page = EntityPageData(runtime, entity_id)
-        ctx = {**await page.state_context(request), **await page.commands_context()}
+        ctx = await page.state_context(request)
         return Template(
-            "partials/command-panel.html",
+            "partials/command-form.html",
             context={**ctx, "flash": flash, "error": error},
             status_code=422 if error else 200,
         )

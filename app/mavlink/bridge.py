@@ -187,6 +187,12 @@ class Bridge:
         if msgs:
             for msg in msgs:
                 self.on_message(link, peer, msg)
+        if peer is not None and parser.buf_len():
+            # UDP: a frame never spans datagrams, so a leftover is a truncated frame (or garbage that looked like a
+            # header); kept, it would swallow the next datagrams as its "payload".
+            self.stats.malformed += 1
+            protocol.reset_parser(parser)
+            self._oddity("truncated", f"{link.name}: truncated frame from {peer} dropped")
 
     def on_message(self, link: Link, peer: Peer, msg: Any) -> None:
         """One parsed message."""

@@ -175,6 +175,14 @@ def new_parser() -> Any:
     return parser
 
 
+def reset_parser(parser: Any) -> None:
+    """Drop whatever partial frame the parser holds (the next byte starts afresh)."""
+    parser.buf = bytearray()
+    parser.buf_index = 0
+    parser.expected_length = mavlink.HEADER_LEN_V1 + 2
+    parser.have_prefix_error = False
+
+
 def new_sender(sysid: int, compid: int) -> Any:
     """A MAVLink 2 encoder for our own messages (``msg.pack(sender)``; call ``next_seq`` after each)."""
     return mavlink.MAVLink(None, srcSystem=sysid, srcComponent=compid)

@@ -14,6 +14,7 @@ from app.mavlink.config import LinkSpec, MavlinkSettings
 from app.mavlink.emulator import Emulator
 from app.runtime import Runtime
 from app.settings import Settings
+from tests.browser.conftest import browser  # noqa: F401 - the Chromium fixture, for test_browser.py
 
 ORG = "org1"
 FAST = {"command_timeout": 0.3, "command_retries": 2, "progress_timeout": 10.0}
