@@ -17,10 +17,11 @@ import httpx
 import pytak
 import pytest
 
+from app import topology
 from app.runtime import Runtime
 from tests.app.test_cot_out import tcp_port, udp_port
 from tests.conftest import LiveServer
-from tests.helpers import eventually
+from tests.helpers import eventually, seed, telemetry
 
 
 def cot_time(offset: float = 0.0) -> str:
@@ -169,3 +170,44 @@ async def test_a_tak_server_link_brings_its_clients_in_unless_write_only(make_ru
             writer.close()
         rw.close()
         wo.close()
+
+
+@pytest.mark.timeout(30)
+async def test_a_multicast_mesh_both_ways_without_echo(make_runtime: Any) -> None:
+    """ATAK's default mesh: the gateway sends to and listens on one multicast group; tablets on the group
+    see the fleet, the gateway hears the tablets, and its own events heard back are dropped as loops."""
+    port = udp_port()
+    group = f"udp://239.2.3.1:{port}"
+    tablet = await pytak_writer(f"udp+wo://239.2.3.1:{port}")
+    parser = ConfigParser(interpolation=None)
+    parser["DEFAULT"] = {"COT_URL": group}
+    try:
+        listener, listener_writer = await pytak.protocol_factory(parser["DEFAULT"])  # a tablet on the group
+    except OSError as exc:
+        tablet.close()
+        pytest.skip(f"no multicast on this host: {exc}")
+    rt: Runtime = await make_runtime(cot_url=group, cot_listen=group)
+    heard: list[bytes] = []
+
+    async def hear() -> None:
+        while True:
+            data, _addr = await listener.recv()
+            heard.append(data)
+
+    task = asyncio.create_task(hear())
+    try:
+        await seed(rt, org_id="fleet", entities=1)
+        await rt.js.publish(topology.telemetry_subject("fleet", "ent-0"), telemetry())
+        await eventually(lambda: any(b'uid="ent-0"' in d for d in heard), timeout=10, what="tablet sees the fleet")
+        await tablet.send(atak_pli("ANDROID-mesh", 37.41, -122.11, stale=60))
+        await eventually(lambda: rt.services.state_cache.get("ANDROID-mesh"), timeout=10, what="gateway hears tablet")
+        gateway: Any = next(w for w in rt.workers.workers if w.name == "cot")
+        await eventually(lambda: gateway.counters["loop"] >= 1, timeout=5, what="own events dropped")
+        assert rt.services.state_cache.get("ent-0")["org_id"] == "fleet"  # not re-registered in "tak"
+        assert (await rt.services.registry.list_entities("tak", 10, 0)).total == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        tablet.close()
+        listener.close()
+        listener_writer.close()
