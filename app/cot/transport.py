@@ -38,6 +38,7 @@ from app.cot.urls import ListenUrl, OutUrl
 log = logging.getLogger("overwatch.cot")
 
 QUEUE_MAX = 10_000  # events waiting per link
+MAX_PEERS = 256  # TCP clients per listener
 BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0  # seconds between reconnects
 READ_CHUNK = 65536
 
@@ -264,6 +265,7 @@ class Listener:
     port: int = 0  # the bound port (useful with port 0)
     received: int = 0
     overflow: int = 0
+    refused_peers: int = 0
     _server: asyncio.Server | None = None
     _sock: socket.socket | None = None
     _protocol: _Datagrams | None = None
@@ -305,6 +307,13 @@ class Listener:
 
     async def _serve_peer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         addr = writer.get_extra_info("peername") or ("?", 0)
+        if len(self.peers) >= MAX_PEERS:
+            # Each client costs a task and a queue: a flood of connections is turned away, not served.
+            self.refused_peers += 1
+            if self.refused_peers == 1 or self.refused_peers % 1000 == 0:
+                log.warning("cot: %s has %d clients; refused %s", self.target.url, MAX_PEERS, addr[0])
+            _close(writer)
+            return
         peer = TcpPeer(writer, f"tcp://{addr[0]}:{addr[1]}")
         self.peers.add(peer)
         sender = asyncio.create_task(self._send_to(peer), name="cot-peer-send")

@@ -170,3 +170,32 @@ async def test_hostile_cot_over_sockets_is_refused_counted_and_the_listeners_kee
 async def _cot_letters(rt: Runtime) -> list[Any] | None:
     letters = [m for m in await dlq(rt.js) if m.subject.endswith(".COT")]
     return letters if len(letters) >= 8 else None
+
+
+@pytest.mark.timeout(60)
+async def test_a_connection_flood_is_turned_away_and_the_listener_keeps_serving(make_runtime: Any) -> None:
+    from app.cot.transport import MAX_PEERS
+
+    tcp = tcp_port()
+    rt: Runtime = await make_runtime(cot_listen=f"tcp://127.0.0.1:{tcp}")
+    gateway: Any = next(w for w in rt.workers.workers if w.name == "cot")
+    await asyncio.wait_for(gateway.ready.wait(), 10)
+    listener = gateway.listeners[0]
+    held = [await asyncio.open_connection("127.0.0.1", tcp) for _ in range(MAX_PEERS)]
+    try:
+        await eventually(lambda: len(listener.peers) == MAX_PEERS, what="every client served")
+        reader, writer = await asyncio.open_connection("127.0.0.1", tcp)
+        assert await asyncio.wait_for(reader.read(100), 5) == b""  # turned away: closed at once
+        writer.close()
+        assert listener.refused_peers == 1
+        _r, first = held.pop(0)
+        first.close()
+        await eventually(lambda: len(listener.peers) < MAX_PEERS, what="a slot frees up")
+        _r2, late = await asyncio.open_connection("127.0.0.1", tcp)
+        late.write(atak_pli("ANDROID-late", 37.3, -122.3, stale=60))
+        await late.drain()
+        await eventually(lambda: rt.services.state_cache.get("ANDROID-late"), timeout=10, what="served again")
+        late.close()
+    finally:
+        for _reader, w in held:
+            w.close()
