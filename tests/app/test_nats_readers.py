@@ -389,5 +389,6 @@ async def test_reader_keys_are_issued_shown_once_listed_and_audited(make_runtime
         page = await client.post("/admin/keys/", data={"name": "ui-reader", "role": "viewer", "nats": "reader"})
         assert page.status_code == 200, page.text
         assert "reader · every organisation" in page.text and "NATS NKey seed" in page.text
+        assert "Macro" not in page.text  # the flash message, not the macro that renders it
         again = await client.get("/admin/keys/")
         assert "ui-reader" in again.text and "<td>reader</td>" in again.text and "NATS NKey seed" not in again.text
