@@ -104,10 +104,9 @@ class StateKeeper(Worker):
         expiring = time.time() - self.ttl + self.interval
         for row in await registry_db.list_entities(self.ctx.db, limit=10_000_000):
             view = cache.get(row.entity_id)
-            if view is None:
+            if view is None or violations(row.entity_id, view):
+                # No value, or one that broke the guarantees (or only dotted sub-keys): write or conform it.
                 await self._restore(row)
-            elif violations(row.entity_id, view):
-                await self._conform(row.entity_id)
             else:
                 written = parse_time(view.get("updated_at"))
                 if written is not None and written.timestamp() < expiring:
