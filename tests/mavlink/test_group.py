@@ -108,6 +108,12 @@ async def test_console_refuses_unconfirmed_arm_and_non_admin_force(
     assert forced.status_code == 422 and "admin" in forced.text
     denied = await audit_db.query_audit(runtime.db, action="command.send", outcome="denied", limit=5)
     assert denied and denied[0].target == "mav-31:disarm"
+    viewer = await runtime.services.apikeys.create("tests", "viewer", ["read"], "org1")
+    as_viewer = {"Authorization": f"Bearer {viewer.key}", **HX}
+    group = await client.post("/fleet/commands", data={"command": "rtl", "entity_id": ["mav-31"]}, headers=as_viewer)
+    assert group.status_code == 403
+    fleet = BeautifulSoup((await client.get("/fleet", headers=as_viewer)).text, "html.parser")
+    assert fleet.select_one("form#group-commands") is None and fleet.select_one(".table-wrap.can-select") is None
 
 
 class _NoCard:
