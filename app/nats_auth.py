@@ -168,6 +168,7 @@ def reader_permissions(org_id: str | None, entity_ids: list[str], key_id: str) -
     org = topology.token(org_id, "org_id")
     # The shared and the workers' consumers count every organisation's messages: not even their info.
     deny += [f"{API}.CONSUMER.INFO.*.{name}" for name in (*SERVER_CONSUMERS, *SHARED_CONSUMERS)]
+    deny += [f"$JS.ACK.*.{name}.>" for name in SHARED_CONSUMERS]  # nor settle its messages for others
     scoped = {
         topology.STREAM_EVENTS: f"{topology.PREFIX}.events.*.{org}",
         topology.STREAM_ENTITIES: f"{topology.PREFIX}.entities.{org}",
