@@ -329,6 +329,12 @@ class CotGateway(Worker):
             await self._apply(item)
         except CotRejected as exc:
             await self._refuse(exc, data, source)
+        except Exception as exc:  # noqa: BLE001 - NATS or the database away: count, log sparingly, go on
+            self.counters["apply_failed"] += 1
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"[:200]
+            failed = self.counters["apply_failed"]
+            if failed == 1 or failed % 1000 == 0:
+                log.warning("cot: could not apply an event from %s (%d so far): %s", source, failed, exc)
 
     async def _apply(self, ev: CotEvent) -> None:
         entity_id = entity_id_for(ev.uid)
