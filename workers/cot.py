@@ -222,7 +222,10 @@ class CotGateway(Worker):
                     deferred = True  # rate cap: stays dirty, sent when due (latest state wins)
                     continue
                 self.dirty.pop(entity_id, None)
-                await self._send_entity(entity_id, now)
+                try:
+                    await self._send_entity(entity_id, now)
+                except Exception:  # one entity's trouble (a registry read) must not stop the picture
+                    log.exception("cot: sending %s failed", entity_id)
                 done += 1
                 if done % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
