@@ -211,3 +211,17 @@ async def test_a_multicast_mesh_both_ways_without_echo(make_runtime: Any) -> Non
         tablet.close()
         listener.close()
         listener_writer.close()
+
+
+def test_the_offline_deadline_honours_a_reports_stale_time() -> None:
+    from workers.telemetry import offline_deadline
+
+    seen = "2026-01-01T00:00:00Z"
+    base = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    assert offline_deadline({"last_seen": seen}, 10.0) == base + 10  # OVERWATCH_OFFLINE_AFTER
+    assert offline_deadline({"last_seen": seen, "extras": {"stale": "2026-01-01T00:00:04Z"}}, 10.0) == base + 4
+    assert offline_deadline({"last_seen": seen, "extras": {"stale": "2026-01-01T00:05:00Z"}}, 10.0) == base + 300
+    # A stale time older than the last report belongs to an earlier report: the timeout applies.
+    assert offline_deadline({"last_seen": seen, "extras": {"stale": "2025-12-31T23:59:00Z"}}, 10.0) == base + 10
+    assert offline_deadline({"last_seen": seen, "extras": {"stale": "soon"}}, 10.0) == base + 10
+    assert offline_deadline({}, 10.0) is None
