@@ -44,7 +44,7 @@ async def test_a_weapon_leaving_the_scene_sends_no_further_detection(demo: Demo)
     try:
         js = nc.jetstream()
         events: list[dict[str, Any]] = []
-        deadline = demo.started + 100  # the synthetic scene's weapon walks in at 4 s and out again
+        deadline = demo.started + 75  # the synthetic scene's weapon walks in at 4 s and out again
         while True:
             events = await _camera_events(js)
             weapons = {e["detection"]["track_id"] for e in events if e.get("detection", {}).get("label") == "weapon"}
