@@ -48,6 +48,7 @@ STATS_LOG_INTERVAL = 60.0  # seconds between counter summaries in the log
 REGISTER_REPUBLISH = 10.0  # seconds before an unanswered ``created`` is announced again
 LOG_EVERY = 30.0  # seconds: each kind of oddity is logged at most this often (it is always counted)
 TEXT_WAIT = 0.3  # seconds a failed command waits for the STATUSTEXT that explains it
+DECODED = {*HANDLERS, "COMMAND_ACK"}  # what the bridge reads; other valid messages are only counted
 EXPLAINED = {1, 2, 4}  # TEMPORARILY_REJECTED, DENIED, FAILED: autopilots say why in a STATUSTEXT
 
 
@@ -171,6 +172,9 @@ class Bridge:
     def on_bytes(self, link: Link, data: bytes, peer: Peer) -> None:
         """Bytes from a link: parse and dispatch every complete message."""
         self.stats.datagrams += 1
+        if peer is not None:
+            self._on_datagram(link, data, peer)
+            return
         key = (id(link), peer)
         parser = self._parsers.get(key)
         if parser is None:
@@ -187,12 +191,43 @@ class Bridge:
         if msgs:
             for msg in msgs:
                 self.on_message(link, peer, msg)
-        if peer is not None and parser.buf_len():
-            # UDP: a frame never spans datagrams, so a leftover is a truncated frame (or garbage that looked like a
-            # header); kept, it would swallow the next datagrams as its "payload".
+
+    def _on_datagram(self, link: Link, data: bytes, peer: Peer) -> None:
+        """A UDP datagram: whole frames only. Only messages the bridge uses are decoded; the rest are counted
+        after their CRC is checked (decoding a RAW_IMU nobody reads would cost as much as parsing it)."""
+        frames, junk = protocol.split_datagram(data)
+        if junk:
             self.stats.malformed += 1
-            protocol.reset_parser(parser)
-            self._oddity("truncated", f"{link.name}: truncated frame from {peer} dropped")
+            self._oddity("malformed", f"{link.name}: malformed frame from {peer} dropped ({junk} stray bytes)")
+        if not frames:
+            return
+        parser = self._parsers.get((id(link), peer))
+        if parser is None:
+            if len(self._parsers) > 4096:
+                self._parsers.clear()
+            parser = self._parsers[(id(link), peer)] = protocol.new_parser()
+        for msgid, _sysid, _compid, frame in frames:
+            cls = protocol.message_class(msgid)
+            if cls is None:
+                self.stats.unknown[f"UNKNOWN_{msgid}"] += 1
+                self._oddity(f"unknown:{msgid}", f"{link.name}: message id {msgid} is not in the dialect; counted")
+                continue
+            name = cls.msgname
+            if name not in DECODED:
+                if protocol.crc_ok(frame, cls.crc_extra):
+                    self.stats.messages += 1
+                    self.stats.unmapped[name] += 1
+                else:
+                    self.stats.malformed += 1
+                    self._oddity("malformed", f"{link.name}: malformed frame from {peer} dropped (bad CRC, {name})")
+                continue
+            try:
+                msg = parser.decode(bytearray(frame))
+            except Exception as exc:  # noqa: BLE001 - MAVError (CRC, length) or a payload pymavlink cannot unpack
+                self.stats.malformed += 1
+                self._oddity("malformed", f"{link.name}: malformed frame from {peer} dropped ({exc})")
+                continue
+            self.on_message(link, peer, msg)
 
     def on_message(self, link: Link, peer: Peer, msg: Any) -> None:
         """One parsed message."""

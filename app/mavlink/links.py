@@ -24,6 +24,7 @@ log = logging.getLogger("overwatch.mavlink.links")
 Peer = Any  # (host, port) for UDP, None for a stream
 OnBytes = Callable[["Link", bytes, Peer], None]
 PEER_IDLE = 60.0  # seconds: a UDP peer silent this long gets no more GCS heartbeats
+UDP_RCVBUF = 4 << 20  # bytes asked for (the kernel caps it at net.core.rmem_max)
 MAX_PEERS = 256  # UDP peers remembered per listening link (spoofed sources cannot grow it without bound)
 
 
@@ -101,6 +102,10 @@ class UdpLink(Link):
             self.peers[self.target] = time.monotonic()
         self.transport = transport
         self.up = True
+        sock = transport.get_extra_info("socket")
+        with contextlib.suppress(OSError):
+            # 100 vehicles at 200 msg/s are ~1 MB/s: a burst while the loop is busy must wait in the kernel, not drop.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
         if self.spec.kind == "udp-listen":
             host, port = self.local_address
             self.name = f"listen udp:{host}:{port}"  # the real port when 0 was asked for

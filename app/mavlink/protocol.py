@@ -175,6 +175,62 @@ def new_parser() -> Any:
     return parser
 
 
+MAGIC_V1, MAGIC_V2 = 0xFE, 0xFD
+SIGNED = 0x01  # MAVLINK_IFLAG_SIGNED: a 13-byte signature follows the CRC
+Frame = tuple[int, int, int, bytes]  # message id, system id, component id, the whole frame
+
+
+def split_datagram(data: bytes) -> tuple[list[Frame], int]:
+    """The MAVLink frames of one UDP datagram, and how many bytes were not part of a frame.
+
+    Over UDP a frame never spans datagrams, so a datagram is cut into frames from its
+    headers alone (no state between datagrams): bytes before a start marker are skipped
+    (counted), a frame running past the end is truncated (counted). Nothing is checked
+    here beyond the framing: CRCs are checked by ``decode`` or ``crc_ok``.
+    """
+    frames: list[Frame] = []
+    junk = 0
+    i, n = 0, len(data)
+    while i < n:
+        magic = data[i]
+        if magic == MAGIC_V2:
+            if i + 12 > n:
+                return frames, junk + n - i
+            incompat = data[i + 2]
+            size = 12 + data[i + 1] + (13 if incompat & SIGNED else 0)
+            if i + size > n or incompat & ~SIGNED:
+                return frames, junk + n - i  # truncated, or flags no MAVLink 2 parser may accept
+            frames.append(
+                (data[i + 7] | data[i + 8] << 8 | data[i + 9] << 16, data[i + 5], data[i + 6], data[i : i + size])
+            )
+            i += size
+        elif magic == MAGIC_V1:
+            size = 8 + data[i + 1] if i + 1 < n else n + 1
+            if i + size > n:
+                return frames, junk + n - i
+            frames.append((data[i + 5], data[i + 3], data[i + 4], data[i : i + size]))
+            i += size
+        else:
+            nxt = [j for j in (data.find(b"\xfd", i), data.find(b"\xfe", i)) if j >= 0]
+            j = min(nxt) if nxt else n
+            junk += j - i
+            i = j
+    return frames, junk
+
+
+def crc_ok(frame: bytes, crc_extra: int) -> bool:
+    """Whether a frame's CRC (with its message's CRC_EXTRA) is right, without decoding it."""
+    signature = 13 if frame[0] == MAGIC_V2 and frame[2] & SIGNED else 0
+    end = len(frame) - 2 - signature
+    crc = mavlink.x25crc(frame[1:end] + bytes((crc_extra,))).crc
+    return bool(crc == frame[end] | frame[end + 1] << 8)
+
+
+def message_class(msgid: int) -> Any:
+    """The dialect's class for a message id (``msgname``, ``crc_extra``), or None if it has none."""
+    return mavlink.mavlink_map.get(msgid)
+
+
 def reset_parser(parser: Any) -> None:
     """Drop whatever partial frame the parser holds (the next byte starts afresh)."""
     parser.buf = bytearray()

@@ -81,3 +81,20 @@ async def test_garbage_unknown_and_clashing_ids_are_counted_and_logged(
     await eventually(completed, what="command still works")
     assert vehicle.armed and not twin.received
     assert all(task.get_name() != "mavlink-flush" or not task.done() for task in bridge._tasks)
+
+
+def test_datagram_framing_without_decoding() -> None:
+    """Whole frames are cut from a datagram by their headers; garbage and truncation are counted, CRCs checked."""
+    v2 = protocol.new_sender(7, 1)
+    beat = protocol.pack(v2, M.MAVLink_heartbeat_message(2, 3, 81, 5, 3, 3))
+    imu = protocol.pack(v2, M.MAVLink_raw_imu_message(1, 1, 2, 3, 4, 5, 6, 7, 8, 9))
+    v1 = protocol.pack(protocol.new_sender(9, 1), M.MAVLink_heartbeat_message(2, 3, 81, 5, 3, 3), mavlink1=True)
+    frames, junk = protocol.split_datagram(b"\x00garbage" + beat + v1 + imu + imu[:9])
+    assert [(f[0], f[1], len(f[3])) for f in frames] == [(0, 7, len(beat)), (0, 9, len(v1)), (27, 7, len(imu))]
+    assert junk == 8 + 9
+    assert protocol.crc_ok(frames[2][3], protocol.message_class(27).crc_extra)
+    broken = bytearray(imu)
+    broken[12] ^= 0x55
+    assert not protocol.crc_ok(bytes(broken), protocol.message_class(27).crc_extra)
+    assert protocol.split_datagram(b"\xfd\x09\x04" + bytes(20)) == ([], 23)  # unknown incompat flag
+    assert protocol.split_datagram(b"") == ([], 0)
