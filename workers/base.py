@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from nats.aio.msg import Msg
 from nats.js.errors import APIError
 from opentelemetry.trace import NoOpTracer, SpanKind, Tracer
@@ -56,6 +57,22 @@ DLQ_WORKER = "Overwatch-Dlq-Worker"
 DLQ_TIME = "Overwatch-Dlq-Time"
 DLQ_ORIGINAL_SIZE = "Overwatch-Dlq-Original-Size"  # only on a dead letter whose payload was cut
 STORE_REFUSED = 10077  # JetStream err_code: a stream limit refused the message (discard=new)
+
+# The dead-letter reason for a server reply found in an ingest stream (see ``server_reply``).
+REPLY_INJECTION = "a NATS server reply redirected into this subject (reply-subject injection)"
+
+# Headers only the server puts on its replies (direct-get responses): a device's own publish never carries them.
+REPLY_HEADERS = (
+    "Nats-Stream",
+    "Nats-Sequence",
+    "Nats-Subject",
+    "Nats-Time-Stamp",
+    "Nats-Num-Pending",
+    "Nats-Last-Sequence",
+)
+PUBACK_KEYS = frozenset(("stream", "seq", "duplicate", "domain", "val", "batch", "count"))
+JS_API_TYPE = "io.nats.jetstream.api."
+JS_API_TYPE_BYTES = JS_API_TYPE.encode()
 
 NAK_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0)  # seconds, by delivery count
 
@@ -97,6 +114,7 @@ class WorkerStats:
     dlq_refused: int = 0  # dead letters the organisation's quota (or a full stream) refused
     dlq_truncated: int = 0  # dead letters stored with a cut payload
     naks: int = 0
+    reply_injections: int = 0  # server replies found in an ingest stream, dead-lettered (see ``server_reply``)
     restarts: int = 0
     last_error: str = ""
     last_message_at: float = 0.0
@@ -175,6 +193,41 @@ class Worker:
         return True
 
 
+def server_reply(msg: Msg) -> bool:
+    """Whether ``msg`` is an answer of the NATS server, sent into an ingest subject by a client.
+
+    nats-server does not check a request's reply subject against the client's publish
+    permissions, so a device can have the server publish a PubAck, a direct-get response
+    (its own, chosen payload) or an API response into another organisation's subjects,
+    where the streams capture it (docs/security.md, NATS). Those answers have shapes no
+    device message has: the direct-get headers, or JSON that is a PubAck, an API response
+    (``type`` ``io.nats.jetstream.api.…``) or a bare API error. Cheap on the hot path:
+    a few header lookups, and substring tests before any decode.
+    """
+    headers = msg.headers
+    if headers:
+        for name in REPLY_HEADERS:
+            if name in headers:
+                return True
+    data = msg.data
+    if not data or data[:1] != b"{":
+        return False
+    if b'"seq"' not in data and JS_API_TYPE_BYTES not in data and b'"error"' not in data:
+        return False
+    try:
+        doc = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return False
+    if not isinstance(doc, dict):
+        return False
+    kind = doc.get("type")
+    if isinstance(kind, str) and kind.startswith(JS_API_TYPE):
+        return True
+    if doc.keys() == {"error"} and isinstance(doc["error"], dict) and "code" in doc["error"]:
+        return True
+    return "stream" in doc and "seq" in doc and doc.keys() <= PUBACK_KEYS
+
+
 class ConsumerWorker(Worker, abc.ABC):
     """A worker fed by one durable pull consumer (see ``app.topology.CONSUMERS``)."""
 
@@ -183,6 +236,15 @@ class ConsumerWorker(Worker, abc.ABC):
     batch_size = 100
     fetch_timeout = 1.0  # seconds; bounds how long a stop request waits
     max_deliver = 8  # matches the consumer config in app.topology
+
+    def reject_server_reply(self, msg: Msg) -> None:
+        """Raise ``InvalidMessage`` (and count it) when ``msg`` is a server reply; see ``server_reply``.
+
+        Every worker consuming subjects that devices publish calls this before decoding.
+        """
+        if server_reply(msg):
+            self.stats.reply_injections += 1
+            raise InvalidMessage(REPLY_INJECTION)
 
     @abc.abstractmethod
     async def handle(self, msg: Msg) -> None:

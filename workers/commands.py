@@ -70,6 +70,7 @@ class CommandWorker(ConsumerWorker):
 
     async def handle(self, msg: Msg) -> None:
         """Apply one command or ack message."""
+        self.reject_server_reply(msg)
         parts = msg.subject.split(".")
         is_ack = len(parts) == 5 and parts[4] == "ack"
         if not (len(parts) == 4 or is_ack) or not all(topology.TOKEN_RE.match(p) for p in parts[2:4]):

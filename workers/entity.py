@@ -54,6 +54,7 @@ class EntityWorker(ConsumerWorker):
 
     async def handle(self, msg: Msg) -> None:
         """Apply one lifecycle event."""
+        self.reject_server_reply(msg)
         parts = msg.subject.split(".")
         if len(parts) != 4 or parts[3] not in topology.ENTITY_LIFECYCLE or not topology.TOKEN_RE.match(parts[2]):
             raise InvalidMessage(f"unexpected lifecycle subject {msg.subject!r}")

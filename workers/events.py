@@ -126,6 +126,7 @@ class EventWorker(ConsumerWorker):
             await retention.prune(self.ctx.db, "detections", hours * 3600)
 
     async def _process(self, msg: Msg) -> DetectionRow | None:
+        self.reject_server_reply(msg)
         parts = msg.subject.split(".")
         if len(parts) != 5 or parts[1] != "events" or not all(topology.TOKEN_RE.match(p) for p in parts[2:]):
             raise InvalidMessage(f"unexpected event subject {msg.subject!r}")

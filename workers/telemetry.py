@@ -137,6 +137,7 @@ class TelemetryWorker(ConsumerWorker):
         await self.flush(due_only=True)
 
     async def _parse(self, msg: Msg, now_iso: str) -> tuple[str, EntityInfo, dict[str, Any]]:
+        self.reject_server_reply(msg)
         org_id, entity_id = parse_subject(msg.subject)
         if len(msg.data) > MAX_PAYLOAD:
             raise InvalidMessage(f"payload of {len(msg.data)} bytes exceeds {MAX_PAYLOAD}")

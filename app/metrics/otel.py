@@ -57,7 +57,16 @@ PIPELINE_FIELDS = (
     "source_reconnects",
     "source_connected",
 )
-WORKER_COUNTERS = ("processed", "failed", "dead_lettered", "dlq_refused", "dlq_truncated", "naks", "restarts")
+WORKER_COUNTERS = (
+    "processed",
+    "failed",
+    "dead_lettered",
+    "dlq_refused",
+    "dlq_truncated",
+    "naks",
+    "restarts",
+    "reply_injections",
+)
 OTLP_EXPORTERS = (
     "opentelemetry.exporter.otlp.proto.http.metric_exporter",
     "opentelemetry.exporter.otlp.proto.grpc.metric_exporter",
