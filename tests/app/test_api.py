@@ -31,8 +31,11 @@ async def test_organization_and_entity_crud(client: httpx.AsyncClient) -> None:
     assert entity["entity_id"] and entity["org_id"] == org_id and entity["video_config"]["protocol"] == "rtsp"
     r = await client.get(f"{V1}/{org_id}/entities/{entity['entity_id']}")
     assert r.status_code == 200 and r.json()["name"] == "Hawk"
+    r = await client.put(f"{V1}/{org_id}/entities/{entity['entity_id']}", json={"status": "error"})
+    assert r.status_code == 200 and r.json()["status"] == "error" and r.json()["name"] == "Hawk"
+    # The seeds' words are active | offline | error; older words are normalised, not refused.
     r = await client.put(f"{V1}/{org_id}/entities/{entity['entity_id']}", json={"status": "maintenance"})
-    assert r.status_code == 200 and r.json()["status"] == "maintenance" and r.json()["name"] == "Hawk"
+    assert r.status_code == 200 and r.json()["status"] == "offline" and r.json()["name"] == "Hawk"
     r = await client.put(f"{V1}/{org_id}", json={"name": "Blue Force 2"})
     assert r.status_code == 200 and r.json()["name"] == "Blue Force 2"
     r = await client.get(f"{V1}/{org_id}/entities")
