@@ -214,6 +214,10 @@ async def run_phase(
     # Warm-up: a HEARTBEAT from every vehicle, until all are known and registered.
     beats = [protocol.pack(protocol.new_sender(v, 1), message("HEARTBEAT", v, 0)) for v in range(1, vehicles + 1)]
     deadline = time.time() + 30
+    while "MAVLink bridge for organisation" not in bridge.text():  # its socket is open: nothing sent is lost
+        if time.time() > deadline or bridge.proc.poll() is not None:
+            raise SystemExit(f"bridge did not start:\n{bridge.text()[-2000:]}")
+        await asyncio.sleep(0.05)
     warm = 0
     while bridge.text().count("registered; publishing") < vehicles:
         if time.time() > deadline or bridge.proc.poll() is not None:

@@ -112,12 +112,14 @@ class Bridge:
         self._last_logged: dict[str, float] = {}
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
+        self._warm_up: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Open every link, subscribe to commands, start the loops; ``BridgeError`` if a link cannot open."""
-        # pymavlink's mode tables take ~0.3 s to import: not on the event loop at the first HEARTBEAT.
-        await asyncio.get_running_loop().run_in_executor(None, protocol.warm_up)
+        # pymavlink's mode tables take ~0.3 s to import: in a thread, now, rather than on the event loop at the first
+        # HEARTBEAT (not awaited: the server's start-up need not wait for it).
+        self._warm_up = asyncio.get_running_loop().run_in_executor(None, protocol.warm_up)
         for spec in self.link_specs:
             link = make_link(spec, self.on_bytes)
             try:
@@ -143,6 +145,9 @@ class Bridge:
     async def stop(self) -> None:
         """Stop the loops, publish what is pending, close the links."""
         self._stopping.set()
+        if self._warm_up is not None:
+            with contextlib.suppress(Exception):
+                await self._warm_up
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
