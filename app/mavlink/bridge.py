@@ -45,7 +45,9 @@ log = logging.getLogger("overwatch.mavlink")
 GCS_HEARTBEAT_INTERVAL = 1.0  # seconds (MAVLink's nominal rate)
 WATCH_INTERVAL = 0.1  # seconds between comm-lost checks
 STATS_LOG_INTERVAL = 60.0  # seconds between counter summaries in the log
-REGISTER_REPUBLISH = 10.0  # seconds before an unanswered ``created`` is announced again
+REGISTER_REPUBLISH = 10.0  # seconds before an unanswered ``created`` is announced again (doubling each time)
+REGISTER_REPUBLISH_MAX = 300.0
+REGISTER_WARN_AFTER = 5.0  # seconds: a vehicle still unregistered then is worth a warning
 LOG_EVERY = 30.0  # seconds: each kind of oddity is logged at most this often (it is always counted)
 TEXT_WAIT = 0.3  # seconds a failed command waits for the STATUSTEXT that explains it
 DECODED = {*HANDLERS, "COMMAND_ACK"}  # what the bridge reads; other valid messages are only counted
@@ -313,12 +315,27 @@ class Bridge:
     async def _register(self, v: Vehicle) -> None:
         """Announce the vehicle (unless bound) until its EntityState exists, then let telemetry flow."""
         v.registering = True
-        announced = -REGISTER_REPUBLISH
-        delay = 0.05
+        started = announced = time.monotonic()
+        republish, delay, warned = REGISTER_REPUBLISH, 0.05, False
+        if not v.bound:
+            await self._announce(v)
         while not self._stopping.is_set():
-            if not v.bound and time.monotonic() - announced >= REGISTER_REPUBLISH:
-                announced = time.monotonic()
+            now = time.monotonic()
+            if not v.bound and now - announced >= republish:
+                # Refused announcements are dead-lettered: back off so a full or unknown organisation is not flooded.
+                announced, republish = now, min(republish * 2, REGISTER_REPUBLISH_MAX)
                 await self._announce(v)
+            if not warned and now - started > REGISTER_WARN_AFTER:
+                warned = True
+                log.warning(
+                    "%s is not registered after %.0fs: %s",
+                    v.label,
+                    now - started,
+                    f"entity {v.entity_id} does not exist (MAVLINK_MAPPING binds it)"
+                    if v.bound
+                    else f"does organisation {self.org_id} exist and have room (OVERWATCH_MAX_ENTITIES_PER_ORG)?"
+                    " The dead-letter stream has the reason; its telemetry is held until then",
+                )
             if await self._exists(v.entity_id):
                 v.registered, v.registering = True, False
                 v.link_dirty = True
@@ -398,6 +415,8 @@ class Bridge:
             for v in list(self.vehicles.values()):
                 if not v.comm_lost and now - v.last_heartbeat > self.settings.comm_lost_after:
                     await self._comm_lost(v, now - v.last_heartbeat)
+            if len(self._tasks) > 64:
+                self._tasks = [t for t in self._tasks if not t.done()]
             await asyncio.sleep(WATCH_INTERVAL)
 
     def _send_gcs_heartbeat(self) -> None:

@@ -113,7 +113,12 @@ async def test_denied_unsupported_and_no_response_fail_with_mavlinks_word(
 ) -> None:
     bridge = await make_bridge()  # 0.3 s per attempt, 2 resends
     grounded: Emulator = await make_vehicle(bridge, sysid=3, prearm_ok=False)
-    mute: Emulator = await make_vehicle(bridge, sysid=4, silent={M.MAV_CMD_COMPONENT_ARM_DISARM})
+    mute: Emulator = await make_vehicle(
+        bridge,
+        sysid=4,
+        silent={M.MAV_CMD_COMPONENT_ARM_DISARM},
+        results={M.MAV_CMD_NAV_LAND: 1, M.MAV_CMD_NAV_RETURN_TO_LAUNCH: 6},  # TEMPORARILY_REJECTED, CANCELLED
+    )
     flaky: Emulator = await make_vehicle(
         bridge,
         sysid=5,
@@ -121,13 +126,15 @@ async def test_denied_unsupported_and_no_response_fail_with_mavlinks_word(
         results={M.MAV_CMD_DO_CHANGE_SPEED: M.MAV_RESULT_UNSUPPORTED},
     )
     await asyncio.gather(*(_live(runtime, e) for e in ("mav-3", "mav-4", "mav-5")))
-    denied, unsupported, silent, resent, no_form, no_mode = await asyncio.gather(
+    denied, unsupported, silent, resent, no_form, no_mode, later, cancelled = await asyncio.gather(
         _final(runtime, await _send(runtime, "mav-3", "arm")),
         _final(runtime, await _send(runtime, "mav-5", "set_speed", speed=5.0)),
         _final(runtime, await _send(runtime, "mav-4", "arm")),
         _final(runtime, await _send(runtime, "mav-5", "arm")),
         _final(runtime, await _send(runtime, "mav-5", "self_destruct")),
         _final(runtime, await _send(runtime, "mav-5", "set_mode", mode="WARP")),
+        _final(runtime, await _send(runtime, "mav-4", "land")),
+        _final(runtime, await _send(runtime, "mav-4", "rtl")),
     )
     assert denied.status == "failed" and denied.detail.startswith("DENIED (MAV_CMD_COMPONENT_ARM_DISARM)")
     assert "PreArm: GPS: need 3D fix" in denied.detail  # what ArduPilot says alongside the DENIED
@@ -139,6 +146,8 @@ async def test_denied_unsupported_and_no_response_fail_with_mavlinks_word(
     assert no_form.status == "failed" and no_form.detail.startswith("UNSUPPORTED: no MAVLink form")
     assert no_mode.status == "failed" and "mode WARP does not exist" in no_mode.detail
     assert not flaky.commands_named("MAV_CMD_DO_SET_MODE")  # refused here, never sent
+    assert (later.status, later.detail) == ("failed", "TEMPORARILY_REJECTED (MAV_CMD_NAV_LAND)")
+    assert (cancelled.status, cancelled.detail) == ("failed", "CANCELLED (MAV_CMD_NAV_RETURN_TO_LAUNCH)")
     assert grounded.armed is False and bridge.commands.resent >= 3
 
 
