@@ -9,10 +9,11 @@ credentials becomes an NKey user of one of two kinds:
   telemetry, events, acks, announcements, its entities' video frames and their KV keys;
   subscribe to its organisation's commands and to its own reply inbox;
 * a **reader** (``reader_permissions``), an integrator of the downstream PRD: read
-  EntityState, subscribe to events, entities and telemetry, and consume them through
-  JetStream consumers — never publish data. A *fabric* reader (no organisation) reads
-  everything; an *organisation* reader only its organisation's subjects and its
-  entities' keys (see ``docs/integrators.md`` for what each can do and why).
+  EntityState, subscribe to events, entities and telemetry — never publish data. A
+  *fabric* reader (no organisation) reads everything and uses JetStream consumers; an
+  *organisation* reader only its organisation's subjects and its entities' keys, by core
+  subscription and direct get, no consumers (see ``docs/integrators.md`` for what each
+  can do and why, ``docs/security.md`` for the reply-subject problem behind it).
 
 The block is re-rendered when keys or entities change (or a key expires) and the
 child reloads it (SIGHUP). Rendering is per record: a key or entity that cannot be
@@ -133,12 +134,14 @@ def reader_permissions(org_id: str | None, entity_ids: list[str], key_id: str) -
     is allowed on the state bucket only, whose consumers are all short-lived watchers
     with random names (nats-py's ``kv.watch`` needs it).
 
-    An organisation reader gets what NATS can confine to its organisation: subscriptions
-    to its organisation's subjects; push consumers whose filter (in the create subject)
-    lies inside its organisation; direct gets and watchers of its entities' keys. It gets
-    no ``STREAM.INFO`` (a subjects filter lists every key and subject), no old-form
-    consumer creation (an unconfined filter in the body) and no pulls: a pull delivers to
-    whoever names the consumer, and consumer names are not owned.
+    An organisation reader gets no JetStream consumers at all (none created, pulled from,
+    acked or even looked up): a push consumer's deliver subject and a pull request's reply
+    subject are where the *server* publishes, unchecked against the reader's permissions, so
+    either would let it copy messages into another organisation's subjects. It gets core
+    subscriptions to its organisation's subjects and to its entities' state keys
+    (``$KV.CONSTELLATION_GLOBAL_STATE.<entity>``: every change is a message there), and
+    direct gets of those keys for current values. No ``STREAM.INFO`` (a subjects filter
+    lists every key and subject).
     """
     inbox = f"{inbox_prefix(key_id)}.>"
     deny = _consumer_guard(SERVER_CONSUMERS, pull=True) + _consumer_guard(SHARED_CONSUMERS, pull=False)
@@ -166,33 +169,18 @@ def reader_permissions(org_id: str | None, entity_ids: list[str], key_id: str) -
         subscribe = [topology.SUBJECT_EVENTS_ALL, topology.SUBJECT_ENTITIES_ALL, topology.SUBJECT_TELEMETRY_ALL, inbox]
         return {"publish": {"allow": publish, "deny": deny}, "subscribe": {"allow": subscribe}}
     org = topology.token(org_id, "org_id")
-    # The shared and the workers' consumers count every organisation's messages: not even their info.
-    deny += [f"{API}.CONSUMER.INFO.*.{name}" for name in (*SERVER_CONSUMERS, *SHARED_CONSUMERS)]
-    deny += [f"$JS.ACK.*.{name}.>" for name in SHARED_CONSUMERS]  # nor settle its messages for others
-    scoped = {
-        topology.STREAM_EVENTS: f"{topology.PREFIX}.events.*.{org}",
-        topology.STREAM_ENTITIES: f"{topology.PREFIX}.entities.{org}",
-        topology.STREAM_TELEMETRY: f"{topology.PREFIX}.telemetry.{org}",
-    }
-    for stream, subjects in scoped.items():
-        publish += [
-            # A filter the server checks against the request: nothing outside the organisation matches.
-            f"{API}.CONSUMER.CREATE.{stream}.*.{subjects}.>",
-            f"{API}.CONSUMER.INFO.{stream}.*",
-            f"{API}.CONSUMER.DELETE.{stream}.*",
-            f"$JS.ACK.{stream}.*.>",
-            f"$JS.FC.{stream}.>",
-        ]
-    publish += [f"{API}.CONSUMER.INFO.{STATE_STREAM}.*", f"{API}.CONSUMER.DELETE.{STATE_STREAM}.*"]
-    publish += [f"$JS.FC.{STATE_STREAM}.>"]
+    # No consumer API at all: a consumer (push deliver subject, pull reply subject) makes the server
+    # publish copies of messages wherever the client says, and nats-server does not check those
+    # subjects against publish permissions — an organisation reader could pour its organisation's
+    # messages into another organisation's ingest subjects. Live data comes by core subscription.
     for entity in entity_ids:
         if not topology.TOKEN_RE.match(entity):
             continue
+        # The reply of a direct get can be aimed anywhere too; the ingest workers dead-letter it
+        # (its headers give it away: ``workers.base.server_reply``).
         publish += [
             f"{API}.DIRECT.GET.{STATE_STREAM}.{STATE_PREFIX}.{entity}",
             f"{API}.DIRECT.GET.{STATE_STREAM}.{STATE_PREFIX}.{entity}.>",
-            f"{API}.CONSUMER.CREATE.{STATE_STREAM}.*.{STATE_PREFIX}.{entity}",
-            f"{API}.CONSUMER.CREATE.{STATE_STREAM}.*.{STATE_PREFIX}.{entity}.>",
         ]
     subscribe = [
         f"{topology.PREFIX}.events.*.{org}.*",
@@ -200,6 +188,11 @@ def reader_permissions(org_id: str | None, entity_ids: list[str], key_id: str) -
         f"{topology.PREFIX}.telemetry.{org}.*",
         inbox,
     ]
+    # Live KV changes of its entities: every put and delete is a message on the key's subject.
+    for entity in entity_ids:
+        if topology.TOKEN_RE.match(entity):
+            subscribe += [f"{STATE_PREFIX}.{entity}", f"{STATE_PREFIX}.{entity}.>"]
+    deny += [f"{API}.CONSUMER.>", "$JS.ACK.>", "$JS.FC.>"]
     return {"publish": {"allow": publish, "deny": deny}, "subscribe": {"allow": subscribe}}
 
 

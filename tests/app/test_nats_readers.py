@@ -34,7 +34,8 @@ from app.nats_auth import inbox_prefix, state_bucket
 from app.runtime import Runtime
 from db import audit as audit_db
 from tests.conftest import OVERWATCH
-from tests.helpers import eventually, seed, state, telemetry
+from tests.helpers import dlq, eventually, seed, state, stream_messages, telemetry
+from workers.base import DLQ_REASON, DLQ_SUBJECT, REPLY_INJECTION
 
 REVOCATION_BUDGET = 2.0
 STATE = topology.BUCKET_STATE
@@ -242,26 +243,20 @@ async def test_organisation_reader_sees_only_its_organisation(make_runtime: Any)
         await reader.refused(f"$JS.API.DIRECT.GET.KV_{STATE}.$KV.{STATE}.{b1}", kv.get(b1))
         await reader.refused(f"$JS.API.STREAM.INFO.KV_{STATE}", reader.quick.key_value(STATE))
 
-        # A watcher of its own key (a named consumer: the filter is in the create subject).
-        watch = await js.subscribe(
-            f"$KV.{STATE}.{a1}",
-            stream=f"KV_{STATE}",
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-            config=ConsumerConfig(name=uuid.uuid4().hex),
+        # Live changes of its own key by core subscription; another organisation's key is refused.
+        changes = await nc.subscribe(f"$KV.{STATE}.{a1}")
+        foreign = await nc.subscribe(f"$KV.{STATE}.{b1}")
+        await nc.flush()
+        await eventually(
+            lambda: any(f'subscription to "$kv.{STATE}.{b1}"'.lower() in e.lower() for e in reader.errors),
+            what="the refused key subscription",
         )
-        assert json.loads((await watch.next_msg(timeout=3)).data)["entity_id"] == a1
-        await watch.unsubscribe()
-        await reader.refused(
-            f"$JS.API.CONSUMER.CREATE.KV_{STATE}",
-            js.subscribe(f"$KV.{STATE}.{b1}", stream=f"KV_{STATE}", ordered_consumer=True),
-        )
-        await reader.refused(
-            f"$KV.{STATE}.{b1}",
-            js.subscribe(
-                f"$KV.{STATE}.{b1}", stream=f"KV_{STATE}", ordered_consumer=True, config=ConsumerConfig(name="peek")
-            ),
-        )
+        await rt.js.publish(topology.telemetry_subject("orga", a1), telemetry(battery=21.0))
+        await rt.js.publish(topology.telemetry_subject("orgb", b1), telemetry(battery=21.0))
+        assert json.loads((await changes.next_msg(timeout=3)).data)["entity_id"] == a1
+        await changes.unsubscribe()
+        with pytest.raises(nats.errors.TimeoutError):
+            await foreign.next_msg(timeout=0.5)
 
         # Its organisation's live subjects; another organisation's subscription is refused.
         mine = await nc.subscribe("constellation.telemetry.orga.*")
@@ -278,18 +273,41 @@ async def test_organisation_reader_sees_only_its_organisation(make_runtime: Any)
         with pytest.raises(nats.errors.TimeoutError):
             await theirs.next_msg(timeout=0.5)
 
-        # A durable push consumer on its organisation's detections, with acks.
-        push = await js.subscribe(
-            "constellation.events.isr.orga.>",
-            durable="orga-detections",
-            manual_ack=True,
-            config=ConsumerConfig(name="orga-detections", ack_policy=AckPolicy.EXPLICIT),
+        # No consumers at all, not even on its own organisation's subjects (see docs/security.md, NATS).
+        await reader.refused(
+            "$JS.API.CONSUMER.CREATE.CONSTELLATION_EVENTS.orga-detections",
+            reader.quick.add_consumer(
+                topology.STREAM_EVENTS,
+                ConsumerConfig(
+                    name="orga-detections",
+                    durable_name="orga-detections",
+                    filter_subject="constellation.events.isr.orga.>",
+                    deliver_subject=nc.new_inbox(),
+                    ack_policy=AckPolicy.EXPLICIT,
+                ),
+            ),
         )
-        event = await push.next_msg(timeout=3)
-        assert json.loads(event.data)["organization_id"] == "orga"
-        await event.ack()
-        await push.unsubscribe()
-        await js.delete_consumer(topology.STREAM_EVENTS, "orga-detections")
+        await reader.refused(
+            "$JS.API.CONSUMER.DURABLE.CREATE.CONSTELLATION_EVENTS.orga-pull",
+            reader.quick.add_consumer(
+                topology.STREAM_EVENTS,
+                ConsumerConfig(durable_name="orga-pull", filter_subject="constellation.events.isr.orga.>"),
+            ),
+        )
+        # nats-py's subscribe and pull_subscribe look the consumer up first: refused too.
+        await reader.refused(
+            "$JS.API.CONSUMER.INFO.CONSTELLATION_EVENTS.orga-detections",
+            js.subscribe("constellation.events.isr.orga.>", durable="orga-detections", manual_ack=True),
+        )
+        # A pull from a consumer inside its organisation that someone else (here the server) made.
+        await rt.js.add_consumer(
+            topology.STREAM_EVENTS,
+            ConsumerConfig(durable_name="orga-made", filter_subject="constellation.events.isr.orga.>"),
+        )
+        await reader.refused(
+            "$JS.API.CONSUMER.MSG.NEXT.CONSTELLATION_EVENTS.orga-made",
+            nc.request("$JS.API.CONSUMER.MSG.NEXT.CONSTELLATION_EVENTS.orga-made", b'{"batch":1}', timeout=0.5),
+        )
 
         # Consumers whose filter reaches beyond its organisation, pulls and stream admin: refused.
         for filter_subject in ("constellation.events.isr.>", "constellation.events.isr.orgb.>", ">"):
@@ -329,6 +347,78 @@ async def test_organisation_reader_sees_only_its_organisation(make_runtime: Any)
         await eventually(readable, timeout=5, what="the new entity readable")
     finally:
         await nc.close()
+
+
+async def test_organisation_reader_cannot_make_the_server_deliver_into_another_organisation(
+    make_runtime: Any,
+) -> None:
+    """Reply-subject injection by an organisation reader: push deliver, pull reply, direct-get reply.
+
+    nats-server does not check a deliver or reply subject against publish permissions;
+    with consumers an organisation reader could have the server copy its organisation's
+    detections into ``orgb``'s subjects. Consumers are refused; an API answer (or a
+    direct get's) aimed there is captured but dead-lettered by the ingest guard.
+    """
+    rt: Runtime = await make_runtime(nats_url="", nats_port=-1)
+    a1, b1 = await _world(rt)
+    reader, _key = await _reader(rt, "orga")
+    target = topology.detection_subject("orgb", b1)
+    telemetry_target = topology.telemetry_subject("orgb", b1)
+
+    async def landed() -> list[str]:
+        """Copies of orga's detections captured where orgb's subjects are stored.
+
+        (A push delivery into another stream is stored there under the original subject, so
+        the telemetry stream is searched for detections, not for the target subject.)
+        """
+        events = await stream_messages(rt.js, topology.STREAM_EVENTS)
+        telemetry_msgs = await stream_messages(rt.js, topology.STREAM_TELEMETRY)
+        return [m.subject for m in events if m.subject == target] + [
+            m.subject for m in telemetry_msgs if b'"organization_id"' in (m.data or b"")
+        ]
+
+    before = await state(rt, b1)
+    try:
+        # (1) A push consumer of its own detections delivering into orgb's telemetry (another stream:
+        # the server refuses a deliver subject its own stream captures, "forms a cycle").
+        await reader.refused(
+            "$JS.API.CONSUMER.CREATE.CONSTELLATION_EVENTS.redirect",
+            reader.quick.add_consumer(
+                topology.STREAM_EVENTS,
+                ConsumerConfig(
+                    name="redirect",
+                    filter_subject="constellation.events.isr.orga.>",
+                    deliver_subject=telemetry_target,
+                    deliver_policy=DeliverPolicy.ALL,
+                ),
+            ),
+        )
+        # (2) A pull request whose reply subject is orgb's event subject, on a consumer of orga's detections.
+        await rt.js.add_consumer(
+            topology.STREAM_EVENTS,
+            ConsumerConfig(durable_name="orga-shared", filter_subject="constellation.events.isr.orga.>"),
+        )
+        pull = "$JS.API.CONSUMER.MSG.NEXT.CONSTELLATION_EVENTS.orga-shared"
+        await reader.refused(pull, reader.nc.publish(pull, b'{"batch":5}', reply=target), fails=False)
+        # (3) An API request it may make, answered into orgb's telemetry: captured, then dead-lettered.
+        await reader.nc.publish("$JS.API.INFO", b"", reply=telemetry_target)
+        await reader.nc.flush()
+
+        async def dead_lettered() -> bool:
+            return any(
+                (m.headers or {}).get(DLQ_SUBJECT) == telemetry_target
+                and (m.headers or {}).get(DLQ_REASON) == REPLY_INJECTION
+                for m in await dlq(rt.js)
+            )
+
+        await eventually(dead_lettered, timeout=5, what="the redirected API answer dead-lettered")
+        # Give a redirect the time it would have needed, then: nothing of orga's in orgb's events.
+        await rt.js.publish(topology.detection_subject("orga", a1), _detection("orga", a1, "t-after"))
+        await eventually(lambda: rt.workers.stats()["events"]["processed"] >= 3, what="the later detection")
+        assert await landed() == [target]  # only _world's own detection of b1
+        assert await state(rt, b1) == before
+    finally:
+        await reader.nc.close()
 
 
 async def test_reader_revocation_cuts_the_connection_within_2_s(make_runtime: Any) -> None:
