@@ -24,6 +24,8 @@ async def run_examples(node: Path, demo: Demo, cred: Credential, reader: str) ->
         "NATS_SEED": cred.seed,
         "NATS_INBOX": cred.inbox,
         "READER": reader,
+        "HTTP_URL": demo.proc.url,
+        "API_KEY": cred.api_key,
         "ORG": DEMO_ORG,
         "CAMERA": CAMERA,
         "ENTITIES": ",".join(demo.entities),
@@ -67,4 +69,4 @@ async def test_organisation_reader_runs_the_documented_equivalents(node_client: 
     assert set(result["pattern1"]["orgs"]) == {DEMO_ORG}
     refused = result["refused"]
     assert "permissions violation" in str(refused["otherKey"]).lower(), refused
-    assert refused["otherSubject"] and refused["sharedConsumer"], refused
+    assert refused["otherSubject"] and refused["sharedConsumer"] and refused["ownConsumer"], refused

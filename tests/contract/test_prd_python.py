@@ -4,8 +4,8 @@ Each function below is the PRD's code as it runs against Overwatch (docs/integra
 the same calls, with the reader's credentials and inbox prefix in ``connect`` and the
 nats-py spellings the PRD gets wrong (``kv.watch`` takes a key pattern, not a list, and
 yields ``None`` once the current values are delivered). Loops the PRD runs forever stop
-after a few messages here. An organisation reader runs the documented equivalents where
-NATS cannot confine the PRD's pattern to one organisation.
+after a few messages here. An organisation reader runs the documented equivalents: core
+subscriptions and direct gets, no JetStream consumers (docs/integrators.md).
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from typing import Any
 
 import httpx
 import nats
 import pytest
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import ConsumerConfig
 from nats.js.kv import KeyValue
 
 from tests.contract.conftest import CAMERA, DEMO_ORG, OTHER_ENTITY, OTHER_ORG, Credential, Demo
@@ -143,15 +142,13 @@ def state_bucket(js: Any) -> KeyValue:
     )
 
 
-async def watch_key(js: Any, entity_id: str) -> Any:
-    """``kv.watch(entity_id)`` for an organisation reader: a named consumer, so its filter is checked."""
-    return await js.subscribe(
-        f"$KV.CONSTELLATION_GLOBAL_STATE.{entity_id}",
-        stream="KV_CONSTELLATION_GLOBAL_STATE",
-        ordered_consumer=True,
-        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-        config=ConsumerConfig(name=uuid.uuid4().hex),
-    )
+async def watch_key(nc: Any, entity_id: str) -> Any:
+    """``kv.watch(entity_id)`` for an organisation reader: a core subscription to the key's subject.
+
+    Every put of the key is a message on ``$KV.CONSTELLATION_GLOBAL_STATE.<key>``; the
+    current value comes from ``kv.get`` (a watcher's consumer is refused: see docs/security.md).
+    """
+    return await nc.subscribe(f"$KV.CONSTELLATION_GLOBAL_STATE.{entity_id}")
 
 
 async def org_python_section(url: str, cred: Credential, org: str, entity_id: str) -> dict[str, Any]:
@@ -161,7 +158,7 @@ async def org_python_section(url: str, cred: Credential, org: str, entity_id: st
     js = nc.jetstream()
     kv = state_bucket(js)
     seen["state"] = json.loads((await kv.get(entity_id)).value.decode())  # type: ignore[union-attr]
-    watcher = await watch_key(js, entity_id)
+    watcher = await watch_key(nc, entity_id)
     while len(seen["updates"]) < 2:
         msg = await watcher.next_msg(timeout=10)
         seen["updates"].append(json.loads(msg.data.decode()))
@@ -178,24 +175,26 @@ async def org_python_section(url: str, cred: Credential, org: str, entity_id: st
     return seen
 
 
-async def org_event_stream_consumer(url: str, cred: Credential, org: str) -> list[dict[str, Any]]:
-    """The Event Stream Consumer for an organisation reader: its own durable push consumer, acked."""
+async def org_event_stream_consumer(url: str, cred: Credential, org: str, count: int = 3) -> list[dict[str, Any]]:
+    """The Event Stream Consumer for an organisation reader: a core subscription (live, no acks)."""
     events: list[dict[str, Any]] = []
     nc = await nats.connect(url, **cred.connect_options())
-    js = nc.jetstream()
-    name = f"{org}-detection-processor"
-    sub = await js.subscribe(
-        f"constellation.events.isr.{org}.>",
-        durable=name,
-        manual_ack=True,
-        config=ConsumerConfig(name=name, ack_policy=AckPolicy.EXPLICIT),
-    )
-    while len(events) < 10:
+    sub = await nc.subscribe(f"constellation.events.isr.{org}.>")
+    while len(events) < count:
         msg = await sub.next_msg(timeout=10)
         events.append(json.loads(msg.data.decode()))
-        await msg.ack()
     await nc.close()
     return events
+
+
+async def org_detection_history(demo: Demo, cred: Credential, entity_id: str) -> list[dict[str, Any]]:
+    """Pattern 4 (historical replay) for an organisation reader: the REST detection history."""
+    async with httpx.AsyncClient(base_url=demo.proc.url, headers={"Authorization": f"Bearer {cred.api_key}"}) as http:
+        r = await http.get(f"/api/v1/organizations/{cred.org}/entities/{entity_id}/detections")
+    r.raise_for_status()
+    body = r.json()
+    items: list[dict[str, Any]] = body["items"] if isinstance(body, dict) else body
+    return items
 
 
 async def org_list_entities(demo: Demo, cred: Credential) -> list[dict[str, Any]]:
@@ -244,6 +243,8 @@ async def test_organisation_reader_runs_the_documented_equivalents(demo: Demo) -
     assert len(seen["events"]) >= 2 and {e["organization_id"] for e in seen["events"]} == {DEMO_ORG}
     events = await org_event_stream_consumer(demo.nats_url, demo.org, DEMO_ORG)
     assert {e["organization_id"] for e in events} == {DEMO_ORG}
+    history = await org_detection_history(demo, demo.org, CAMERA)
+    assert history, "no detection history over REST"
     live = await org_list_entities(demo, demo.org)
     assert CAMERA in {e["entity_id"] for e in live}
 
@@ -299,6 +300,11 @@ async def test_organisation_reader_never_reaches_another_organisation(demo: Demo
             )
         with pytest.raises(Exception):  # noqa: B017 - every organisation's detections: no pulls, no info
             await js.pull_subscribe("constellation.events.isr.>", "detection-processor")
+        with pytest.raises(Exception):  # noqa: B017 - no consumers at all, even inside its organisation
+            await js.add_consumer(
+                "CONSTELLATION_EVENTS",
+                ConsumerConfig(name="own", filter_subject=f"constellation.events.isr.{DEMO_ORG}.>"),
+            )
         await asyncio.sleep(1.0)
         assert not [s for s in received if OTHER_ORG in s], received
         for refused in (
@@ -308,6 +314,7 @@ async def test_organisation_reader_never_reaches_another_organisation(demo: Demo
             f"$kv.constellation_global_state.{OTHER_ENTITY}",
             f"constellation.events.isr.{OTHER_ORG}.>",
             "$js.api.consumer.info.constellation_events.detection-processor",
+            f"$js.api.consumer.create.constellation_events.own.constellation.events.isr.{DEMO_ORG}.>",
         ):
             assert any("permissions violation" in e and refused.lower() in e for e in errors), (refused, errors)
     finally:

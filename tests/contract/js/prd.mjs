@@ -6,9 +6,12 @@
 // `DeliverPolicy.StartTime` for `ByStartTime` and `msg.json()` for `JSONCodec`. The only
 // Overwatch-specific lines are the credentials and the inbox prefix in `connect` (and the
 // same prefix for watchers in `jetstream`). An organisation reader (READER=org) uses the
-// documented equivalents of docs/integrators.md where NATS cannot confine a pattern.
+// documented equivalents of docs/integrators.md: it has no JetStream consumers, so it reads
+// live data by core subscription (events, and its keys' `$KV.…` subjects for changes),
+// current values by direct get, and history over REST.
 //
-// Environment: NATS_URL, NATS_SEED, NATS_INBOX, READER (fabric|org), ORG, CAMERA,
+// Environment: NATS_URL, NATS_SEED, NATS_INBOX, READER (fabric|org), ORG, CAMERA, HTTP_URL and
+// API_KEY (REST, for the organisation reader's history),
 // ENTITIES (comma list, for the organisation reader), OTHER_ENTITY, OTHER_ORG (another
 // organisation's, which an organisation reader must never reach). Prints one JSON object.
 import { connect, createInbox, nkeyAuthenticator } from "@nats-io/transport-node";
@@ -63,24 +66,11 @@ const alerts = [];
 async function sendAlert(entityId, detection) {
   alerts.push({ entityId, track: detection.track_id, label: detection.label });
 }
-let consumer1;
-if (fabric) {
-  consumer1 = await js.consumers.get("CONSTELLATION_EVENTS", "detection-processor");
-} else {
-  // An organisation reader's own durable: a push consumer inside its organisation.
-  const jsm = await jetstreamManager(nc);
-  const name = `${env.ORG}-detection-processor`;
-  await jsm.consumers.add("CONSTELLATION_EVENTS", {
-    name,
-    durable_name: name,
-    filter_subject: `constellation.events.isr.${env.ORG}.>`,
-    deliver_subject: createInbox(env.NATS_INBOX),
-    ack_policy: AckPolicy.Explicit,
-  });
-  consumer1 = await js.consumers.getPushConsumer("CONSTELLATION_EVENTS", name);
-}
+// An organisation reader: a core subscription to its organisation's detections (live, no acks).
+const messages1 = fabric
+  ? await (await js.consumers.get("CONSTELLATION_EVENTS", "detection-processor")).consume()
+  : nc.subscribe(`constellation.events.isr.${env.ORG}.>`);
 const p1 = { events: 0, detections: 0, types: {}, orgs: {} };
-const messages1 = await consumer1.consume();
 await take(messages1, 20, 8000, async (msg) => {
   const event = JSON.parse(msg.string());
   p1.events++;
@@ -93,9 +83,9 @@ await take(messages1, 20, 8000, async (msg) => {
       await sendAlert(event.entity_id, detection);
     }
   }
-  msg.ack();
+  if (fabric) msg.ack();
 });
-messages1.stop();
+if (fabric) messages1.stop(); else messages1.unsubscribe();
 p1.alerts = alerts.length;
 out.pattern1 = p1;
 
@@ -122,7 +112,9 @@ function updateEntityCard(s) { return `${s.status} ${s.is_live}`; }
 function updateObjectList(objects) { return Object.keys(objects).length; }
 function updateThreatPanel(intel) { return intel?.threat_summary?.alert_level; }
 function updateMetrics(analytics) { return analytics.summary.total_frames_processed; }
-const watch = await kv.watch({ key: env.CAMERA });
+// An organisation reader: every put of the key is a message on its `$KV.…` subject.
+const KEY_PREFIX = "$KV.CONSTELLATION_GLOBAL_STATE.";
+const watch = fabric ? await kv.watch({ key: env.CAMERA }) : nc.subscribe(KEY_PREFIX + env.CAMERA);
 await take(watch, 2, 8000, async (entry) => {
   const entityState = JSON.parse(entry.string());
   updateEntityCard(entityState);
@@ -130,31 +122,40 @@ await take(watch, 2, 8000, async (entry) => {
   updateThreatPanel(entityState.c4isr?.threat_intelligence);
   updateMetrics(entityState.analytics);
   p3.updates++;
-  p3.keys.push(entry.key);
+  p3.keys.push(fabric ? entry.key : entry.subject.slice(KEY_PREFIX.length));
 });
-watch.stop();
+if (fabric) watch.stop(); else watch.unsubscribe();
 out.pattern3 = p3;
 
 // ------------------------------------------------------------------ Pattern 4: historical replay
 step('Pattern 4: historical replay');
 const p4 = { replayed: 0, detections: 0, first: null };
 const since = new Date(Date.now() - 3600_000).toISOString();
-const consumer4 = fabric
-  ? await js.consumers.get("CONSTELLATION_EVENTS", { deliver_policy: DeliverPolicy.StartTime, opt_start_time: since })
-  : await js.consumers.getPushConsumer("CONSTELLATION_EVENTS", {
-      filter_subjects: `constellation.events.isr.${env.ORG}.>`,
-      deliver_policy: DeliverPolicy.StartTime,
-      opt_start_time: since,
-    });
-const messages4 = await consumer4.consume();
-await take(messages4, 10, 8000, async (msg) => {
-  const event = JSON.parse(msg.string());
-  if (event.event_type === "detection") p4.detections++;
-  p4.first = p4.first || event.timestamp;
-  p4.replayed++;
-  msg.ack();
-});
-messages4.stop();
+if (fabric) {
+  const consumer4 = await js.consumers.get("CONSTELLATION_EVENTS", {
+    deliver_policy: DeliverPolicy.StartTime,
+    opt_start_time: since,
+  });
+  const messages4 = await consumer4.consume();
+  await take(messages4, 10, 8000, async (msg) => {
+    const event = JSON.parse(msg.string());
+    if (event.event_type === "detection") p4.detections++;
+    p4.first = p4.first || event.timestamp;
+    p4.replayed++;
+    msg.ack();
+  });
+  messages4.stop();
+} else {
+  // An organisation reader: the detection history over REST, with the key's API key.
+  const url = `${env.HTTP_URL}/api/v1/organizations/${env.ORG}/entities/${env.CAMERA}/detections?limit=10`;
+  const res = await fetch(url, { headers: { Authorization: `Bearer ${env.API_KEY}` } });
+  if (!res.ok) throw new Error(`detection history: HTTP ${res.status}`);
+  for (const detection of (await res.json()).items) {
+    p4.detections++;
+    p4.first = p4.first || detection.timestamp || true;
+    p4.replayed++;
+  }
+}
 out.pattern4 = p4;
 
 // ------------------------------------------------------------------ Example Queries (JavaScript/TypeScript)
@@ -162,9 +163,9 @@ step('Example Queries (JavaScript/TypeScript)');
 const q = {};
 const entry = await kv.get(env.CAMERA);
 q.state = entry.json().entity_id;
-const watchQ = await kv.watch({ key: env.CAMERA });
+const watchQ = fabric ? await kv.watch({ key: env.CAMERA }) : nc.subscribe(KEY_PREFIX + env.CAMERA);
 await take(watchQ, 1, 5000, async (e) => { q.watched = e.json().entity_id; });
-watchQ.stop();
+if (fabric) watchQ.stop(); else watchQ.unsubscribe();
 const sub = nc.subscribe(fabric ? "constellation.events.isr.>" : `constellation.events.isr.${env.ORG}.>`);
 q.events = await take(sub, 2, 8000, async (msg) => { msg.json(); });
 sub.unsubscribe();
@@ -222,6 +223,19 @@ if (!fabric) {
     out.refused.sharedConsumer = got === 0 ? "nothing arrived" : false;
   } catch (err) {
     out.refused.sharedConsumer = String(err.message || err);
+  }
+  try {
+    // No consumers at all, not even inside its organisation (a deliver subject is not checked).
+    const jsm = await jetstreamManager(nc, { timeout: 2000 });
+    await jsm.consumers.add("CONSTELLATION_EVENTS", {
+      name: `${env.ORG}-own`,
+      filter_subject: `constellation.events.isr.${env.ORG}.>`,
+      deliver_subject: createInbox(env.NATS_INBOX),
+      ack_policy: AckPolicy.Explicit,
+    });
+    out.refused.ownConsumer = false;
+  } catch (err) {
+    out.refused.ownConsumer = String(err.message || err);
   }
 }
 
