@@ -16,13 +16,14 @@ from typing import Any
 import msgspec
 import pytest
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from app import topology
 from app.nats_auth import STATE_PREFIX, STATE_STREAM
 from app.runtime import Runtime
 from tests.app.test_nats_auth import _device
 from tests.helpers import dlq, eventually, seed, state, stream_messages, telemetry
-from workers.base import DLQ_REASON, DLQ_SUBJECT, REPLY_INJECTION
+from workers.base import DLQ_REASON, DLQ_SUBJECT, REPLY_INJECTION, server_reply
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -153,3 +154,26 @@ async def test_a_device_s_own_telemetry_is_not_mistaken_for_a_server_reply(make_
         assert _injections(rt) == 0
     finally:
         await nc.close()
+
+
+@pytest.mark.parametrize(
+    ("data", "headers", "reply"),
+    [
+        (b'{"stream":"CONSTELLATION_TELEMETRY","seq":5}', None, True),
+        (b'{"stream":"KV_X","seq":5,"duplicate":true,"domain":"d"}', None, True),
+        (b'{"type":"io.nats.jetstream.api.v1.account_info_response","memory":0}', None, True),
+        (b'{"error":{"code":503,"err_code":10077,"description":"no space"}}', None, True),
+        (b'{"power":{"voltage":1}}', {"Nats-Stream": "KV_X", "Nats-Sequence": "3"}, True),
+        (b'{"power":{"voltage":1}}', {"Nats-Num-Pending": "0"}, True),
+        (b'{"stream":"video","seq":1,"position":{}}', None, False),  # telemetry that has such fields
+        (b'{"error":{"code":1},"power":{}}', None, False),
+        (b'{"type":"detection"}', None, False),
+        (b'{"power":{"voltage":1}}', {"Nats-Msg-Id": "x"}, False),
+        (b"", None, False),
+        (b'{"stream":', None, False),  # not JSON: left to the worker's own error
+    ],
+)
+def test_server_reply_shapes(data: bytes, headers: dict[str, str] | None, reply: bool) -> None:
+    """What the guard takes for a server reply, and what it leaves to the workers."""
+    msg = Msg(_client=None, subject="constellation.telemetry.orga.a-0", data=data, headers=headers)  # type: ignore[arg-type]
+    assert server_reply(msg) is reply
