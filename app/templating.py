@@ -51,7 +51,9 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def ago(value: Any, now: datetime | None = None) -> str:
-    """Human "n s ago" for an ISO timestamp; "never" when missing."""
+    """Human "n s ago" for an ISO timestamp or epoch milliseconds; "never" when missing."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = datetime.fromtimestamp(value / 1000, UTC) if value > 0 else None
     when = parse_time(value)
     if when is None:
         return "never"
