@@ -339,11 +339,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         _validate(self)
 
     def __repr__(self) -> str:
-        # Secrets never reach logs or tracebacks through a repr.
-        shown = {
-            f: ("***" if f in _SECRET_FIELDS and getattr(self, f) else getattr(self, f)) for f in self.__struct_fields__
-        }
-        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+        return redacted_repr(self, _SECRET_FIELDS)
 
 
 _SECRET_FIELDS = frozenset({"secret_key", "admin_password", "nats_token", "pytak_tls_client_password"})
@@ -479,3 +475,14 @@ def _validate_cot(s: Settings) -> None:
         raise ConfigError(f"COT_ORG {s.cot_org!r} must be an id ([A-Za-z0-9_-], at most 128 characters)")
     if not 512 <= s.cot_max_event_bytes <= 16 * 1024 * 1024:
         raise ConfigError("COT_MAX_EVENT_BYTES must be between 512 and 16777216")
+
+
+def redacted_repr(struct: msgspec.Struct, secrets: frozenset[str] | set[str]) -> str:
+    """``Name(field=value, …)`` with set secret fields shown as ``***``.
+
+    Secrets never reach logs or tracebacks through a repr; every settings object uses this.
+    """
+    shown = {
+        f: ("***" if f in secrets and getattr(struct, f) else getattr(struct, f)) for f in struct.__struct_fields__
+    }
+    return f"{type(struct).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from app.settings import ConfigError, SettingSpec, raw_values
+from app.settings import ConfigError, SettingSpec, raw_values, redacted_repr
 from app.topology import TOKEN_RE
 
 EXIT_CONFIG = 78  # EX_CONFIG, like ``overwatch detect``
@@ -152,9 +152,7 @@ class MavlinkSettings(msgspec.Struct, frozen=True, kw_only=True):
         return [u.strip() for u in self.nats_url.split(",") if u.strip()]
 
     def __repr__(self) -> str:
-        secret = {"nats_token", "nats_password", "nats_nkey_seed"}
-        shown = {f: ("***" if f in secret and getattr(self, f) else getattr(self, f)) for f in self.__struct_fields__}
-        return "MavlinkSettings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+        return redacted_repr(self, {"nats_token", "nats_password", "nats_nkey_seed"})
 
 
 def _env(name: str) -> str:
