@@ -22,7 +22,7 @@ PASSWORD = "mavlink browser password"
 M = protocol.MAV
 
 
-async def _hold(page: Any, selector: str, *, touch: bool, seconds: float = 1.3) -> None:
+async def _hold(page: Any, selector: str, *, touch: bool, seconds: float = 2.0) -> None:
     """Press and hold an element: a finger through CDP touch events, or the mouse."""
     box = await page.locator(selector).bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
@@ -42,7 +42,9 @@ async def _hold(page: Any, selector: str, *, touch: bool, seconds: float = 1.3) 
 async def _sent(page: Any, command: str) -> None:
     """The form's answer has landed (its flash names the command): the next command starts from a fresh form."""
     await wait_js(
-        page, f"(document.querySelector('.flash-ok') || {{textContent: ''}}).textContent.includes('Sent: {command}')"
+        page,
+        f"(document.querySelector('.flash-ok') || {{textContent: ''}}).textContent.includes('Sent: {command}')",
+        timeout=20.0,
     )
 
 
