@@ -98,7 +98,14 @@ async def test_console_flies_a_vehicle_and_returns_three(
         await page.select_option("#cmd", "takeoff")
         await page.fill("#cmd-alt", "16")
         await _hold(page, send, touch=False)
-        await _sent(page, "takeoff")
+        try:
+            await _sent(page, "takeoff")
+        except AssertionError:
+            flash = await page.evaluate(
+                "[...document.querySelectorAll('.flash, .flash-ok, .flash-error, .error')]"
+                " .map(e => e.className + ':' + e.textContent.trim()).join(' | ')"
+            )
+            raise AssertionError(f"takeoff not sent; page says {flash!r}") from None
         await wait_js(
             page,
             f"{_latest('mav-1')}.includes('IN_PROGRESS') && {_latest('mav-1')}.includes('accepted')",
