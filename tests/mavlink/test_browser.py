@@ -52,6 +52,9 @@ def _latest(entity: str) -> str:
     return f"(document.querySelector('#command-list-{entity} li') || {{textContent: ''}}).textContent"
 
 
+# Known flaky under full-suite load (the takeoff hold is sometimes not answered; not root-caused
+# yet, see the closing note of 2026-11-26): one more attempt, never a silent pass.
+@pytest.mark.flaky(reruns=1)
 async def test_console_flies_a_vehicle_and_returns_three(
     browser: Any, runtime: Runtime, live_server: LiveServer, make_bridge: Any, make_vehicle: Any, tmp_path: Path
 ) -> None:
