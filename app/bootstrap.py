@@ -18,16 +18,16 @@ log = logging.getLogger("overwatch")
 def worker_factories() -> list[WorkerFactory]:
     """Every in-process worker, in start order."""
     from app.rules.worker import RuleEvaluator
-    from workers.commands import CommandWorker
+    from workers.commands import CommandProjector, CommandWorker
     from workers.cot import CotGateway
     from workers.entity import EntityWorker
-    from workers.events import EventWorker
+    from workers.events import EventProjector, EventWorker
     from workers.nats_auth import NatsAuthWorker
     from workers.registry import RegistryProjector
     from workers.state_alerts import StateAlerts
     from workers.state_keeper import StateKeeper
     from workers.state_watch import StateWatcher
-    from workers.telemetry import TelemetryWorker
+    from workers.telemetry import TelemetryWorker, TrackProjector
     from workers.video import VideoWorker
 
     return [
@@ -38,6 +38,10 @@ def worker_factories() -> list[WorkerFactory]:
         TelemetryWorker,
         EventWorker,
         CommandWorker,
+        # This node's own histories: every message, through consumers named after the node.
+        TrackProjector,
+        EventProjector,
+        CommandProjector,
         VideoWorker,
         NatsAuthWorker,
         StateKeeper,

@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from app import topology
+from app.cluster.node import NodeIdError, load_or_create_node_id
 from app.metrics.otel import Metrics
 from app.metrics.sampler import Sampler
 from app.metrics.tracing import Tracing
@@ -95,6 +96,7 @@ class Runtime:
         self._kv_registry: KeyValue | None = None
         self.workers = WorkerManager([])
         self.secret = ""
+        self.node_id = ""
         self.http_tls: CertPair | None = None
         self.nats_tls: CertPair | None = None
         self.started_at = time.time()
@@ -142,6 +144,7 @@ class Runtime:
             hub=self.hub,
             services=self.services,
             tracer=self.tracing.tracer,
+            node_id=self.node_id,
         )
 
     async def start(self) -> None:
@@ -149,6 +152,10 @@ class Runtime:
         s = self.settings
         ensure_data_dir(s.data_path)
         self.secret = load_or_create_secret(s)
+        try:
+            self.node_id = load_or_create_node_id(s.data_path)
+        except NodeIdError as exc:
+            raise StartupError(str(exc)) from None
         try:
             self.http_tls = http_cert(s)
             self.nats_tls = nats_cert(s)

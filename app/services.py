@@ -59,7 +59,14 @@ def build_services(rt: Runtime) -> Services:
         alerts=AlertService(rt.db, rt.hub),
         state_cache=cache,
         commands=CommandService(
-            rt.db, rt.js, StateStore(rt.kv_state, "commands"), cache, rt.hub, rt.settings.command_ttl, audit
+            rt.db,
+            rt.js,
+            StateStore(rt.kv_state, "commands"),
+            cache,
+            rt.hub,
+            rt.settings.command_ttl,
+            audit,
+            node_id=rt.node_id,
         ),
         video=VideoRegistry(),
         audit=audit,

@@ -110,6 +110,26 @@ def command_ack_subject(org_id: str, entity_id: str) -> str:
     return command_subject(org_id, entity_id) + ".ack"
 
 
+def command_state_subject(org_id: str, entity_id: str, command_id: str) -> str:
+    """``constellation.commands.{org_id}.{entity_id}.state.{command_id}``: the command's journal.
+
+    Every change a node makes to a command (queued, delivered, expired) is a record here, so
+    every node's command history is the same; a record is only written with the subject's
+    last sequence as expected (compare-and-set), so one node alone delivers a command.
+    Devices never see it (they subscribe to ``constellation.commands.{org_id}.*``).
+    """
+    return f"{command_subject(org_id, entity_id)}.state.{token(command_id, 'command_id')}"
+
+
+def command_request_subject(org_id: str, entity_id: str, command_id: str) -> str:
+    """``constellation.commands.{org_id}.{entity_id}.request.{command_id}``: a hub's command, on an edge box.
+
+    Only sourced from the hub's ``edge_outbox_subject`` (``docs/scale-out.md``); the edge
+    queues and delivers it like one of its own.
+    """
+    return f"{command_subject(org_id, entity_id)}.request.{token(command_id, 'command_id')}"
+
+
 def video_subject(entity_id: str) -> str:
     """``constellation.video.{entity_id}`` (core NATS, latest JPEG frames)."""
     return f"{PREFIX}.video.{token(entity_id, 'entity_id')}"
@@ -128,6 +148,41 @@ def dlq_subject(stream: str, org_id: str | None = None) -> str:
 
 
 SUBJECT_DLQ_UNOWNED = f"{PREFIX}.dlq.*"  # dead letters of no organisation (and all of them before quotas)
+
+
+# ---------------------------------------------------------------- hub and edges (docs/scale-out.md)
+STREAM_EDGES = "CONSTELLATION_EDGES"
+EDGE_TOKEN = "edge"
+SUBJECT_EDGES_ALL = f"{PREFIX}.{EDGE_TOKEN}.>"
+
+
+def edge_prefix(edge: str) -> str:
+    """``constellation.edge.{edge}``: where a hub keeps what it sources from one edge box."""
+    return f"{PREFIX}.{EDGE_TOKEN}.{token(edge, 'edge')}"
+
+
+def edge_subject(edge: str, local: str) -> str:
+    """An edge's local subject (``constellation.telemetry.…``) as a hub stores it (``….edge.{edge}.telemetry.…``)."""
+    if not local.startswith(f"{PREFIX}."):
+        raise InvalidToken(f"not an Overwatch subject: {local!r}")
+    return f"{edge_prefix(edge)}.{local.removeprefix(PREFIX + '.')}"
+
+
+def split_edge(subject: str) -> tuple[str, str]:
+    """``(edge, local subject)`` of a subject a hub sourced from an edge; ``("", subject)`` for any other."""
+    head = f"{PREFIX}.{EDGE_TOKEN}."
+    if not subject.startswith(head):
+        return "", subject
+    edge, _, rest = subject.removeprefix(head).partition(".")
+    return edge, f"{PREFIX}.{rest}"
+
+
+def edge_outbox_subject(edge: str, org_id: str, entity_id: str, command_id: str) -> str:
+    """``constellation.edge.{edge}.outbox.{org_id}.{entity_id}.{command_id}``: a hub's command for an edge's entity."""
+    return (
+        f"{edge_prefix(edge)}.outbox.{token(org_id, 'org_id')}.{token(entity_id, 'entity_id')}."
+        f"{token(command_id, 'command_id')}"
+    )
 
 
 def kv_stream(bucket: str) -> str:

@@ -102,6 +102,7 @@ class WorkerContext:
     hub: Hub
     services: Services
     tracer: Tracer = field(default_factory=NoOpTracer)  # a real one only when OTLP export is on
+    node_id: str = "node"  # this node's stable id (``app/cluster/node.py``): names its projection consumers
 
 
 @dataclass

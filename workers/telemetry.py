@@ -1,4 +1,4 @@
-"""TelemetryWorker: telemetry → EntityState scopes (CAS), tracks in SQLite, liveness sweep.
+"""TelemetryWorker: telemetry → EntityState scopes (CAS), liveness sweep; ``TrackProjector``: tracks in SQLite.
 
 Bursts coalesce per entity: messages fetched within one write interval are merged
 (latest value of each field wins) and written as one CAS update, at most
@@ -6,6 +6,11 @@ Bursts coalesce per entity: messages fetched within one write interval are merge
 only after the write that contains it succeeded, so ``kill -9`` at any moment loses
 nothing JetStream acknowledged. The liveness sweep marks silent entities offline
 (``workers/state_alerts.py`` turns that transition into an alert and a status event).
+
+The worker reads the shared durable ``telemetry-processor`` (each message applied to KV
+once, by one node); tracks are each node's own history, so every node's ``TrackProjector``
+reads every message through its own consumer (``workers/projection.py``) and samples
+positions by the stream's time: all nodes store the same points.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from app.templating import parse_time
 from db import retention
 from db import tracks as tracks_db
 from db.tracks import TrackPoint
-from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext
+from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext, server_reply
+from workers.projection import Batch, ProjectionWorker, stream_time
 from workers.state_store import Job, StateStore, deep_merge
 
 log = logging.getLogger("overwatch.workers.telemetry")
@@ -79,8 +85,6 @@ class TelemetryWorker(ConsumerWorker):
         self.min_interval = 1.0 / s.telemetry_max_hz
         self.pending: dict[str, Pending] = {}
         self.last_write: dict[str, float] = {}
-        self.last_track: dict[str, float] = {}
-        self.track_buffer: list[TrackPoint] = []
         self.coalesced = 0
         self.held = 0
         self.last_flush = 0.0
@@ -159,7 +163,6 @@ class TelemetryWorker(ConsumerWorker):
     async def flush(self, due_only: bool) -> None:
         """Write every pending entity whose write interval has passed (all with ``due_only=False``)."""
         if not self.pending:
-            await self._write_tracks()
             return
         now = self.last_flush = time.monotonic()
         due = [e for e in self.pending if not due_only or now - self.last_write.get(e, 0.0) >= self.min_interval]
@@ -167,14 +170,12 @@ class TelemetryWorker(ConsumerWorker):
             batch = [(entity_id, self.pending.pop(entity_id)) for entity_id in due]
             self.held -= sum(len(p.msgs) for _, p in batch)
             await self._write_batch(batch)
-        await self._write_tracks()
 
     async def _write_batch(self, batch: list[tuple[str, Pending]]) -> None:
         """One pipelined CAS write per entity; acknowledge each entity's messages once written."""
         seen = utc_now()
-        finals: list[dict[str, Any]] = [{} for _ in batch]
 
-        def mutator(p: Pending, final: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+        def mutator(p: Pending) -> Callable[[dict[str, Any]], bool]:
             def mutate(doc: dict[str, Any]) -> bool:
                 for scope, value in p.patch.items():
                     doc[scope] = deep_merge(doc.get(scope), value) if isinstance(value, dict) else value
@@ -189,8 +190,6 @@ class TelemetryWorker(ConsumerWorker):
                     doc["entity_type"] = p.entity_type  # a value written without them (deleted, forged)
                 if not doc.get("name"):
                     doc["name"] = p.name
-                final.clear()
-                final.update(doc)
                 return True
 
             return mutate
@@ -198,10 +197,10 @@ class TelemetryWorker(ConsumerWorker):
         def defaults(entity_id: str, p: Pending) -> Callable[[], dict[str, Any]]:
             return lambda: new_state(entity_id, p.org_id, p.entity_type, name=p.name)
 
-        jobs: list[Job] = [(eid, mutator(p, finals[i]), defaults(eid, p)) for i, (eid, p) in enumerate(batch)]
+        jobs: list[Job] = [(eid, mutator(p), defaults(eid, p)) for eid, p in batch]
         outcomes = await self.store.merge_many(jobs)
         now = time.monotonic()
-        for (entity_id, p), outcome, final in zip(batch, outcomes, finals, strict=True):
+        for (entity_id, p), outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 for msg in p.msgs:
                     await self.retry_or_dead_letter(msg, outcome)
@@ -210,51 +209,13 @@ class TelemetryWorker(ConsumerWorker):
             for msg in p.msgs:
                 await msg.ack()
             self.stats.processed += len(p.msgs)
-            self._record_track(entity_id, p, final)
         self.stats.last_message_at = time.time()
-
-    def _record_track(self, entity_id: str, p: Pending, doc: dict[str, Any]) -> None:
-        position = position_of(p.patch)
-        if position is None:
-            return
-        now = time.time()
-        if now - self.last_track.get(entity_id, 0.0) < self.ctx.settings.track_interval:
-            return
-        self.last_track[entity_id] = now
-        vfr = doc.get("vfr") or {}
-        power = doc.get("power") or {}
-        self.track_buffer.append(
-            TrackPoint(
-                entity_id=entity_id,
-                ts=now,
-                latitude=position[0],
-                longitude=position[1],
-                altitude=position[2],
-                heading=_float(vfr.get("heading")),
-                speed=_float(vfr.get("groundspeed")),
-                battery=_float(power.get("battery_remaining")),
-            )
-        )
-
-    async def _write_tracks(self) -> None:
-        if not self.track_buffer:
-            return
-        points, self.track_buffer = self.track_buffer, []
-        try:
-            await tracks_db.insert_points(self.ctx.db, points)
-        except Exception:
-            log.exception("storing %d track points failed", len(points))
 
     # ------------------------------------------------------------ liveness
     async def _sweep_loop(self) -> None:
-        last_prune = 0.0
         while not self.stopping.is_set():
             try:
                 await self.sweep()
-                if time.monotonic() - last_prune > 300:
-                    last_prune = time.monotonic()
-                    s = self.ctx.settings
-                    await retention.prune(self.ctx.db, "tracks", s.track_retention_hours * 3600)
             except Exception:
                 log.exception("liveness sweep failed")
             try:
@@ -326,3 +287,123 @@ def _pending_after(msg: Msg) -> int:
 
 def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+TRACK_SCOPES = ("vfr", "power")  # what a track point takes besides the position
+
+
+class TrackProjector(ProjectionWorker):
+    """This node's position history (``ow-{node}-tracks``): every telemetry message, sampled by stream time.
+
+    A point is stored when an entity's message carries a position and at least
+    ``OVERWATCH_TRACK_INTERVAL`` seconds of stream time passed since its last stored
+    point; heading, speed and battery come from the latest values seen. The last point's
+    time and values are re-read from this node's database after a restart, so the
+    sampling continues as if nothing happened and every node stores the same points.
+    """
+
+    name = "tracks-projection"
+    stream = topology.STREAM_TELEMETRY
+    filter_subject = topology.SUBJECT_TELEMETRY_ALL
+    projection = "tracks"
+    adopt_durable = topology.CONSUMER_TELEMETRY
+    batch_size = 2000
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        super().__init__(ctx)
+        self.directory = EntityDirectory(ctx.db, ctx.hub)
+        self.last_point: dict[str, float] = {}  # entity → stream time of its last stored point
+        self.latest: dict[str, dict[str, Any]] = {}  # entity → latest vfr/power scopes seen
+        self.skipped = 0
+        self._last_prune = 0.0
+
+    def local_subject(self, subject: str) -> str:
+        """The subject as ``parse_subject`` reads it (an edge's telemetry on a hub is mapped back)."""
+        return subject
+
+    async def has_history(self) -> bool:
+        """An upgraded node already stored tracks through the shared durable."""
+        return bool(await self.ctx.db.scalar("SELECT 1 FROM tracks LIMIT 1"))
+
+    async def _known(self, entity_id: str, org_id: str) -> bool:
+        info = await self.directory.lookup(entity_id)
+        if info is None:
+            # The registry projection of this node may be behind: give it a moment.
+            for _ in range(30):
+                await asyncio.sleep(0.1)
+                info = await self.directory.lookup(entity_id)
+                if info is not None or self.stopping.is_set():
+                    break
+        return info is not None and info.org_id == org_id
+
+    async def _seed(self, entity_id: str) -> None:
+        last = await tracks_db.last_point(self.ctx.db, entity_id)
+        self.last_point[entity_id] = last.ts if last else 0.0
+        self.latest[entity_id] = {
+            "vfr": {"heading": last.heading, "groundspeed": last.speed} if last else {},
+            "power": {"battery_remaining": last.battery} if last else {},
+        }
+
+    async def prepare(self, msgs: Sequence[Msg]) -> Batch:
+        """Sample positions into points, written with the cursor."""
+        points: list[TrackPoint] = []
+        interval = self.ctx.settings.track_interval
+        now_iso = utc_now()
+        for msg in msgs:
+            if server_reply(msg):
+                self.skipped += 1
+                continue
+            try:
+                org_id, entity_id = parse_subject(self.local_subject(msg.subject))
+                if len(msg.data) > MAX_PAYLOAD:
+                    raise InvalidMessage("too large")
+                patch, _ts = to_patch(decode_object(msg.data), now_iso)
+            except (InvalidMessage, DecodeError):
+                self.skipped += 1  # the shared worker dead-letters it
+                continue
+            if entity_id not in self.last_point:
+                if not await self._known(entity_id, org_id):
+                    self.skipped += 1
+                    continue
+                await self._seed(entity_id)
+            latest = self.latest[entity_id]
+            for scope in TRACK_SCOPES:
+                value = patch.get(scope)
+                if isinstance(value, dict):
+                    latest[scope] = {**latest.get(scope, {}), **value}
+            position = position_of(patch)
+            stored = stream_time(msg).timestamp()
+            if position is None or stored - self.last_point[entity_id] < interval:
+                continue
+            self.last_point[entity_id] = stored
+            vfr, power = latest.get("vfr") or {}, latest.get("power") or {}
+            points.append(
+                TrackPoint(
+                    entity_id=entity_id,
+                    ts=stored,
+                    latitude=position[0],
+                    longitude=position[1],
+                    altitude=position[2],
+                    heading=_float(vfr.get("heading")),
+                    speed=_float(vfr.get("groundspeed")),
+                    battery=_float(power.get("battery_remaining")),
+                )
+            )
+        batch = Batch()
+        if points:
+
+            async def write(conn: Any) -> None:
+                await tracks_db.insert_points_in(conn, points)
+
+            batch.writes.append(write)
+        batch.after.append(self._maybe_prune)
+        return batch
+
+    async def idle(self) -> None:
+        """Prune old points while idle."""
+        await self._maybe_prune()
+
+    async def _maybe_prune(self) -> None:
+        if time.monotonic() - self._last_prune > 300:
+            self._last_prune = time.monotonic()
+            await retention.prune(self.ctx.db, "tracks", self.ctx.settings.track_retention_hours * 3600)
