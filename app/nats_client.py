@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import ssl
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import ParseResult
 
 import nats
 from nats.aio.client import Client as NATS
@@ -15,6 +17,19 @@ from nats.aio.client import Client as NATS
 from app.settings import Settings
 
 log = logging.getLogger("overwatch.nats.client")
+
+
+def server_address(url: ParseResult) -> str:
+    """``host:port`` of a server URL, never its user or password (a cluster URL may carry them)."""
+    host = url.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{url.port}" if url.port else host
+
+
+def redacted(urls: list[str]) -> str:
+    """Server URLs for a message: any ``user:password@`` replaced by ``***@``."""
+    return ", ".join(re.sub(r"//[^/@]*@", "//***@", u) for u in urls)
 
 
 class NatsConnectError(Exception):
@@ -94,10 +109,10 @@ async def connect(
     except TimeoutError:
         reason = errors[-1] if errors else "no answer"
         raise NatsConnectError(
-            f"cannot connect to NATS at {', '.join(servers)} within {timeout:.0f}s ({reason})"
+            f"cannot connect to NATS at {redacted(servers)} within {timeout:.0f}s ({reason})"
         ) from None
     except (OSError, nats.errors.Error) as exc:
-        raise NatsConnectError(f"cannot connect to NATS at {', '.join(servers)}: {exc}") from None
+        raise NatsConnectError(f"cannot connect to NATS at {redacted(servers)}: {exc}") from None
 
 
 def client_auth(settings: Settings) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 
+from app.cluster.embedded import ScaleOutConfig
 from app.tls import CertPair, nats_tls_block
 
 log = logging.getLogger("overwatch.nats")
@@ -84,6 +85,7 @@ class EmbeddedNats:
         extra_config: str = "",
         binary: str | None = None,
         tls: CertPair | None = None,
+        scale_out: ScaleOutConfig | None = None,
     ) -> None:
         self.store_dir = store_dir
         self.host = host
@@ -93,6 +95,7 @@ class EmbeddedNats:
         self.extra_config = extra_config
         self.binary = binary
         self.tls = tls
+        self.scale_out = scale_out or ScaleOutConfig()
         self.restarts = 0
         self._proc: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -124,9 +127,10 @@ class EmbeddedNats:
     def config_text(self) -> str:
         """The nats-server configuration file this supervisor writes."""
         store = json.dumps(str(self.store_dir))
+        scale = self.scale_out
         lines = [
             f"listen: {json.dumps(f'{self.host}:{self.port}')}",
-            'server_name: "overwatch"',
+            f"server_name: {json.dumps(scale.server_name)}",
             f"ports_file_dir: {json.dumps(str(self.store_dir))}",
             # Above the PRD's 1 MiB event limit, so a larger event still reaches the event worker
             # and is dead-lettered with the reason (CONSTELLATION_EVENTS stores up to this size).
@@ -135,7 +139,9 @@ class EmbeddedNats:
             f"  store_dir: {store}",
             f"  max_memory_store: {self.max_memory}",
             f"  max_file_store: {self.max_file_store}",
+            *([f"  domain: {json.dumps(scale.domain)}"] if scale.domain else []),
             "}",
+            *scale.blocks(),
         ]
         if self.tls:
             lines.append(nats_tls_block(self.tls))

@@ -21,12 +21,15 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from app import topology
+from app.cluster.embedded import SYSTEM_USER, ScaleOutConfig, system_password
+from app.cluster.links import EdgeLinks
 from app.cluster.node import NodeIdError, load_or_create_node_id
+from app.cluster.status import ClusterMonitor
 from app.metrics.otel import Metrics
 from app.metrics.sampler import Sampler
 from app.metrics.tracing import Tracing
 from app.nats_auth import INTERNAL_USER, internal_password, render_authorization
-from app.nats_client import NatsConnectError, close_quietly, connect
+from app.nats_client import NatsConnectError, close_quietly, connect, server_address
 from app.nats_server import EmbeddedNats, NatsServerError
 from app.services import Services, build_services
 from app.settings import Settings, parse_size
@@ -91,6 +94,9 @@ class Runtime:
         self.db = Database(settings.db_path)
         self.nats_server: EmbeddedNats | None = None
         self.nc: NATS | None = None
+        self.sys_nc: NATS | None = None  # system-account connection for cluster status (if any)
+        self.cluster: ClusterMonitor | None = None
+        self.links: EdgeLinks | None = None  # hub–edge link probes (edge box or hub of edges)
         self._js: JetStreamContext | None = None
         self._kv_state: KeyValue | None = None
         self._kv_registry: KeyValue | None = None
@@ -177,6 +183,12 @@ class Runtime:
                 extra_config=await render_authorization(self),
                 binary=s.nats_server_bin or None,
                 tls=self.nats_tls,
+                scale_out=ScaleOutConfig(
+                    domain=s.nats_domain,
+                    leaf_remotes=tuple(s.leaf_remotes),
+                    leaf_creds=s.nats_leaf_creds,
+                    system_password=system_password(self.secret),
+                ),
             )
             auth = {"user": INTERNAL_USER, "password": internal_password(self.secret)}
             if self.nats_tls is not None:
@@ -196,6 +208,9 @@ class Runtime:
         except NatsConnectError as exc:
             raise StartupError(str(exc)) from None
         self._js = self.nc.jetstream(timeout=5.0)
+        await self._connect_system(servers, auth)
+        await self._wait_for_jetstream(s.startup_timeout)
+        leaf = (s.nats_domain, s.nats_hub_domain) if s.leaf_remotes else None
         try:
             store = parse_size(s.nats_max_file_store) if s.embedded_nats else None
             report = await topology.ensure_topology(
@@ -204,6 +219,9 @@ class Runtime:
                 s.dlq_max_per_subject,
                 state_ttl=s.state_ttl_hours * topology.HOUR,
                 integrator_consumers=s.detection_processor,
+                replicas=s.nats_replicas,
+                edges=tuple(s.edge_list),
+                leaf=leaf,
             )
         except topology.TopologyError as exc:
             raise StartupError(str(exc)) from None
@@ -216,6 +234,52 @@ class Runtime:
         self.workers = WorkerManager([factory(ctx) for factory in self.worker_factories])
         self.workers.start()
         self.background.append(asyncio.create_task(Sampler(self).run(self.shutting_down), name="metrics-sampler"))
+        self._start_scale_out()
+
+    async def _connect_system(self, servers: list[str], auth: dict[str, Any]) -> None:
+        """A second connection in the system account, for cluster status (embedded: its own system user)."""
+        s = self.settings
+        if s.embedded_nats:
+            sys_auth: dict[str, Any] = {"user": SYSTEM_USER, "password": system_password(self.secret)}
+            if "tls" in auth:
+                sys_auth["tls"] = auth["tls"]
+        elif s.nats_system_user:
+            sys_auth = {"user": s.nats_system_user, "password": s.nats_system_password}
+        else:
+            return
+        try:
+            self.sys_nc = await connect(
+                servers, name="overwatch-status", timeout=min(5.0, s.startup_timeout), **sys_auth
+            )
+        except NatsConnectError as exc:
+            # Status is a view, not a dependency: the server runs without it and says so.
+            log.warning("no system-account connection for cluster status: %s", exc)
+
+    async def _wait_for_jetstream(self, timeout: float) -> None:
+        """A cluster just started elects its meta leader in a few seconds: wait for JetStream to answer."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                await self.js.account_info()
+                return
+            except Exception as exc:  # noqa: BLE001 - retried until the deadline, then reported
+                if time.monotonic() > deadline:
+                    raise StartupError(f"JetStream did not answer within {timeout:.0f}s: {exc}") from None
+                await asyncio.sleep(0.25)
+
+    def _start_scale_out(self) -> None:
+        """Cluster status for readiness and ``/nats/server``; the hub–edge link probes."""
+        s = self.settings
+        assert self.nc is not None
+        streams = [c.name or "" for c in topology.desired_streams(None, edges=tuple(s.edge_list))]
+        self.cluster = ClusterMonitor(self.nc, self.sys_nc, streams)
+        self.background.append(asyncio.create_task(self.cluster.run(self.shutting_down), name="cluster-status"))
+        if s.leaf_remotes:
+            self.links = EdgeLinks(self.nc, self.js, "edge", [s.nats_hub_domain], own_domain=s.nats_domain)
+        elif s.edge_list:
+            self.links = EdgeLinks(self.nc, self.js, "hub", s.edge_list, replicas=s.nats_replicas)
+        if self.links is not None:
+            self.background.append(asyncio.create_task(self.links.run(self.shutting_down), name="edge-links"))
 
     async def stop(self) -> None:
         """End streams, stop workers, drain NATS, stop the child, close SQLite."""
@@ -229,6 +293,7 @@ class Runtime:
         await self.workers.stop()
         self.metrics.shutdown()
         self.tracing.shutdown()
+        await close_quietly(self.sys_nc)
         await close_quietly(self.nc)
         if self.nats_server:
             await self.nats_server.stop()
@@ -240,13 +305,17 @@ class Runtime:
         nc = self.nc
         checks["nats"] = {
             "ok": bool(nc and nc.is_connected),
-            "detail": nc.connected_url.netloc if nc and nc.connected_url else "not connected",
+            "detail": server_address(nc.connected_url) if nc and nc.connected_url else "not connected",
         }
         try:
             info = await asyncio.wait_for(self.js.account_info(), 1.0)
             checks["jetstream"] = {"ok": True, "detail": f"{info.streams} streams, {info.consumers} consumers"}
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             checks["jetstream"] = {"ok": False, "detail": str(exc) or type(exc).__name__}
+        if self.cluster is not None:
+            checks["cluster"] = self.cluster.check()
+        if self.links is not None:
+            checks["links"] = self.links.check_ready()
         try:
             took = await asyncio.wait_for(self.db.check_writable(), 2.0)
             checks["database"] = {"ok": True, "detail": f"write {took * 1000:.1f} ms"}

@@ -44,6 +44,9 @@ UNKNOWN_ENTITY_RETRIES = 2  # deliveries to wait for a registry that is still ca
 MAX_HELD = 15_000  # un-acked messages held for coalescing (below the consumer's max_ack_pending)
 BACKLOG_FLUSH = 0.5  # seconds between writes while a backlog is drained (more coalescing, fewer writes)
 BACKLOG_PENDING = 5_000  # messages still waiting in the stream that count as a backlog
+# Nodes share the telemetry durable, so two of them may write one entity's messages out of order:
+# each scope remembers the stream sequence it was written from, and an older one never overwrites it.
+ORDER_FIELD = "telemetry_seq"
 
 
 @dataclass
@@ -56,6 +59,7 @@ class Pending:
     patch: dict[str, Any] = field(default_factory=dict)
     msgs: list[Msg] = field(default_factory=list)
     received: float = 0.0
+    seqs: dict[str, int] = field(default_factory=dict)  # patch key → stream sequence of its newest message
 
 
 def parse_subject(subject: str) -> tuple[str, str]:
@@ -87,6 +91,7 @@ class TelemetryWorker(ConsumerWorker):
         self.last_write: dict[str, float] = {}
         self.coalesced = 0
         self.held = 0
+        self.order_id = self.stream
         self.last_flush = 0.0
 
     @property
@@ -96,6 +101,9 @@ class TelemetryWorker(ConsumerWorker):
 
     async def run(self) -> None:
         """Consume telemetry and run the liveness sweep and retention alongside."""
+        info = await self.ctx.js.stream_info(self.stream)
+        # Sequences restart when a stream is created again: the order mark names the stream's creation.
+        self.order_id = f"{self.stream}@{info.created.isoformat() if info.created else ''}"
         sweeper = asyncio.create_task(self._sweep_loop(), name="telemetry-sweep")
         try:
             await super().run()
@@ -130,6 +138,9 @@ class TelemetryWorker(ConsumerWorker):
                 self.coalesced += 1
             pending.patch = deep_merge(pending.patch, patch)
             pending.msgs.append(msg)
+            seq = _stream_seq(msg)
+            for key in patch:
+                pending.seqs[key] = max(seq, pending.seqs.get(key, 0))
             self.held += 1
         backlogged = _pending_after(msgs[-1]) > BACKLOG_PENDING if msgs else False
         if backlogged and self.held < MAX_HELD and time.monotonic() - self.last_flush < BACKLOG_FLUSH:
@@ -177,8 +188,15 @@ class TelemetryWorker(ConsumerWorker):
 
         def mutator(p: Pending) -> Callable[[dict[str, Any]], bool]:
             def mutate(doc: dict[str, Any]) -> bool:
+                order = _order_of(doc, self.order_id)
                 for scope, value in p.patch.items():
+                    seq = p.seqs.get(scope, 0)
+                    if seq and seq <= order.get(scope, 0):
+                        continue  # another node already wrote a newer message of this scope
                     doc[scope] = deep_merge(doc.get(scope), value) if isinstance(value, dict) else value
+                    if seq:
+                        order[scope] = seq
+                doc[ORDER_FIELD] = {"stream": self.order_id, "scopes": order}
                 doc["is_live"] = True
                 doc["last_seen"] = seen
                 if doc.get("status") not in ("active", "error"):
@@ -275,6 +293,22 @@ def offline_deadline(doc: dict[str, Any], timeout: float) -> float | None:
     if stale is not None and stale.timestamp() >= seen.timestamp():
         return stale.timestamp()
     return seen.timestamp() + timeout
+
+
+def _order_of(doc: dict[str, Any], order_id: str) -> dict[str, int]:
+    """The stream sequence each scope was last written from (empty when written from another stream)."""
+    mark = doc.get(ORDER_FIELD)
+    if not isinstance(mark, dict) or mark.get("stream") != order_id or not isinstance(mark.get("scopes"), dict):
+        return {}
+    return {k: v for k, v in mark["scopes"].items() if isinstance(k, str) and isinstance(v, int)}
+
+
+def _stream_seq(msg: Msg) -> int:
+    """The message's stream sequence (0 for a core message: no order to keep)."""
+    try:
+        return int(msg.metadata.sequence.stream)
+    except Exception:  # noqa: BLE001 - not a JetStream message
+        return 0
 
 
 def _pending_after(msg: Msg) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from app.nats_client import server_address
 from app.runtime import Runtime
 from db import registry as registry_db
 
@@ -32,7 +33,7 @@ async def system_status(runtime: Runtime, org_ids: list[str] | None = None) -> S
         entities = sum([await registry_db.count_entities(runtime.db, o) for o in org_ids])
     return SystemStatus(
         nats_connected=bool(nc and nc.is_connected),
-        nats_url=nc.connected_url.netloc if nc and nc.connected_url else "",
+        nats_url=server_address(nc.connected_url) if nc and nc.connected_url else "",
         embedded=runtime.nats_server is not None,
         organizations=orgs,
         entities=entities,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from app.nats_client import server_address
 from app.nats_console.service import NatsConsole
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ async def server_view(console: NatsConsole) -> ServerView:
         server_name=str(info.get("server_name", "")),
         server_id=str(info.get("server_id", "")),
         version=str(nc.connected_server_version) if nc.is_connected else "",
-        connected_url=nc.connected_url.netloc if nc.connected_url else "",
+        connected_url=server_address(nc.connected_url) if nc.connected_url else "",
         embedded=server is not None,
         server_uptime_s=_process_uptime(server.pid) if server is not None else None,
         app_uptime_s=time.time() - runtime.started_at,

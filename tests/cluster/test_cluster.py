@@ -1,0 +1,142 @@
+"""Acceptance 1–3 of issue #17: Overwatch nodes on a 3-server JetStream cluster (R3).
+
+Message counts are small by default (2,000 telemetry + 100 detections per test) so the
+group stays within the suite's budget; ``OVERWATCH_CLUSTER_FULL=1`` runs the issue's
+sizes (10,000 + 500). Every wait has a deadline; nothing sleeps a fixed time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from app import topology
+from tests.cluster.conftest import Node
+from tests.cluster.fabric import HubCluster
+from tests.cluster.traffic import (
+    Device,
+    NodeDb,
+    api,
+    consumer_counts,
+    publish_reliably,
+    register,
+    sizes,
+    telemetry_payload,
+    traffic,
+)
+from tests.helpers import eventually
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
+
+
+@pytest.fixture
+async def client(hub: HubCluster) -> AsyncIterator[NATS]:
+    """A test client on every member of the hub, reconnecting forever."""
+    nc = await nats.connect(servers=hub.urls(), max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+async def last_seq(js: JetStreamContext, stream: str) -> int:
+    """The stream's last sequence."""
+    return int((await js.stream_info(stream)).state.last_seq or 0)
+
+
+async def caught_up(js: JetStreamContext, db: NodeDb) -> bool:
+    """Whether a node's projections applied everything stored in their streams."""
+    cursors = db.cursors()
+    wanted = {
+        "events": await last_seq(js, topology.STREAM_EVENTS),
+        "tracks": await last_seq(js, topology.STREAM_TELEMETRY),
+        "commands": await last_seq(js, topology.STREAM_COMMANDS),
+    }
+    return all(cursors.get(name, -1) >= seq for name, seq in wanted.items())
+
+
+async def kv_seq(js: JetStreamContext, entity: str) -> int | None:
+    """``extras.seq`` of an entity's stored state: the last telemetry message applied."""
+    kv = await js.key_value(topology.BUCKET_STATE)
+    try:
+        doc = msgspec.json.decode((await kv.get(entity)).value or b"{}")
+    except Exception:  # noqa: BLE001 - not written yet
+        return None
+    extras = doc.get("extras") or {}
+    return extras.get("seq") if isinstance(extras, dict) else None
+
+
+def histories_match(nodes: list[Node], org: str) -> dict[str, list[Any]] | None:
+    """Both nodes' histories, when they are identical (``None`` while they differ)."""
+    first, second = (n.db.histories(org) for n in nodes)
+    return first if first == second else None
+
+
+async def test_two_nodes_hold_identical_complete_histories(nodes: list[Node], hub: HubCluster, client: NATS) -> None:
+    """Acceptance 1: every node projects every message; telemetry is applied to KV once."""
+    js = client.jetstream()
+    org, telemetry, detections = "acc1", *sizes()
+    entities = [f"acc1-e{i}" for i in range(8)]
+    with api(nodes[0].url, nodes[0].key) as a:
+        register(a, org, [*entities, "acc1-late"])
+    await eventually(
+        lambda: len(nodes[1].db.rows("SELECT 1 FROM entities WHERE org_id = ?", (org,))) == 9, what="registry on node 1"
+    )
+    device = await Device(client, org).start()
+    before = await consumer_counts(js, topology.STREAM_TELEMETRY, topology.CONSUMER_TELEMETRY)
+    messages = traffic(org, entities, telemetry, detections, "acc1")
+    counts = await publish_reliably(js, messages)
+    assert counts["acked"] == telemetry + detections
+
+    # Commands through both nodes to live entities, and one queued for an entity that is not live yet.
+    with api(nodes[0].url, nodes[0].key) as a, api(nodes[1].url, nodes[1].key) as b:
+        await eventually(
+            lambda: all(
+                a.get(f"/api/v1/organizations/{org}/entities/{e}/state").json().get("is_live") for e in entities
+            ),
+            what="entities live",
+        )
+        sent = [
+            c.post(f"/api/v1/organizations/{org}/entities/{entities[i]}/commands", json={"command": "hold"})
+            for i, c in enumerate((a, b, a, b))
+        ]
+        queued = a.post(f"/api/v1/organizations/{org}/entities/acc1-late/commands", json={"command": "rtl"})
+    assert all(r.status_code == 202 for r in [*sent, queued]), [r.text for r in sent]
+    assert queued.json()["status"] == "queued"
+    # The late entity comes back: both nodes see it; exactly one delivers its command.
+    await publish_reliably(js, [(topology.telemetry_subject(org, "acc1-late"), telemetry_payload(9, 0), "acc1-late")])
+    ids = [r.json()["command_id"] for r in [*sent, queued]]
+
+    async def done() -> bool:
+        rows = nodes[0].db.rows("SELECT status FROM commands WHERE org_id = ?", (org,))
+        return len(rows) == 5 and {r[0] for r in rows} == {"completed"} and await caught_up(js, nodes[0].db)
+
+    await eventually(done, timeout=30, what="commands completed on node 0")
+    await eventually(lambda: caught_up(js, nodes[1].db), timeout=30, what="node 1 caught up")
+    same = await eventually(lambda: histories_match(nodes, org), timeout=10, what="identical histories")
+    assert len(same["detections"]) == detections, "every detection event, once, on each node"
+    assert same["alerts"] and same["tracks"], "threat alerts raised and tracks sampled"
+    assert sorted(c[0] for c in same["commands"]) == sorted(ids)
+    assert sorted(device.received) == sorted(ids), "each command reached the device exactly once"
+
+    # Telemetry applied to KV once: each message delivered to one node, never again.
+    last = await last_seq(js, topology.STREAM_TELEMETRY)
+    after = await eventually(
+        lambda: _acked_to(js, last), timeout=15, what="telemetry-processor acknowledged everything"
+    )
+    assert after[0] - before[0] == telemetry + 1, "delivered once each (plus the late entity's one)"
+    assert after[1] == before[1], "nothing redelivered"
+    for i, entity in enumerate(entities):
+        last_for_entity = max(s for s in range(telemetry) if s % len(entities) == i)
+        assert await kv_seq(js, entity) == last_for_entity, entity
+
+
+async def _acked_to(js: JetStreamContext, last: int) -> tuple[int, int, int] | None:
+    counts = await consumer_counts(js, topology.STREAM_TELEMETRY, topology.CONSUMER_TELEMETRY)
+    return counts if counts[2] >= last else None
