@@ -9,7 +9,7 @@ import re
 import ssl
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import ParseResult
+from urllib.parse import ParseResult, unquote, urlsplit
 
 import nats
 from nats.aio.client import Client as NATS
@@ -25,6 +25,16 @@ def server_address(url: ParseResult) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"{host}:{url.port}" if url.port else host
+
+
+def _userinfo(servers: list[str]) -> tuple[str, str, str]:
+    """``(user, password, token)`` from the first URL that carries any (a token is a user without password)."""
+    for url in servers:
+        parts = urlsplit(url if "://" in url else f"nats://{url}")
+        if parts.username:
+            user, password = unquote(parts.username), unquote(parts.password or "")
+            return (user, password, "") if password else ("", "", user)
+    return "", "", ""
 
 
 def redacted(urls: list[str]) -> str:
@@ -87,6 +97,10 @@ async def connect(
         # Large enough to absorb a telemetry burst while reconnecting.
         "pending_size": 64 * 1024 * 1024,
     }
+    if not (user or token or creds or nkey_seed or nkey_seed_file):
+        # Credentials in the URLs (``nats://user:password@host``) are nats-py's only for those URLs: a
+        # cluster member learnt from the servers' INFO would be tried without them and refuse us.
+        user, password, token = _userinfo(servers)
     if token:
         options["token"] = token
     if creds:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nats.aio.client import Client as NATS
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
@@ -211,20 +212,31 @@ class Runtime:
         await self._connect_system(servers, auth)
         await self._wait_for_jetstream(s.startup_timeout)
         leaf = (s.nats_domain, s.nats_hub_domain) if s.leaf_remotes else None
-        try:
-            store = parse_size(s.nats_max_file_store) if s.embedded_nats else None
-            report = await topology.ensure_topology(
-                self._js,
-                store,
-                s.dlq_max_per_subject,
-                state_ttl=s.state_ttl_hours * topology.HOUR,
-                integrator_consumers=s.detection_processor,
-                replicas=s.nats_replicas,
-                edges=tuple(s.edge_list),
-                leaf=leaf,
-            )
-        except topology.TopologyError as exc:
-            raise StartupError(str(exc)) from None
+        deadline = time.monotonic() + s.startup_timeout
+        while True:
+            try:
+                store = parse_size(s.nats_max_file_store) if s.embedded_nats else None
+                report = await topology.ensure_topology(
+                    self._js,
+                    store,
+                    s.dlq_max_per_subject,
+                    state_ttl=s.state_ttl_hours * topology.HOUR,
+                    integrator_consumers=s.detection_processor,
+                    replicas=s.nats_replicas,
+                    edges=tuple(s.edge_list),
+                    leaf=leaf,
+                )
+                break
+            except topology.TopologyError as exc:
+                raise StartupError(str(exc)) from None
+            except NatsTimeoutError:
+                # A cluster that just formed (or several nodes creating the same replicated streams at
+                # once) can take a few seconds per placement: try again until the start-up deadline.
+                if time.monotonic() > deadline:
+                    raise StartupError(
+                        f"JetStream did not answer within {s.startup_timeout:.0f}s while creating streams"
+                    ) from None
+                log.info("JetStream busy while creating streams; trying again")
         created = [k for k, v in report.items() if v != "ok"]
         log.info("topology ready (%d objects%s)", len(report), f"; changed: {', '.join(created)}" if created else "")
         self._kv_state = await self._js.key_value(topology.BUCKET_STATE)

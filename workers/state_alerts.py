@@ -16,6 +16,8 @@ import asyncio
 import logging
 from typing import Any
 
+import msgspec
+
 from app import topology
 from app.contracts.common import encode, new_id, utc_now
 from app.contracts.events import EntityLifecycleEvent, LifecycleData
@@ -44,6 +46,15 @@ def _threat_alerts(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if isinstance(alert, dict) and isinstance(alert.get("track_id"), str) and level in THREAT_SEVERITY:
             out[alert["track_id"]] = {**alert, "alert_type": level}  # an upstream client's word read as the seeds'
     return out
+
+
+def _from_state(data: str) -> bool:
+    """Whether an alert's data says this worker raised it from the state (``source: state``)."""
+    try:
+        doc = msgspec.json.decode(data or "{}")
+    except msgspec.DecodeError:
+        return False
+    return isinstance(doc, dict) and doc.get("source") == "state"
 
 
 class StateAlerts(Worker):
@@ -87,7 +98,9 @@ class StateAlerts(Worker):
         for row in await alerts_db.list_alerts(self.ctx.db, status="active", limit=100_000):
             if row.kind == "battery":
                 self.low_battery.add(row.entity_id)
-            elif row.kind == "threat":
+            elif row.kind == "threat" and _from_state(row.data):
+                # Only the threats this worker raised from the state are its to clear: those the
+                # event projection raised from detection events stay until a ``lost`` event.
                 self.threats.setdefault(row.entity_id, set()).add(row.track_id)
 
     async def evaluate(self, entity_id: str, view: dict[str, Any] | None) -> None:
@@ -162,7 +175,7 @@ class StateAlerts(Worker):
                 track_id=track,
                 title=f"{alert['alert_type'].replace('_', ' ').title()}: {label} at {name}",
                 reason=str(alert.get("reason") or ""),
-                data={"label": label, "confidence": alert.get("confidence")},
+                data={"label": label, "confidence": alert.get("confidence"), "source": "state"},
             )
         for track in before - set(current):
             await alerts.clear(f"threat:{entity_id}:{track}", "object no longer tracked")

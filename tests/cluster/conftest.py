@@ -38,7 +38,13 @@ def start_node(root: Path, name: str, env: dict[str, str]) -> ServerProcess:
     """``overwatch serve`` with ``env`` and its own data directory."""
     return ServerProcess(
         root / name / "data",
-        {"LOG_LEVEL": "WARNING", "OVERWATCH_ADMIN_PASSWORD": "admin-password-for-tests", **env},
+        {
+            "LOG_LEVEL": "WARNING",
+            "OVERWATCH_ADMIN_PASSWORD": "admin-password-for-tests",
+            # A cluster that just formed places replicated streams slowly while two nodes create them.
+            "OVERWATCH_STARTUP_TIMEOUT": "40",
+            **env,
+        },
     ).start()
 
 
@@ -57,11 +63,13 @@ def nodes(hub: HubCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     """Two Overwatch nodes on the hub cluster, with R3 streams and buckets."""
     root = tmp_path_factory.mktemp("nodes")
     procs = [start_node(root, f"node-{i}", hub.env()) for i in range(2)]
+    live: list[Node] = []
     try:
         for proc in procs:
             proc.wait_ready(timeout=45)
-        yield [Node(p, p.api_key(), NodeDb(p.data_dir)) for p in procs]
+        live += [Node(p, p.api_key(), NodeDb(p.data_dir)) for p in procs]
+        yield live  # a test that restarts a node puts the new process in its place
     finally:
-        for proc in procs:
+        for proc in {id(p): p for p in [*procs, *(n.proc for n in live)]}.values():
             with contextlib.suppress(Exception):
                 proc.stop(signal.SIGINT)

@@ -173,8 +173,9 @@ class HubCluster:
             node.stop()
 
     def urls(self, user: str = APP_USER, password: str = APP_PASSWORD) -> list[str]:
-        """Client URLs of every member, with credentials."""
-        return [f"nats://{user}:{password}@127.0.0.1:{n.client_port}" for n in self.nodes]
+        """Client URLs of every member, with credentials (none when ``user`` is empty)."""
+        auth = f"{user}:{password}@" if user else ""
+        return [f"nats://{auth}127.0.0.1:{n.client_port}" for n in self.nodes]
 
     @property
     def nats_url(self) -> str:

@@ -7,9 +7,12 @@ sizes (10,000 + 500). Every wait has a deadline; nothing sleeps a fixed time.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import msgspec
 import nats
 import pytest
@@ -18,7 +21,7 @@ from nats.js import JetStreamContext
 
 from app import topology
 from tests.cluster.conftest import Node
-from tests.cluster.fabric import HubCluster
+from tests.cluster.fabric import APP_PASSWORD, APP_USER, HubCluster
 from tests.cluster.traffic import (
     Device,
     NodeDb,
@@ -30,6 +33,7 @@ from tests.cluster.traffic import (
     telemetry_payload,
     traffic,
 )
+from tests.conftest import ServerProcess
 from tests.helpers import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
@@ -38,7 +42,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 @pytest.fixture
 async def client(hub: HubCluster) -> AsyncIterator[NATS]:
     """A test client on every member of the hub, reconnecting forever."""
-    nc = await nats.connect(servers=hub.urls(), max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    nc = await nats.connect(
+        servers=hub.urls(user="", password=""),
+        user=APP_USER,
+        password=APP_PASSWORD,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.2,
+    )
     try:
         yield nc
     finally:
@@ -140,3 +150,119 @@ async def test_two_nodes_hold_identical_complete_histories(nodes: list[Node], hu
 async def _acked_to(js: JetStreamContext, last: int) -> tuple[int, int, int] | None:
     counts = await consumer_counts(js, topology.STREAM_TELEMETRY, topology.CONSUMER_TELEMETRY)
     return counts if counts[2] >= last else None
+
+
+async def ready(url: str) -> dict[str, Any] | None:
+    """A node's readiness body, or ``None`` when it does not answer."""
+    async with httpx.AsyncClient(timeout=3.0) as http:
+        try:
+            r = await http.get(f"{url}/health/ready")
+        except httpx.HTTPError:
+            return None
+    return {"code": r.status_code, **r.json()}
+
+
+async def stored(js: JetStreamContext, stream: str, subjects: str) -> int:
+    """Messages stored on ``subjects`` (each id once: publishes carry ``Nats-Msg-Id``)."""
+    info = await js.stream_info(stream, subjects_filter=subjects)
+    return sum((info.state.subjects or {}).values())
+
+
+async def leader_of(js: JetStreamContext, stream: str) -> str:
+    """The stream's current leader."""
+    info = await js.stream_info(stream)
+    return info.cluster.leader if info.cluster and info.cluster.leader else ""
+
+
+async def test_a_cluster_member_killed_during_ingest_loses_nothing(
+    nodes: list[Node], hub: HubCluster, client: NATS
+) -> None:
+    """Acceptance 2: ``kill -9`` the telemetry stream's leader at 30 %; readiness shows it, then recovers."""
+    js = client.jetstream()
+    org, telemetry, detections = "acc2", *sizes()
+    entities = [f"acc2-e{i}" for i in range(8)]
+    with api(nodes[0].url, nodes[0].key) as a:
+        register(a, org, entities)
+    await eventually(
+        lambda: len(nodes[1].db.rows("SELECT 1 FROM entities WHERE org_id = ?", (org,))) == len(entities),
+        what="registry on node 1",
+    )
+    leader = await leader_of(js, topology.STREAM_TELEMETRY)
+    victim = next(n for n in hub.nodes if n.name == leader)
+    counts: dict[str, int] = {}
+    ingest = asyncio.create_task(
+        publish_reliably(js, traffic(org, entities, telemetry, detections, "acc2"), counts=counts)
+    )
+    await eventually(lambda: counts.get("acked", 0) >= (telemetry + detections) * 0.3, what="30 % acknowledged")
+    victim.kill()
+    degraded = await eventually(
+        lambda: _all_degraded([n.url for n in nodes]), timeout=20, what="readiness shows the degraded cluster"
+    )
+    await asyncio.wait_for(ingest, 60)
+    assert counts["acked"] == telemetry + detections
+    victim.start()
+    victim.wait_ready()
+    await eventually(lambda: _all_recovered([n.url for n in nodes]), timeout=40, what="readiness recovered")
+    # No acknowledged message lost, none stored twice; both nodes applied and projected all of it.
+    assert await stored(js, topology.STREAM_TELEMETRY, f"constellation.telemetry.{org}.>") == telemetry
+    assert await stored(js, topology.STREAM_EVENTS, f"constellation.events.isr.{org}.>") == detections
+    for node in nodes:
+        await eventually(lambda n=node: caught_up(js, n.db), timeout=30, what=f"{node.url} caught up")
+    same = await eventually(lambda: histories_match(nodes, org), timeout=10, what="identical histories")
+    assert len(same["detections"]) == detections
+    for i, entity in enumerate(entities):
+        last_for_entity = max(s for s in range(telemetry) if s % len(entities) == i)
+        await eventually(lambda e=entity, want=last_for_entity: _kv_is(js, e, want), timeout=20, what=entity)
+    assert all(d["code"] == 200 for d in degraded), "a cluster that kept its quorum stays ready"
+
+
+async def _kv_is(js: JetStreamContext, entity: str, want: int) -> bool:
+    return await kv_seq(js, entity) == want
+
+
+async def _all_degraded(urls: list[str]) -> list[dict[str, Any]] | None:
+    bodies = [await ready(u) for u in urls]
+    ok = all(b and b["status"] == "degraded" and b["checks"]["cluster"].get("degraded") for b in bodies)
+    return [b for b in bodies if b] if ok else None
+
+
+async def _all_recovered(urls: list[str]) -> bool:
+    bodies = [await ready(u) for u in urls]
+    return all(b and b["code"] == 200 and b["status"] == "ok" for b in bodies)
+
+
+async def test_an_overwatch_node_killed_during_ingest_catches_up(
+    nodes: list[Node], hub: HubCluster, client: NATS
+) -> None:
+    """Acceptance 3: ``kill -9`` one node at 30 %; the other applies everything; restarted, it catches up."""
+    js = client.jetstream()
+    org, telemetry, detections = "acc3", *sizes()
+    entities = [f"acc3-e{i}" for i in range(8)]
+    survivor, victim = nodes
+    with api(survivor.url, survivor.key) as a:
+        register(a, org, entities)
+    await eventually(
+        lambda: len(victim.db.rows("SELECT 1 FROM entities WHERE org_id = ?", (org,))) == len(entities),
+        what="registry on the victim",
+    )
+    counts: dict[str, int] = {}
+    ingest = asyncio.create_task(
+        publish_reliably(js, traffic(org, entities, telemetry, detections, "acc3"), counts=counts)
+    )
+    await eventually(lambda: counts.get("acked", 0) >= (telemetry + detections) * 0.3, what="30 % acknowledged")
+    victim.proc.stop(signal.SIGKILL)
+    await asyncio.wait_for(ingest, 60)
+    # The survivor applies everything: what the victim held unacknowledged is redelivered to it.
+    for i, entity in enumerate(entities):
+        last_for_entity = max(s for s in range(telemetry) if s % len(entities) == i)
+        await eventually(lambda e=entity, want=last_for_entity: _kv_is(js, e, want), timeout=30, what=entity)
+    await eventually(lambda: caught_up(js, survivor.db), timeout=20, what="survivor caught up")
+    assert len(survivor.db.histories(org)["detections"]) == detections
+    assert (await ready(survivor.url) or {}).get("code") == 200
+    # Restarted on its data directory, the victim resumes its projections where they stopped.
+    restarted = ServerProcess(victim.proc.data_dir, victim.proc.env, port=victim.proc.port).start()
+    nodes[1] = Node(restarted, victim.key, victim.db)
+    restarted.wait_ready(timeout=45)
+    await eventually(lambda: caught_up(js, victim.db), timeout=30, what="restarted node caught up")
+    same = await eventually(lambda: histories_match(nodes, org), timeout=10, what="identical histories")
+    assert len(same["detections"]) == detections and same["tracks"]

@@ -102,14 +102,20 @@ def traffic(org: str, entities: list[str], telemetry: int, detections: int, tag:
 
 
 async def publish_reliably(
-    js: JetStreamContext, messages: Iterable[Message], window: int = 64, deadline_s: float = 60.0
+    js: JetStreamContext,
+    messages: Iterable[Message],
+    window: int = 64,
+    deadline_s: float = 60.0,
+    counts: dict[str, int] | None = None,
 ) -> dict[str, int]:
     """Publish with ``Nats-Msg-Id``, ``window`` in flight, re-sending each until acknowledged.
 
-    Returns counts: ``acked``, ``duplicates`` (acks for a re-send that had been stored),
-    ``retries`` (publishes that failed and were sent again).
+    Returns (and keeps up to date in ``counts``, for a watcher): ``acked``, ``duplicates``
+    (acks for a re-send that had been stored), ``retries`` (publishes sent again).
     """
-    counts = {"acked": 0, "duplicates": 0, "retries": 0}
+    counts = counts if counts is not None else {}
+    for key in ("acked", "duplicates", "retries"):
+        counts.setdefault(key, 0)
     deadline = time.monotonic() + deadline_s
     queue = list(messages)
 
