@@ -15,8 +15,8 @@ from app.settings import Settings
 log = logging.getLogger("overwatch")
 
 
-def worker_factories() -> list[WorkerFactory]:
-    """Every in-process worker, in start order."""
+def worker_factories(settings: Settings | None = None) -> list[WorkerFactory]:
+    """Every in-process worker, in start order (a hub of edge boxes, ``OVERWATCH_EDGES``, has six more)."""
     from app.rules.worker import RuleEvaluator
     from workers.commands import CommandProjector, CommandWorker
     from workers.cot import CotGateway
@@ -30,6 +30,11 @@ def worker_factories() -> list[WorkerFactory]:
     from workers.telemetry import TelemetryWorker, TrackProjector
     from workers.video import VideoWorker
 
+    edge: list[WorkerFactory] = []
+    if settings is not None and settings.edge_list:
+        from workers.edge import EDGE_WORKERS
+
+        edge = list(EDGE_WORKERS)
     return [
         RegistryProjector,
         StateWatcher,
@@ -47,6 +52,7 @@ def worker_factories() -> list[WorkerFactory]:
         StateKeeper,
         RuleEvaluator,
         CotGateway,
+        *edge,
     ]
 
 
@@ -92,7 +98,7 @@ def run_server(settings: Settings) -> int:
     setup_logging(settings.log_level, settings.log_format)
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            return runner.run(serve(settings, worker_factories(), after_start))
+            return runner.run(serve(settings, worker_factories(settings), after_start))
     except StartupError as exc:
         log.debug("startup failed", exc_info=True)
         print(f"overwatch: error: {exc}", file=sys.stderr)

@@ -39,6 +39,7 @@ from app.audit import SYSTEM_ACTOR, Actor, AuditService
 from app.auth.principal import Principal
 from app.contracts.commands import RANK, TERMINAL, CommandMessage, check_params
 from app.contracts.common import DecodeError, encode, new_id, utc_now
+from app.directory import edge_of_metadata
 from app.errors import AppError, Invalid, NotFound, Unavailable
 from app.sse.hub import Hub, Update
 from app.state_cache import StateCache
@@ -100,14 +101,7 @@ class JournalRecord(msgspec.Struct, kw_only=True):
 
 def edge_owner(entity: EntityRow | None) -> str:
     """The edge box that owns an entity (``metadata.edge``, set when a hub adopted it), or ``""``."""
-    if entity is None:
-        return ""
-    try:
-        meta = msgspec.json.decode(entity.metadata or "{}")
-    except msgspec.DecodeError:
-        return ""
-    edge = meta.get("edge") if isinstance(meta, dict) else None
-    return edge if isinstance(edge, str) else ""
+    return edge_of_metadata(entity.metadata) if entity is not None else ""
 
 
 def moves_forward(current: str, status: str) -> bool:

@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import sysconfig
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +30,7 @@ PR_SET_PDEATHSIG = 1
 _READY_MARK = "Server is ready"
 _RELOADED_MARK = "Reloaded server configuration"
 _RELOAD_FAILED_MARK = "Failed to reload server configuration"
+LEAF_RETRY_MARK = "Error trying to connect as leafnode to remote server"
 
 
 class NatsServerError(Exception):
@@ -97,6 +99,8 @@ class EmbeddedNats:
         self.tls = tls
         self.scale_out = scale_out or ScaleOutConfig()
         self.restarts = 0
+        self.leaf_retries = 0
+        self._leaf_logged = 0.0
         self._proc: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -225,6 +229,13 @@ class EmbeddedNats:
             if not raw:
                 return
             line = raw.decode(errors="replace").rstrip()
+            if LEAF_RETRY_MARK in line:
+                # An edge box whose hub is unreachable retries every second: expected, so one warning a minute.
+                self.leaf_retries += 1
+                if time.monotonic() - self._leaf_logged > 60:
+                    self._leaf_logged = time.monotonic()
+                    log.warning("leaf link to the hub not up (%d tries so far): %s", self.leaf_retries, line)
+                continue
             if "[FTL]" in line or "[ERR]" in line:
                 self._fatal.append(line.split("] ", 2)[-1])
                 log.error("%s", line)

@@ -23,7 +23,7 @@ from nats.js.kv import KeyValue
 
 from app import topology
 from app.cluster.embedded import SYSTEM_USER, ScaleOutConfig, system_password
-from app.cluster.links import EdgeLinks
+from app.cluster.links import EdgeLinks, LinkState
 from app.cluster.node import NodeIdError, load_or_create_node_id
 from app.cluster.status import ClusterMonitor
 from app.metrics.otel import Metrics
@@ -83,6 +83,11 @@ def load_or_create_secret(settings: Settings) -> str:
         fh.write(value)
     log.info("generated instance secret in %s", path)
     return value
+
+
+def _no_link(_edge: str) -> None:
+    """``edge_link`` in templates where this node has no edge links."""
+    return None
 
 
 class Runtime:
@@ -290,8 +295,20 @@ class Runtime:
             self.links = EdgeLinks(self.nc, self.js, "edge", [s.nats_hub_domain], own_domain=s.nats_domain)
         elif s.edge_list:
             self.links = EdgeLinks(self.nc, self.js, "hub", s.edge_list, replicas=s.nats_replicas)
-        if self.links is not None:
-            self.background.append(asyncio.create_task(self.links.run(self.shutting_down), name="edge-links"))
+        links = self.links
+        self.services.templates.globals["edge_link"] = links.state if links is not None else _no_link
+        if links is not None:
+            if links.role == "hub":
+                cache = self.services.state_cache
+
+                def redraw(link: LinkState) -> None:
+                    # Pages show each edge entity's link state: draw its rows and headers again.
+                    for entity_id, view in list(cache.all().items()):
+                        if view.get("edge") == link.peer:
+                            cache.touch(entity_id)
+
+                links.on_change(redraw)
+            self.background.append(asyncio.create_task(links.run(self.shutting_down), name="edge-links"))
 
     async def stop(self) -> None:
         """End streams, stop workers, drain NATS, stop the child, close SQLite."""

@@ -33,6 +33,7 @@ from app import topology
 from app.commands import JournalRecord, external_row
 from app.contracts.commands import CommandAck, CommandMessage
 from app.contracts.common import DecodeError, decode
+from app.directory import EntityDirectory
 from app.errors import Invalid, NotFound
 from db import commands as commands_db
 from db.commands import CommandRow
@@ -103,10 +104,6 @@ class CommandWorker(ConsumerWorker):
         if live:
             self.came_back.put_nowait(entity_id)
 
-    def local_subject(self, subject: str) -> str:
-        """The subject as parsed (an edge's, on a hub, is mapped back in ``workers/edge.py``)."""
-        return subject
-
     async def run(self) -> None:
         """Consume, and dispatch/expire alongside."""
         side = asyncio.create_task(self._dispatch_loop(), name="commands-dispatch")
@@ -133,7 +130,7 @@ class CommandWorker(ConsumerWorker):
     async def handle(self, msg: Msg) -> None:
         """Validate one message; what is valid is applied by every node's projector."""
         self.reject_server_reply(msg)
-        subject = parse_command_subject(self.local_subject(msg.subject))
+        subject = parse_command_subject(msg.subject)
         if len(msg.data) > MAX_PAYLOAD:
             raise InvalidMessage(f"payload of {len(msg.data)} bytes exceeds {MAX_PAYLOAD}")
         if subject.kind in ("state", "request"):
@@ -179,10 +176,12 @@ class CommandProjector(ProjectionWorker):
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
         self.skipped = 0
+        self.directory = EntityDirectory(ctx.db, ctx.hub)
 
-    def local_subject(self, subject: str) -> str:
-        """The subject as parsed (see ``CommandWorker.local_subject``)."""
-        return subject
+    async def _owned_by(self, entity_id: str, edge: str) -> bool:
+        """Whether this node's registry says ``edge`` owns the entity (what a hub applies from an edge)."""
+        info = await self.directory.lookup(entity_id)
+        return info is not None and info.edge == edge
 
     async def has_history(self) -> bool:
         """An upgraded node already recorded commands through the shared durable."""
@@ -195,8 +194,12 @@ class CommandProjector(ProjectionWorker):
             if server_reply(msg) or len(msg.data) > MAX_PAYLOAD:
                 self.skipped += 1
                 continue
+            edge, local = topology.split_edge(msg.subject)
             try:
-                steps.append((parse_command_subject(self.local_subject(msg.subject)), msg))
+                subject = parse_command_subject(local)
+                if edge and not await self._owned_by(subject.entity_id, edge):
+                    raise InvalidMessage(f"entity {subject.entity_id} is not edge box {edge}'s")
+                steps.append((subject, msg))
             except InvalidMessage:
                 self.skipped += 1  # the shared worker dead-letters it
         changed: list[CommandRow] = []

@@ -21,7 +21,6 @@ Two readers share the parsing (``EventParser``):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -42,8 +41,9 @@ from db import detections as detections_db
 from db import retention
 from db.detections import DetectionRow
 from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext, server_reply
-from workers.projection import Batch, ProjectionWorker, stream_iso, stream_time
+from workers.projection import Batch, ProjectionWorker, RegistryWait, stream_iso, stream_time
 from workers.state_store import StateStore
+from workers.telemetry import check_owner
 
 log = logging.getLogger("overwatch.workers.events")
 
@@ -65,9 +65,6 @@ def checked_id(value: str, pattern: re.Pattern[str], what: str) -> str:
     if not pattern.match(value):
         raise InvalidMessage(f"invalid {what} {value[:80]!r}: must match {pattern.pattern}")
     return value
-
-
-UNKNOWN_ENTITY_WAIT = 3.0  # seconds a projector waits for this node's registry to learn an entity
 
 
 @dataclass(frozen=True)
@@ -102,8 +99,11 @@ class EventParser:
     def __init__(self, directory: EntityDirectory) -> None:
         self.directory = directory
 
-    async def parse(self, subject: str, data: bytes) -> ParsedEvent:
-        """Check subject, size, entity, organisation and payload; decode what the event type needs."""
+    async def parse(self, subject: str, data: bytes, edge: str = "") -> ParsedEvent:
+        """Check subject, size, entity, organisation, owner and payload; decode what the event type needs.
+
+        ``edge``: the edge box a hub sourced the event from (``subject`` is then the edge's own).
+        """
         parts = subject.split(".")
         if len(parts) != 5 or parts[1] != "events" or not all(topology.TOKEN_RE.match(p) for p in parts[2:]):
             raise InvalidMessage(f"unexpected event subject {subject!r}")
@@ -115,6 +115,7 @@ class EventParser:
             raise UnknownEntity(entity_id)
         if info.org_id != org_id:
             raise InvalidMessage(f"entity {entity_id} belongs to organisation {info.org_id}, not {org_id}")
+        check_owner(info, edge)
         try:
             event = decode(data, GenericEvent)
         except DecodeError as exc:
@@ -189,15 +190,12 @@ class EventWorker(ConsumerWorker):
         self.store = StateStore(ctx.kv_state, "events")
         self.by_type: dict[str, int] = {}
 
-    def local_subject(self, subject: str) -> str:
-        """The subject as the parser reads it (an edge's events on a hub are mapped back, ``workers/edge``)."""
-        return subject
-
     async def handle(self, msg: Msg) -> None:
         """Validate one event; write liveness into KV."""
         self.reject_server_reply(msg)
+        edge, local = topology.split_edge(msg.subject)
         try:
-            event = await self.parser.parse(self.local_subject(msg.subject), msg.data)
+            event = await self.parser.parse(local, msg.data, edge)
         except UnknownEntity as exc:
             if msg.metadata.num_delivered < 3:
                 raise TransientError(f"unknown entity {exc} (registry may be catching up)") from None
@@ -238,35 +236,34 @@ class EventProjector(ProjectionWorker):
         super().__init__(ctx)
         self.directory = EntityDirectory(ctx.db, ctx.hub)
         self.parser = EventParser(self.directory)
+        self.registry = RegistryWait(self.directory, self.stopping)
         self.by_type: dict[str, int] = {}
         self.skipped = 0  # invalid events (the shared worker dead-letters them)
         self.unknown = 0  # events of entities this node's registry never learnt in time
         self._last_prune = 0.0
-
-    def local_subject(self, subject: str) -> str:
-        """The subject as the parser reads it (see ``EventWorker.local_subject``)."""
-        return subject
 
     async def has_history(self) -> bool:
         """An upgraded node already stored detections through the shared durable."""
         return bool(await self.ctx.db.scalar("SELECT 1 FROM detections LIMIT 1"))
 
     async def _parse(self, msg: Msg) -> ParsedEvent | None:
-        subject = self.local_subject(msg.subject)
-        deadline = time.monotonic() + UNKNOWN_ENTITY_WAIT
-        while True:
-            try:
-                return await self.parser.parse(subject, msg.data)
-            except InvalidMessage:
-                self.skipped += 1
+        edge, subject = topology.split_edge(msg.subject)
+        try:
+            return await self.parser.parse(subject, msg.data, edge)
+        except InvalidMessage:
+            self.skipped += 1
+            return None
+        except UnknownEntity as exc:
+            # This node's registry projection may be behind the stream: give it a moment, once per entity.
+            if await self.registry.lookup(str(exc)) is None:
+                self.unknown += 1
+                log.warning("%s: %s names an entity this node does not know; skipped", self.name, msg.subject)
                 return None
-            except UnknownEntity:
-                # This node's registry projection may be behind the stream: wait a little for it.
-                if time.monotonic() > deadline or self.stopping.is_set():
-                    self.unknown += 1
-                    log.warning("%s: %s names an entity this node does not know; skipped", self.name, msg.subject)
-                    return None
-                await asyncio.sleep(0.1)
+        try:
+            return await self.parser.parse(subject, msg.data, edge)
+        except (InvalidMessage, UnknownEntity):
+            self.skipped += 1
+            return None
 
     async def prepare(self, msgs: Sequence[Msg]) -> Batch:
         """Detections become rows (written with the cursor); alerts are raised or cleared at once (idempotent)."""

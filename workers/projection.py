@@ -37,6 +37,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from app.directory import EntityDirectory, EntityInfo
 from db import projections as cursors_db
 from workers.base import Worker, WorkerContext
 from workers.pull import PullConsumer
@@ -49,6 +50,41 @@ After = Callable[[], Awaitable[None]]
 CHECK_EVERY = 2.0  # seconds of silence between checks that the consumer still exists
 INACTIVE_THRESHOLD = 30.0  # seconds: a consumer nobody pulls from (a stopped or retired node) is removed
 REOPEN_STATUSES = frozenset({"409", "503"})  # consumer deleted / no responders: re-create from the cursor
+
+
+class RegistryWait:
+    """Entity lookups that give this node's registry projection a moment to catch up with the stream.
+
+    A projection may read an event before this node's registry has the entity (it was
+    registered, or adopted from an edge, a moment earlier on another node). It waits up
+    to ``wait`` seconds for it, once per entity: an id still unknown then is not waited
+    for again for ``forget`` seconds, so garbage ids cannot stall a projection.
+    """
+
+    def __init__(self, directory: EntityDirectory, stopping: asyncio.Event, wait: float = 3.0, forget: float = 30.0):
+        self.directory = directory
+        self.stopping = stopping
+        self.wait = wait
+        self.forget = forget
+        self._given_up: dict[str, float] = {}
+
+    async def lookup(self, entity_id: str) -> EntityInfo | None:
+        """The entity, waiting for the registry if need be; ``None`` if it stays unknown."""
+        info = await self.directory.lookup(entity_id)
+        if info is not None:
+            return info
+        since = self._given_up.get(entity_id)
+        if since is not None and time.monotonic() - since < self.forget:
+            return None
+        deadline = time.monotonic() + self.wait
+        while info is None and time.monotonic() < deadline and not self.stopping.is_set():
+            await asyncio.sleep(0.1)
+            info = await self.directory.lookup(entity_id)
+        if info is None:
+            if len(self._given_up) > 10_000:
+                self._given_up.clear()
+            self._given_up[entity_id] = time.monotonic()
+        return info
 
 
 @dataclass
@@ -170,6 +206,7 @@ class ProjectionWorker(Worker, abc.ABC):
 
     async def _consume(self) -> None:
         await self._open()
+        log.info("%s: reading %s after sequence %d (%s)", self.name, self.stream, self.cursor, self.consumer_name)
         consumer = PullConsumer(self.ctx.nc, self.stream, self.consumer_name, batch=self.batch_size)
         await consumer.start()
         expected = 1

@@ -34,7 +34,7 @@ from db import retention
 from db import tracks as tracks_db
 from db.tracks import TrackPoint
 from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext, server_reply
-from workers.projection import Batch, ProjectionWorker, stream_time
+from workers.projection import Batch, ProjectionWorker, RegistryWait, stream_time
 from workers.state_store import Job, StateStore, deep_merge
 
 log = logging.getLogger("overwatch.workers.telemetry")
@@ -60,6 +60,7 @@ class Pending:
     msgs: list[Msg] = field(default_factory=list)
     received: float = 0.0
     seqs: dict[str, int] = field(default_factory=dict)  # patch key → stream sequence of its newest message
+    edge: str = ""  # the edge box it came from (on a hub), "" for our own
 
 
 def parse_subject(subject: str) -> tuple[str, str]:
@@ -133,7 +134,9 @@ class TelemetryWorker(ConsumerWorker):
                 continue
             pending = self.pending.get(entity_id)
             if pending is None:
-                pending = self.pending[entity_id] = Pending(info.org_id, info.entity_type, info.name, received=received)
+                pending = self.pending[entity_id] = Pending(
+                    info.org_id, info.entity_type, info.name, received=received, edge=info.edge
+                )
             else:
                 self.coalesced += 1
             pending.patch = deep_merge(pending.patch, patch)
@@ -153,7 +156,8 @@ class TelemetryWorker(ConsumerWorker):
 
     async def _parse(self, msg: Msg, now_iso: str) -> tuple[str, EntityInfo, dict[str, Any]]:
         self.reject_server_reply(msg)
-        org_id, entity_id = parse_subject(msg.subject)
+        edge, local = topology.split_edge(msg.subject)
+        org_id, entity_id = parse_subject(local)
         if len(msg.data) > MAX_PAYLOAD:
             raise InvalidMessage(f"payload of {len(msg.data)} bytes exceeds {MAX_PAYLOAD}")
         try:
@@ -169,6 +173,7 @@ class TelemetryWorker(ConsumerWorker):
             raise InvalidMessage(f"unknown entity {entity_id}: register it before sending telemetry")
         if info.org_id != org_id:
             raise InvalidMessage(f"entity {entity_id} belongs to organisation {info.org_id}, not {org_id}")
+        check_owner(info, edge)
         return entity_id, info, patch
 
     async def flush(self, due_only: bool) -> None:
@@ -208,6 +213,8 @@ class TelemetryWorker(ConsumerWorker):
                     doc["entity_type"] = p.entity_type  # a value written without them (deleted, forged)
                 if not doc.get("name"):
                     doc["name"] = p.name
+                if p.edge:
+                    doc["edge"] = p.edge  # a hub's copy of an edge box's entity (docs/scale-out.md)
                 return True
 
             return mutate
@@ -248,8 +255,8 @@ class TelemetryWorker(ConsumerWorker):
         now = time.time()
         marked = 0
         for entity_id, view in list(cache.all().items()):
-            if not view.get("is_live") or "." in entity_id:
-                continue
+            if not view.get("is_live") or "." in entity_id or view.get("edge"):
+                continue  # an edge box says when its entities go offline (its status events)
             deadline = offline_deadline(view, timeout)
             if deadline is None or now < deadline:
                 continue
@@ -293,6 +300,15 @@ def offline_deadline(doc: dict[str, Any], timeout: float) -> float | None:
     if stale is not None and stale.timestamp() >= seen.timestamp():
         return stale.timestamp()
     return seen.timestamp() + timeout
+
+
+def check_owner(info: EntityInfo, edge: str) -> None:
+    """Refuse a message about an entity from anywhere but its owner: an edge box's entity takes data only
+    from that edge's streams on a hub, and our own only from our own subjects (``docs/scale-out.md``)."""
+    if info.edge != edge:
+        owner = f"edge box {info.edge}" if info.edge else "this server"
+        source = f"edge box {edge}" if edge else "a local subject"
+        raise InvalidMessage(f"entity {info.entity_id} is owned by {owner}; refused from {source}")
 
 
 def _order_of(doc: dict[str, Any], order_id: str) -> dict[str, int]:
@@ -345,30 +361,19 @@ class TrackProjector(ProjectionWorker):
 
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
-        self.directory = EntityDirectory(ctx.db, ctx.hub)
+        self.registry = RegistryWait(EntityDirectory(ctx.db, ctx.hub), self.stopping)
         self.last_point: dict[str, float] = {}  # entity → stream time of its last stored point
         self.latest: dict[str, dict[str, Any]] = {}  # entity → latest vfr/power scopes seen
         self.skipped = 0
         self._last_prune = 0.0
 
-    def local_subject(self, subject: str) -> str:
-        """The subject as ``parse_subject`` reads it (an edge's telemetry on a hub is mapped back)."""
-        return subject
-
     async def has_history(self) -> bool:
         """An upgraded node already stored tracks through the shared durable."""
         return bool(await self.ctx.db.scalar("SELECT 1 FROM tracks LIMIT 1"))
 
-    async def _known(self, entity_id: str, org_id: str) -> bool:
-        info = await self.directory.lookup(entity_id)
-        if info is None:
-            # The registry projection of this node may be behind: give it a moment.
-            for _ in range(30):
-                await asyncio.sleep(0.1)
-                info = await self.directory.lookup(entity_id)
-                if info is not None or self.stopping.is_set():
-                    break
-        return info is not None and info.org_id == org_id
+    async def _known(self, entity_id: str, org_id: str, edge: str) -> bool:
+        info = await self.registry.lookup(entity_id)
+        return info is not None and info.org_id == org_id and info.edge == edge
 
     async def _seed(self, entity_id: str) -> None:
         last = await tracks_db.last_point(self.ctx.db, entity_id)
@@ -387,8 +392,9 @@ class TrackProjector(ProjectionWorker):
             if server_reply(msg):
                 self.skipped += 1
                 continue
+            edge, local = topology.split_edge(msg.subject)
             try:
-                org_id, entity_id = parse_subject(self.local_subject(msg.subject))
+                org_id, entity_id = parse_subject(local)
                 if len(msg.data) > MAX_PAYLOAD:
                     raise InvalidMessage("too large")
                 patch, _ts = to_patch(decode_object(msg.data), now_iso)
@@ -396,7 +402,7 @@ class TrackProjector(ProjectionWorker):
                 self.skipped += 1  # the shared worker dead-letters it
                 continue
             if entity_id not in self.last_point:
-                if not await self._known(entity_id, org_id):
+                if not await self._known(entity_id, org_id, edge):
                     self.skipped += 1
                     continue
                 await self._seed(entity_id)

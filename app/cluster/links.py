@@ -164,8 +164,8 @@ class EdgeLinks:
             if self.role == "hub":
                 await asyncio.sleep(random.uniform(0, JITTER))
             await self.cut_backoff(peer, skip_if_flowing=True)
-        except Exception:
-            log.exception("catching up with %s after the link returned failed", peer)
+        except Exception as exc:  # noqa: BLE001 - the next return tries again; sources retry on their own
+            log.warning("catching up with %s after the link returned failed: %s", peer, exc or type(exc).__name__)
         finally:
             self._cutting.discard(peer)
 

@@ -103,6 +103,7 @@ class EntityCard(msgspec.Struct, kw_only=True):
     readiness_label: str = ""
     last_command: str = ""
     last_command_status: str = ""
+    edge: str = ""  # on a hub: the edge box that owns the entity (docs/scale-out.md)
 
     @property
     def marker_state(self) -> str:
@@ -172,6 +173,7 @@ def entity_card(view: dict[str, Any]) -> EntityCard:
         readiness_label=ready.label if ready else "",
         last_command=str(last.get("command") or ""),
         last_command_status=str(last.get("status") or ""),
+        edge=str(view.get("edge") or "") if isinstance(view.get("edge"), str) else "",
     )
 
 

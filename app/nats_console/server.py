@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from app.cluster.links import LinkState
+from app.cluster.status import ClusterSnapshot
 from app.nats_client import server_address
 from app.nats_console.service import NatsConsole
 
@@ -126,4 +128,28 @@ async def server_view(console: NatsConsole) -> ServerView:
         disk_path=str(disk),
         disk_free=free,
         disk_total=total,
+    )
+
+
+class FabricView(msgspec.Struct, frozen=True, kw_only=True):
+    """The scale-out part of the page: cluster, stream placement, sources, leafs, links, this node's projections."""
+
+    node_id: str
+    cluster: ClusterSnapshot | None
+    links: list[LinkState]
+    link_role: str
+    projections: list[dict[str, object]]
+
+
+def fabric_view(runtime: Runtime) -> FabricView:
+    """What the cluster monitor and the link probes last saw, and where this node's projections stand."""
+    from workers.projection import ProjectionWorker
+
+    links = runtime.links
+    return FabricView(
+        node_id=runtime.node_id,
+        cluster=runtime.cluster.snapshot if runtime.cluster is not None else None,
+        links=list(links.links.values()) if links is not None else [],
+        link_role=links.role if links is not None else "",
+        projections=[w.status() for w in runtime.workers.workers if isinstance(w, ProjectionWorker)],
     )

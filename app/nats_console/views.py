@@ -19,7 +19,7 @@ from litestar.response import Redirect, Template
 from app.auth.guards import authorize, principal_of, requires, requires_global_admin
 from app.errors import Invalid, NotFound, Unavailable
 from app.nats_console.api import ApiError
-from app.nats_console.server import server_view
+from app.nats_console.server import fabric_view, server_view
 from app.nats_console.service import console_for
 from app.runtime import Runtime
 
@@ -168,4 +168,6 @@ class ServerController(Controller):
             view = await server_view(console_for(runtime))
         except ApiError as exc:
             raise api_failure(exc, "JetStream account") from None
-        return Template("pages/nats-server.html", context=_ctx(request, "server", s=view))
+        return Template(
+            "pages/nats-server.html", context=_ctx(request, "server", s=view, fabric=fabric_view(runtime))
+        )

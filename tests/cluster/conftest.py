@@ -1,8 +1,10 @@
 """Fixtures of the scale-out group: a 3-server hub cluster and two ``overwatch serve`` nodes on it.
 
-Started once per module (a cluster elects its meta leader in a few seconds; nodes take
+Started once for the group (a cluster elects its meta leader in a few seconds, nodes take
 a few more to start): every test uses its own organisation, so they do not see each
-other's data. Every process is real, on loopback with free ports, and killed at the end.
+other's data. The nodes are a hub of one edge box (``OVERWATCH_EDGES=edge1``), which
+``test_edge.py`` starts; until then their link to it is down, which the cluster tests
+ignore. Every process is real, on loopback with free ports, and killed at the end.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +51,10 @@ def start_node(root: Path, name: str, env: dict[str, str]) -> ServerProcess:
     ).start()
 
 
-@pytest.fixture(scope="module")
+EDGE = "edge1"
+
+
+@pytest.fixture(scope="session")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubCluster]:
     """Three ``nats-server`` processes as one JetStream cluster (domain ``hub``)."""
     cluster = HubCluster(tmp_path_factory.mktemp("hub")).start()
@@ -58,16 +64,17 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubCluster]:
         cluster.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def nodes(hub: HubCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Node]]:
     """Two Overwatch nodes on the hub cluster, with R3 streams and buckets."""
     root = tmp_path_factory.mktemp("nodes")
-    procs = [start_node(root, f"node-{i}", hub.env()) for i in range(2)]
+    procs = [start_node(root, f"node-{i}", {**hub.env(), "OVERWATCH_EDGES": EDGE}) for i in range(2)]
     live: list[Node] = []
     try:
-        for proc in procs:
-            proc.wait_ready(timeout=45)
-        live += [Node(p, p.api_key(), NodeDb(p.data_dir)) for p in procs]
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda p: p.wait_ready(timeout=45), procs))
+            keys = list(pool.map(lambda p: p.api_key(), procs))
+        live += [Node(p, key, NodeDb(p.data_dir)) for p, key in zip(procs, keys, strict=True)]
         yield live  # a test that restarts a node puts the new process in its place
     finally:
         for proc in {id(p): p for p in [*procs, *(n.proc for n in live)]}.values():
