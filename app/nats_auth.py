@@ -122,7 +122,9 @@ def _consumer_guard(names: tuple[str, ...], pull: bool) -> list[str]:
     return deny
 
 
-def reader_permissions(org_id: str | None, entity_ids: list[str], key_id: str) -> dict[str, dict[str, list[str]]]:
+def reader_permissions(
+    org_id: str | None, entity_ids: list[str], key_id: str, own_consumers: tuple[str, ...] = ()
+) -> dict[str, dict[str, list[str]]]:
     """Subjects a reader may publish to (JetStream API requests and acks only) and subscribe on.
 
     A fabric reader (``org_id=None``) may bind the state bucket and the three readable
@@ -144,7 +146,10 @@ def reader_permissions(org_id: str | None, entity_ids: list[str], key_id: str) -
     lists every key and subject).
     """
     inbox = f"{inbox_prefix(key_id)}.>"
-    deny = _consumer_guard(SERVER_CONSUMERS, pull=True) + _consumer_guard(SHARED_CONSUMERS, pull=False)
+    # ``own_consumers``: this node's projection consumers (``ow-{node}-…``), as much the server's as the workers'.
+    deny = _consumer_guard((*SERVER_CONSUMERS, *own_consumers), pull=True) + _consumer_guard(
+        SHARED_CONSUMERS, pull=False
+    )
     # Listing consumers would hand out the random names of other clients' (and the server's) watchers.
     deny += [f"{API}.CONSUMER.NAMES.>", f"{API}.CONSUMER.LIST.>"]
     publish = [f"{API}.INFO", f"{API}.STREAM.NAMES"]
@@ -270,7 +275,8 @@ async def build_authorization(runtime: Runtime) -> AuthBlock:
             skipped += [f"entity {e!r} of organisation {org}: id is not a subject token" for e in bad]
             by_org[org] = [e for e in ids if topology.TOKEN_RE.match(e)]
         if key.nats_kind == "reader":
-            permissions = reader_permissions(key.org_id, by_org.get(org, []), key.key_id)
+            own = tuple(topology.projection_consumer(runtime.node_id, p) for p in topology.PROJECTIONS)
+            permissions = reader_permissions(key.org_id, by_org.get(org, []), key.key_id, own)
         else:
             permissions = device_permissions(org, by_org[org], key.key_id)
         users.append({"nkey": key.nats_pubkey, "permissions": permissions})

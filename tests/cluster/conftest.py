@@ -51,7 +51,7 @@ def start_node(root: Path, name: str, env: dict[str, str]) -> ServerProcess:
     ).start()
 
 
-EDGE = "edge1"
+EDGE = "edge1"  # the recipe's OVERWATCH_EDGES and the edge's NATS_DOMAIN
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +68,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubCluster]:
 def nodes(hub: HubCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Node]]:
     """Two Overwatch nodes on the hub cluster, with R3 streams and buckets."""
     root = tmp_path_factory.mktemp("nodes")
-    procs = [start_node(root, f"node-{i}", {**hub.env(), "OVERWATCH_EDGES": EDGE}) for i in range(2)]
+    procs = [start_node(root, f"node-{i}", hub.env()) for i in range(2)]  # the recipe's hub-node.env
     live: list[Node] = []
     try:
         with ThreadPoolExecutor(2) as pool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,9 +24,8 @@ from pathlib import Path
 
 from app.nats_server import find_nats_server
 
-APP_USER, APP_PASSWORD = "overwatch", "overwatch-cluster-pw"
+APP_USER, APP_PASSWORD = "overwatch", "overwatch-cluster-pw"  # as in the recipe (docs/scale-out.md)
 LEAF_USER, LEAF_PASSWORD = "leaf", "leaf-link-pw"
-SYS_USER, SYS_PASSWORD = "sys", "system-account-pw"
 
 
 def free_port() -> int:
@@ -35,40 +35,47 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def hub_server_config(
-    name: str, client_port: int, cluster_port: int, routes: list[int], leaf_port: int, store: Path, size: int
-) -> str:
-    """One hub member's configuration (the recipe of ``docs/scale-out.md``, on loopback)."""
-    route_urls = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in routes)
-    cluster = (
-        f"cluster {{\n  name: hub\n  listen: 127.0.0.1:{cluster_port}\n  routes: [{route_urls}]\n}}\n"
-        if size > 1
-        else ""
-    )
-    return f"""server_name: {name}
-listen: 127.0.0.1:{client_port}
-jetstream {{
-  domain: hub
-  store_dir: "{store}"
-}}
-{cluster}leafnodes {{
-  listen: 127.0.0.1:{leaf_port}
-  no_advertise: true
-}}
-accounts {{
-  APP {{
-    jetstream: enabled
-    users: [
-      {{user: {APP_USER}, password: {APP_PASSWORD}}}
-      {{user: {LEAF_USER}, password: {LEAF_PASSWORD}}}
-    ]
-  }}
-  SYS {{
-    users: [{{user: {SYS_USER}, password: {SYS_PASSWORD}}}]
-  }}
-}}
-system_account: SYS
-"""
+RECIPE = Path(__file__).resolve().parents[2] / "docs" / "scale-out.md"
+DOC_CLIENT, DOC_CLUSTER, DOC_LEAF = 4222, 6222, 7422  # the recipe's ports of hub-1 (hub-n: + n - 1)
+
+
+def recipe(name: str) -> str:
+    """A block of the recipe in ``docs/scale-out.md`` (the fenced block after ``<!-- recipe: name -->``)."""
+    text = RECIPE.read_text(encoding="utf-8")
+    match = re.search(rf"<!-- recipe: {re.escape(name)} -->\s*```\w*\n(.*?)```", text, flags=re.S)
+    if match is None:
+        raise AssertionError(f"docs/scale-out.md has no recipe block {name!r}")
+    return match.group(1)
+
+
+def recipe_env(name: str, ports: dict[int, int]) -> dict[str, str]:
+    """``KEY=value`` lines of a recipe block, the recipe's ports replaced by ``ports``."""
+    env: dict[str, str] = {}
+    for line in recipe(name).splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            env[key.strip()] = _ports(value.strip(), ports)
+    return env
+
+
+def _ports(text: str, ports: dict[int, int]) -> str:
+    return re.sub(r"(?<=:)(\d{4})\b", lambda m: str(ports.get(int(m.group(1)), int(m.group(1)))), text)
+
+
+def hub_server_config(index: int, ports: dict[int, int], store: Path, size: int) -> str:
+    """Member ``index`` (0-based) of the recipe's hub: hub-1.conf renamed and re-ported, its own store."""
+    text = recipe("hub-1.conf")
+    name = f"hub-{index + 1}"
+    text = text.replace("server_name: hub-1", f"server_name: {name}")
+    text = re.sub(r'store_dir: "[^"]*"', f'store_dir: "{store}"', text)
+    own = {DOC_CLIENT: DOC_CLIENT + index, DOC_CLUSTER: DOC_CLUSTER + index, DOC_LEAF: DOC_LEAF + index}
+    routes = ", ".join(f'"nats-route://127.0.0.1:{DOC_CLUSTER + j}"' for j in range(size) if j != index)
+    text = re.sub(r"routes: \[[^\]]*\]", f"routes: [{routes}]", text)
+    for doc_port, member_port in own.items():
+        text = re.sub(rf"127\.0\.0\.1:{doc_port}\b", f"127.0.0.1:{member_port}", text, count=1)
+    if size == 1:
+        text = re.sub(r"cluster \{.*?\n\}\n", "", text, flags=re.S)
+    return _ports(text, ports)
 
 
 @dataclass
@@ -141,23 +148,17 @@ class HubCluster:
     root: Path
     size: int = 3
     nodes: list[NatsNode] = field(default_factory=list)
+    ports: dict[int, int] = field(default_factory=dict)  # the recipe's port → this run's
 
     def __post_init__(self) -> None:
-        clients = [free_port() for _ in range(self.size)]
-        routes = [free_port() for _ in range(self.size)]
-        leafs = [free_port() for _ in range(self.size)]
+        # Every port of the recipe (hub-n's client, cluster and leaf ports) becomes a free one.
+        self.ports = {base + i: free_port() for base in (DOC_CLIENT, DOC_CLUSTER, DOC_LEAF) for i in range(3)}
         for i in range(self.size):
             name = f"hub-{i + 1}"
-            config = hub_server_config(
-                name,
-                clients[i],
-                routes[i],
-                [p for j, p in enumerate(routes) if j != i],
-                leafs[i],
-                self.root / name / "jetstream",
-                self.size,
+            config = hub_server_config(i, self.ports, self.root / name / "jetstream", self.size)
+            self.nodes.append(
+                NatsNode(name, self.root / name, config, self.ports[DOC_CLIENT + i], self.ports[DOC_LEAF + i])
             )
-            self.nodes.append(NatsNode(name, self.root / name, config, clients[i], leafs[i]))
 
     def start(self) -> HubCluster:
         """Start every member and wait until all listen."""
@@ -187,13 +188,11 @@ class HubCluster:
         return f"nats-leaf://{LEAF_USER}:{LEAF_PASSWORD}@127.0.0.1:{port or self.nodes[0].leaf_port}"
 
     def env(self, replicas: int | None = None) -> dict[str, str]:
-        """Environment of an Overwatch node on this hub."""
-        return {
-            "NATS_URL": self.nats_url,
-            "NATS_REPLICAS": str(replicas or min(3, self.size)),
-            "NATS_SYSTEM_USER": SYS_USER,
-            "NATS_SYSTEM_PASSWORD": SYS_PASSWORD,
-        }
+        """Environment of an Overwatch node on this hub: the recipe's ``hub-node.env``."""
+        env = recipe_env("hub-node.env", self.ports)
+        if replicas is not None:
+            env["NATS_REPLICAS"] = str(replicas)
+        return env
 
 
 class TcpProxy:

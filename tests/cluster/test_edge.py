@@ -29,7 +29,7 @@ from nats.js import JetStreamContext
 from app import topology
 from app.nats_auth import INTERNAL_USER, internal_password
 from tests.cluster.conftest import EDGE, Node, start_node
-from tests.cluster.fabric import APP_PASSWORD, APP_USER, HubCluster, TcpProxy, free_port
+from tests.cluster.fabric import APP_PASSWORD, APP_USER, DOC_LEAF, HubCluster, TcpProxy, free_port, recipe_env
 from tests.cluster.traffic import Device, NodeDb, api, publish_reliably, register, sizes, traffic
 from tests.conftest import ServerProcess
 from tests.helpers import eventually
@@ -67,9 +67,8 @@ async def setup(hub: HubCluster, nodes: list[Node], tmp_path: Path) -> AsyncIter
         tmp_path,
         "edge",
         {
+            **recipe_env("edge.env", {DOC_LEAF: proxy.port}),  # the recipe's edge, its link through the proxy
             "NATS_PORT": str(edge_port),
-            "NATS_DOMAIN": EDGE,
-            "NATS_LEAF_REMOTE": hub.leaf_url(proxy.port),
             # The test's devices send in bursts: they stay live through the cut, so a command can reach them.
             "OVERWATCH_OFFLINE_AFTER": "300",
         },
@@ -223,6 +222,11 @@ async def test_edge_works_cut_off_and_the_hub_catches_up_exactly_once(
             timeout=15,
             what="hub detection history",
         )
+        # Each side cut its sources' retry back-off short when the link returned (one hub node did it, the
+        # other found them flowing): the edge re-sourced its one-replica commands, the hub stepped down its R3 leader.
+        hub_pages = [await page(n.url, n.key, "/nats/server") for n in (s.hub_node, s.other_hub_node)]
+        assert any("step-down" in p for p in hub_pages), "a hub node cut the back-off short"
+        assert "re-source" in await page(s.edge.url, s.edge_key, "/nats/server")
         # Every hub node holds the same history of the edge's entities.
         other = s.other_hub_node.db
         await eventually(lambda: other.histories(ORG) == hub_db.histories(ORG), timeout=15, what="both hub nodes")
