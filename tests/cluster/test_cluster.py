@@ -8,6 +8,7 @@ sizes (10,000 + 500). Every wait has a deadline; nothing sleeps a fixed time.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import AsyncIterator
 from typing import Any
@@ -36,7 +37,8 @@ from tests.cluster.traffic import (
 from tests.conftest import ServerProcess
 from tests.helpers import eventually
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
+FULL = os.environ.get("OVERWATCH_CLUSTER_FULL") == "1"
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300 if FULL else 90)]  # the sizes run longer
 
 
 @pytest.fixture

@@ -34,11 +34,11 @@ from tests.cluster.traffic import Device, NodeDb, api, publish_reliably, registe
 from tests.conftest import ServerProcess
 from tests.helpers import eventually
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
+FULL = os.environ.get("OVERWATCH_CLUSTER_FULL") == "1"
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300 if FULL else 90)]  # the sizes run longer
 
 ORG = "field"
 ENTITIES = [f"fld-{i}" for i in range(6)]
-FULL = os.environ.get("OVERWATCH_CLUSTER_FULL") == "1"
 CUT_S = 60.0 if FULL else 15.0
 
 
