@@ -34,7 +34,7 @@ from db import retention
 from db import tracks as tracks_db
 from db.tracks import TrackPoint
 from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext, server_reply
-from workers.projection import Batch, ProjectionWorker, RegistryWait, stream_time
+from workers.projection import Batch, ProjectionWorker, RegistryWait, ack_fields
 from workers.state_store import Job, StateStore, deep_merge
 
 log = logging.getLogger("overwatch.workers.telemetry")
@@ -321,10 +321,8 @@ def _order_of(doc: dict[str, Any], order_id: str) -> dict[str, int]:
 
 def _stream_seq(msg: Msg) -> int:
     """The message's stream sequence (0 for a core message: no order to keep)."""
-    try:
-        return int(msg.metadata.sequence.stream)
-    except Exception:  # noqa: BLE001 - not a JetStream message
-        return 0
+    fields = ack_fields(msg)
+    return fields.stream_seq if fields is not None else 0
 
 
 def _pending_after(msg: Msg) -> int:
@@ -347,9 +345,10 @@ class TrackProjector(ProjectionWorker):
 
     A point is stored when an entity's message carries a position and at least
     ``OVERWATCH_TRACK_INTERVAL`` seconds of stream time passed since its last stored
-    point; heading, speed and battery come from the latest values seen. The last point's
-    time and values are re-read from this node's database after a restart, so the
-    sampling continues as if nothing happened and every node stores the same points.
+    point; only then is a message decoded (at telemetry rates most are not), and heading,
+    speed and battery come from it or the latest decoded values. The last point's time
+    and values are re-read from this node's database after a restart, so the sampling
+    continues as if nothing happened and every node stores the same points.
     """
 
     name = "tracks-projection"
@@ -364,6 +363,7 @@ class TrackProjector(ProjectionWorker):
         self.registry = RegistryWait(EntityDirectory(ctx.db, ctx.hub), self.stopping)
         self.last_point: dict[str, float] = {}  # entity → stream time of its last stored point
         self.latest: dict[str, dict[str, Any]] = {}  # entity → latest vfr/power scopes seen
+        self._subjects: dict[str, tuple[str, str, str]] = {}  # subject → (edge, org, entity): parsed once
         self.skipped = 0
         self._last_prune = 0.0
 
@@ -388,20 +388,34 @@ class TrackProjector(ProjectionWorker):
         points: list[TrackPoint] = []
         interval = self.ctx.settings.track_interval
         now_iso = utc_now()
+        subjects = self._subjects
         for msg in msgs:
-            if server_reply(msg):
+            parsed = subjects.get(msg.subject)
+            if parsed is None:
+                edge, local = topology.split_edge(msg.subject)
+                try:
+                    org_id, entity_id = parse_subject(local)
+                except InvalidMessage:
+                    self.skipped += 1  # the shared worker dead-letters it
+                    continue
+                if len(subjects) > 100_000:
+                    subjects.clear()
+                parsed = subjects[msg.subject] = (edge, org_id, entity_id)
+            edge, org_id, entity_id = parsed
+            fields = ack_fields(msg)
+            stored = fields.timestamp_ns / 1e9 if fields is not None else time.time()  # the stream's time
+            last = self.last_point.get(entity_id)
+            if last is not None and stored - last < interval:
+                continue  # not due: no need to decode (most messages at telemetry rates)
+            if server_reply(msg) or len(msg.data) > MAX_PAYLOAD:
                 self.skipped += 1
                 continue
-            edge, local = topology.split_edge(msg.subject)
             try:
-                org_id, entity_id = parse_subject(local)
-                if len(msg.data) > MAX_PAYLOAD:
-                    raise InvalidMessage("too large")
                 patch, _ts = to_patch(decode_object(msg.data), now_iso)
-            except (InvalidMessage, DecodeError):
-                self.skipped += 1  # the shared worker dead-letters it
+            except DecodeError:
+                self.skipped += 1
                 continue
-            if entity_id not in self.last_point:
+            if last is None:
                 if not await self._known(entity_id, org_id, edge):
                     self.skipped += 1
                     continue
@@ -412,9 +426,8 @@ class TrackProjector(ProjectionWorker):
                 if isinstance(value, dict):
                     latest[scope] = {**latest.get(scope, {}), **value}
             position = position_of(patch)
-            stored = stream_time(msg).timestamp()
-            if position is None or stored - self.last_point[entity_id] < interval:
-                continue
+            if position is None:
+                continue  # due, but this message has no position: the next one with a position is sampled
             self.last_point[entity_id] = stored
             vfr, power = latest.get("vfr") or {}, latest.get("power") or {}
             points.append(

@@ -200,9 +200,13 @@ async def test_a_restarted_node_resumes_its_projections_without_duplicates(make_
     assert cursor == info.state.last_seq
 
 
-async def test_more_replicas_than_servers_stop_the_start_with_the_reason(make_runtime: Any) -> None:
-    with pytest.raises(StartupError, match="replicas"):
-        await make_runtime(nats_replicas=3)
+async def test_more_replicas_than_servers_stop_the_start_with_the_reason(settings: Settings, tmp_path: Path) -> None:
+    rt = Runtime(msgspec.structs.replace(settings, data_dir=str(tmp_path / "r3"), nats_replicas=3))
+    try:
+        with pytest.raises(StartupError, match="replicas"):
+            await rt.start()
+    finally:
+        await rt.stop()  # safe after a partial start: closes what was opened
 
 
 async def _has(rt: Runtime, table: str, n: int) -> bool:
