@@ -139,11 +139,17 @@ class TelemetryWorker(ConsumerWorker):
                 )
             else:
                 self.coalesced += 1
-            pending.patch = deep_merge(pending.patch, patch)
             pending.msgs.append(msg)
             seq = _stream_seq(msg)
-            for key in patch:
-                pending.seqs[key] = max(seq, pending.seqs.get(key, 0))
+            for key, value in patch.items():
+                held = pending.seqs.get(key, 0)
+                if not seq or seq >= held:
+                    pending.patch[key] = deep_merge(pending.patch.get(key), value)
+                    pending.seqs[key] = max(seq, held)
+                else:
+                    # A redelivered, older message (its node died holding it): it only fills in what
+                    # the newer ones of this write did not say.
+                    pending.patch[key] = deep_merge(value, pending.patch[key])
             self.held += 1
         backlogged = _pending_after(msgs[-1]) > BACKLOG_PENDING if msgs else False
         if backlogged and self.held < MAX_HELD and time.monotonic() - self.last_flush < BACKLOG_FLUSH:
