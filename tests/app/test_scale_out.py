@@ -12,11 +12,13 @@ from typing import Any
 from urllib.parse import urlparse
 
 import msgspec
+import nats
 import pytest
 
 from app import topology
 from app.api.schemas import CommandCreate
 from app.cluster.embedded import ScaleOutConfig
+from app.cluster.links import EdgeLinks
 from app.cluster.node import NodeIdError, load_or_create_node_id
 from app.cluster.status import ClusterSnapshot, Peer, StreamCluster
 from app.commands import merge_recent
@@ -233,3 +235,24 @@ async def _consumers(rt: Runtime, stream: str) -> list[Any]:
 async def _status(rt: Runtime, command_id: str) -> str | None:
     row = await commands_db.get_command(rt.db, command_id)
     return row.status if row else None
+
+
+async def test_link_return_re_sources_a_one_replica_stream(nats_server: Any) -> None:
+    """The back-off cut on a one-replica stream: its sources removed and added again, nothing else changed."""
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        await topology.ensure_topology(js, None, leaf=("edge9", "hub"))
+        links = EdgeLinks(nc, js, "edge", ["hub"], own_domain="edge9")
+        assert not await links.probe("hub"), "no hub behind this server"
+        assert not await links.flowing("hub"), "a source that never reached its stream is not flowing"
+        assert await links.cut_backoff("hub") == "re-source"
+        sources = (await js.stream_info(topology.STREAM_COMMANDS)).config.sources or []
+        assert [topology.source_key(s) for s in sources] == [
+            topology.source_key(topology.hub_outbox_source("edge9", "hub"))
+        ]
+        state = links.state("hub")
+        assert state is not None and state.cuts == 1 and state.last_cut == "re-source"
+        assert links.check_ready()["ok"] is True
+    finally:
+        await nc.close()
