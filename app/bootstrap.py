@@ -10,20 +10,20 @@ from collections.abc import Callable
 from app.logs import setup_logging
 from app.runtime import Runtime, StartupError, WorkerFactory
 from app.server import serve
-from app.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger("overwatch")
 
 
 def worker_factories() -> list[WorkerFactory]:
     """Every in-process worker, in start order."""
-    from app.rules.worker import RuleEvaluator
     from workers.commands import CommandWorker
     from workers.cot import CotGateway
     from workers.entity import EntityWorker
     from workers.events import EventWorker
     from workers.nats_auth import NatsAuthWorker
     from workers.registry import RegistryProjector
+    from workers.rules import RuleEvaluator
     from workers.state_alerts import StateAlerts
     from workers.state_keeper import StateKeeper
     from workers.state_watch import StateWatcher
@@ -56,7 +56,7 @@ async def after_start(runtime: Runtime) -> None:
             "Write it down now; it is not shown again (reset with `overwatch user reset-password`)."
         )
         print("\n" + banner + "\n", file=sys.stderr, flush=True)
-    from app.mavlink import readiness
+    from services.mavlink import readiness
 
     readiness.configure(runtime.settings.battery_alert_percent)
     if runtime.settings.demo:

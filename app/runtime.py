@@ -20,18 +20,18 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from app import topology
-from app.metrics.otel import Metrics
-from app.metrics.sampler import Sampler
-from app.metrics.tracing import Tracing
-from app.nats_auth import INTERNAL_USER, internal_password, render_authorization
-from app.nats_client import NatsConnectError, close_quietly, connect
-from app.nats_server import EmbeddedNats, NatsServerError
 from app.services import Services, build_services
-from app.settings import Settings, parse_size
-from app.sse.hub import Hub, Update
-from app.tls import CertPair, TlsError, http_cert, nats_cert, pinned_context
+from core import topology
+from core.settings import Settings, parse_size
 from db.database import Database, DatabaseError
+from fabric.client import NatsConnectError, close_quietly, connect
+from fabric.server import EmbeddedNats, NatsServerError
+from fabric.tls import CertPair, TlsError, http_cert, nats_cert, pinned_context
+from services.hub import Hub, Update
+from services.metrics.otel import Metrics
+from services.metrics.sampler import Sampler
+from services.metrics.tracing import Tracing
+from services.nats_auth import INTERNAL_USER, internal_password, render_authorization
 from workers.base import Worker, WorkerContext, WorkerManager
 
 log = logging.getLogger("overwatch")

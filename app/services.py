@@ -7,22 +7,22 @@ from typing import TYPE_CHECKING
 
 from jinja2 import Environment
 
-from app.alerts import AlertService
-from app.audit import AuditService
-from app.auth.apikeys import ApiKeyService
-from app.auth.ratelimit import IpLimiter
-from app.auth.sessions import SessionService
-from app.auth.users import UserService
-from app.commands import CommandService
-from app.console.data import ConsoleData
-from app.console.live import RenderCache
-from app.directory import EntityOrgs
-from app.nats_auth import NatsAuthManager
-from app.registry import RegistryService
-from app.state_cache import StateCache
-from app.templating import build_environment
-from app.video import VideoRegistry
-from workers.state_store import StateStore
+from fabric.state_store import StateStore
+from services.alerts.store import AlertService
+from services.audit import AuditService
+from services.auth.apikeys import ApiKeyService
+from services.auth.ratelimit import IpLimiter
+from services.auth.sessions import SessionService
+from services.auth.users import UserService
+from services.commands import CommandService
+from services.console.figures import ConsoleData
+from services.directory import EntityOrgs
+from services.nats_auth import NatsAuthManager
+from services.registry import RegistryService
+from services.state_cache import StateCache
+from services.video import VideoRegistry
+from web.sse.live import RenderCache
+from web.templating import build_environment
 
 if TYPE_CHECKING:
     from app.runtime import Runtime

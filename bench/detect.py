@@ -25,8 +25,8 @@ import time
 import numpy as np
 from _server import BenchServer, proc_stats
 
-from app.nats_auth import INTERNAL_USER
 from models.evaluate import evaluate
+from services.nats_auth import INTERNAL_USER
 from workers.detect.boxes import letterbox, to_tensor
 from workers.detect.config import DetectSettings
 from workers.detect.model import DEFAULT_MODEL, Detector

@@ -25,10 +25,10 @@ import uvicorn
 
 from app.bootstrap import worker_factories
 from app.main import create_app
-from app.nats_server import EmbeddedNats
 from app.runtime import Runtime
 from app.server import EmbeddedServer
-from app.settings import Settings
+from core.settings import Settings
+from fabric.server import EmbeddedNats
 
 REPO = Path(__file__).resolve().parent.parent
 OVERWATCH = str(Path(sys.executable).parent / "overwatch")

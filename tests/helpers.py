@@ -11,10 +11,10 @@ import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 
-from app import topology
-from app.api.schemas import EntityCreate, OrgCreate
-from app.contracts.registry import Position
 from app.runtime import Runtime
+from core import topology
+from core.contracts.registry import Position
+from web.api.schemas import EntityCreate, OrgCreate
 
 
 async def eventually(

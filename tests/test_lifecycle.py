@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.nats_server import EmbeddedNats
+from fabric.server import EmbeddedNats
 from tests.conftest import OVERWATCH, ServerProcess, free_port
 
 pytestmark = pytest.mark.slow

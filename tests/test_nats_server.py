@@ -10,7 +10,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from app.nats_server import EmbeddedNats, NatsServerError
+from fabric.server import EmbeddedNats, NatsServerError
 
 
 async def test_starts_with_jetstream_on_a_random_port(tmp_path: Path) -> None:

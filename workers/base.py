@@ -32,9 +32,9 @@ from nats.aio.msg import Msg
 from nats.js.errors import APIError
 from opentelemetry.trace import NoOpTracer, SpanKind, Tracer
 
-from app import topology
-from app.nats_console.subjects import org_of_subject
-from workers.pull import PullConsumer
+from core import topology
+from core.subjects import org_of_subject
+from fabric.pull import PullConsumer
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
@@ -42,9 +42,9 @@ if TYPE_CHECKING:
     from nats.js.kv import KeyValue
 
     from app.services import Services
-    from app.settings import Settings
-    from app.sse.hub import Hub
+    from core.settings import Settings
     from db.database import Database
+    from services.hub import Hub
 
 log = logging.getLogger("overwatch.workers")
 
@@ -229,13 +229,13 @@ def server_reply(msg: Msg) -> bool:
 
 
 class ConsumerWorker(Worker, abc.ABC):
-    """A worker fed by one durable pull consumer (see ``app.topology.CONSUMERS``)."""
+    """A worker fed by one durable pull consumer (see ``core.topology.CONSUMERS``)."""
 
     stream = ""
     durable = ""
     batch_size = 100
     fetch_timeout = 1.0  # seconds; bounds how long a stop request waits
-    max_deliver = 8  # matches the consumer config in app.topology
+    max_deliver = 8  # matches the consumer config in core.topology
 
     def reject_server_reply(self, msg: Msg) -> None:
         """Raise ``InvalidMessage`` (and count it) when ``msg`` is a server reply; see ``server_reply``.

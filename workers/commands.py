@@ -17,10 +17,10 @@ import logging
 
 from nats.aio.msg import Msg
 
-from app import topology
-from app.contracts.commands import CommandAck, CommandMessage
-from app.contracts.common import DecodeError, decode
-from app.errors import Invalid, NotFound
+from core import topology
+from core.contracts.commands import CommandAck, CommandMessage
+from core.contracts.common import DecodeError, decode
+from core.errors import Invalid, NotFound
 from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext
 
 log = logging.getLogger("overwatch.workers.commands")

@@ -1,7 +1,7 @@
 """CotGateway: the operating picture out to TAK (``COT_URL``), CoT senders in (``COT_LISTEN``).
 
 **Out.** Every state-cache change marks its entity dirty; the send loop encodes dirty
-entities (``app.cot.picture``) at most ``COT_MAX_HZ`` times a second each and offers
+entities (``services.cot.picture``) at most ``COT_MAX_HZ`` times a second each and offers
 the events to every outbound link and every client of a TCP listener, in the format
 each wants (CoT XML or TAK protocol v1). Live entities are valid for the offline
 timeout; a live entity that has not changed is re-sent before its stale time; the
@@ -37,21 +37,22 @@ from urllib.parse import quote
 import msgspec
 from nats.js.errors import APIError
 
-from app import topology
-from app.api.schemas import EntityUpdate, OrgCreate
-from app.contracts.common import utc_now
-from app.contracts.registry import EntityRecord
-from app.cot.event import UNKNOWN_ERROR, CotEvent, iso, to_proto, to_xml
-from app.cot.parse import CotRejected, Ping, parse
-from app.cot.picture import entity_events
-from app.cot.transport import Listener, OutLink, TcpPeer
-from app.cot.types import PONG_TYPE, classify
-from app.cot.urls import parse_listen_urls, parse_out_urls
-from app.directory import REGISTRY_TOPIC
-from app.errors import Conflict
-from app.sse.hub import Update
-from app.state_cache import STATE_TOPIC
+from core import topology
+from core.contracts.common import utc_now
+from core.contracts.registry import EntityRecord
+from core.cot_urls import parse_listen_urls, parse_out_urls
+from core.errors import Conflict
 from db import registry as registry_db
+from fabric.pubacks import AckedPublisher
+from services.cot.event import UNKNOWN_ERROR, CotEvent, iso, to_proto, to_xml
+from services.cot.parse import CotRejected, Ping, parse
+from services.cot.picture import entity_events
+from services.cot.transport import Listener, OutLink, TcpPeer
+from services.cot.types import PONG_TYPE, classify
+from services.directory import REGISTRY_TOPIC
+from services.hub import Update
+from services.state_cache import STATE_TOPIC
+from web.api.schemas import EntityUpdate, OrgCreate
 from workers.base import (
     DLQ_ORIGINAL_SIZE,
     DLQ_REASON,
@@ -63,7 +64,6 @@ from workers.base import (
     Worker,
     WorkerContext,
 )
-from workers.pubacks import AckedPublisher
 
 log = logging.getLogger("overwatch.workers.cot")
 

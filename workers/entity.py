@@ -24,15 +24,15 @@ from typing import Any
 import msgspec
 from nats.aio.msg import Msg
 
-from app import topology
-from app.contracts.common import DecodeError, decode, utc_now
-from app.contracts.events import EntityLifecycleEvent
-from app.contracts.registry import ENTITY_TYPES, EntityRecord
-from app.contracts.state import STATUS_ALIASES, STATUSES, new_state, status_word
-from app.errors import Conflict
+from core import topology
+from core.contracts.common import DecodeError, decode, utc_now
+from core.contracts.events import EntityLifecycleEvent
+from core.contracts.registry import ENTITY_TYPES, EntityRecord
+from core.contracts.state import STATUS_ALIASES, STATUSES, new_state, status_word
+from core.errors import Conflict
 from db import registry as registry_db
+from fabric.state_store import StateStore
 from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext
-from workers.state_store import StateStore
 
 log = logging.getLogger("overwatch.workers.entity")
 

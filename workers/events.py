@@ -23,17 +23,17 @@ from typing import Any
 import msgspec
 from nats.aio.msg import Msg
 
-from app import topology
-from app.contracts.common import DecodeError, decode, decode_object, utc_now
-from app.contracts.events import DetectionEvent, GenericEvent
-from app.contracts.state import THREAT_ALIASES, THREAT_LEVELS, new_state, threat_word
-from app.directory import EntityDirectory, EntityInfo
-from app.sse.hub import Update
+from core import topology
+from core.contracts.common import DecodeError, decode, decode_object, utc_now
+from core.contracts.events import DetectionEvent, GenericEvent
+from core.contracts.state import THREAT_ALIASES, THREAT_LEVELS, new_state, threat_word
 from db import detections as detections_db
 from db import retention
 from db.detections import DetectionRow
+from fabric.state_store import StateStore
+from services.directory import EntityDirectory, EntityInfo
+from services.hub import Update
 from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext
-from workers.state_store import StateStore
 
 log = logging.getLogger("overwatch.workers.events")
 

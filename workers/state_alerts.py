@@ -16,13 +16,13 @@ import asyncio
 import logging
 from typing import Any
 
-from app import topology
-from app.contracts.common import encode, new_id, utc_now
-from app.contracts.events import EntityLifecycleEvent, LifecycleData
-from app.contracts.state import threat_word
-from app.sse.hub import Update
-from app.state_cache import STATE_TOPIC
+from core import topology
+from core.contracts.common import encode, new_id, utc_now
+from core.contracts.events import EntityLifecycleEvent, LifecycleData
+from core.contracts.state import threat_word
 from db import alerts as alerts_db
+from services.hub import Update
+from services.state_cache import STATE_TOPIC
 from workers.base import Worker, WorkerContext
 
 log = logging.getLogger("overwatch.workers.state_alerts")

@@ -25,12 +25,12 @@ from typing import Any
 
 from nats.js.errors import NoKeysError
 
-from app.contracts.state import conform, new_state, violations
-from app.templating import parse_time
+from core.contracts.state import conform, new_state, violations
 from db import registry as registry_db
 from db.registry import EntityRow
+from fabric.state_store import StateStore
+from web.templating import parse_time
 from workers.base import Worker, WorkerContext
-from workers.state_store import StateStore
 
 log = logging.getLogger("overwatch.workers.state_keeper")
 

@@ -19,17 +19,17 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from app import topology
-from app.contracts.common import DecodeError, decode_object, utc_now
-from app.contracts.state import new_state
-from app.contracts.telemetry import position_of, to_patch
-from app.directory import EntityDirectory, EntityInfo
-from app.templating import parse_time
+from core import topology
+from core.contracts.common import DecodeError, decode_object, utc_now
+from core.contracts.state import new_state
+from core.contracts.telemetry import position_of, to_patch
 from db import retention
 from db import tracks as tracks_db
 from db.tracks import TrackPoint
+from fabric.state_store import Job, StateStore, deep_merge
+from services.directory import EntityDirectory, EntityInfo
+from web.templating import parse_time
 from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext
-from workers.state_store import Job, StateStore, deep_merge
 
 log = logging.getLogger("overwatch.workers.telemetry")
 

@@ -13,8 +13,8 @@ import time
 
 from nats.aio.msg import Msg
 
-from app import topology
-from app.directory import EntityDirectory
+from core import topology
+from services.directory import EntityDirectory
 from workers.base import Worker, WorkerContext
 
 log = logging.getLogger("overwatch.workers.video")

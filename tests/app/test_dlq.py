@@ -13,14 +13,14 @@ import httpx
 import pytest
 from nats.js.api import RawStreamMsg
 
-from app import topology
-from app.api.schemas import EntityCreate
-from app.contracts.registry import Position
 from app.main import create_app
-from app.nats_data.dlq import DeadLetters
 from app.runtime import Runtime
+from core import topology
+from core.contracts.registry import Position
 from db import audit as audit_db
+from services.nats_console.dlq import DeadLetters
 from tests.helpers import dlq, eventually, seed, state, telemetry
+from web.api.schemas import EntityCreate
 from workers import base
 
 DLQ_SUBJECT = topology.dlq_subject(topology.STREAM_TELEMETRY)

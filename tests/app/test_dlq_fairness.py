@@ -20,11 +20,11 @@ import nats
 import pytest
 from nats.js.api import DiscardPolicy
 
-from app import topology
 from app.main import create_app
-from app.nats_data.dlq import DeadLetters, ReplayError, dead_letter
-from app.nats_server import EmbeddedNats
 from app.runtime import Runtime
+from core import topology
+from fabric.server import EmbeddedNats
+from services.nats_console.dlq import DeadLetters, ReplayError, dead_letter
 from tests.helpers import dlq, eventually, seed, telemetry
 from workers import base
 

@@ -9,12 +9,12 @@ import httpx
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.api.schemas import EntityCreate
 from app.main import create_app
-from app.metrics.sampler import Sampler
 from app.runtime import Runtime
 from db import metrics as metrics_db
+from services.metrics.sampler import Sampler
 from tests.helpers import eventually, seed
+from web.api.schemas import EntityCreate
 
 PIPELINE = {
     "fps": 9.5,

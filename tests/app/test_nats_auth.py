@@ -18,18 +18,18 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js.errors import KeyNotFoundError
 
-from app import topology
-from app.auth.apikeys import NewKey
-from app.contracts.common import new_id, utc_now
-from app.contracts.events import EntityLifecycleEvent, LifecycleData
-from app.errors import Invalid
 from app.main import create_app
-from app.nats_auth import inbox_prefix, state_bucket
 from app.runtime import Runtime
-from app.tls import self_signed
+from core import topology
+from core.contracts.common import new_id, utc_now
+from core.contracts.events import EntityLifecycleEvent, LifecycleData
+from core.errors import Invalid
 from db import apikeys as keys_db
 from db import registry as registry_db
 from db.apikeys import ApiKeyRow
+from fabric.tls import self_signed
+from services.auth.apikeys import NewKey
+from services.nats_auth import inbox_prefix, state_bucket
 from tests.conftest import OVERWATCH
 from tests.helpers import dlq, eventually, seed, state, telemetry
 from workers.base import DLQ_REASON

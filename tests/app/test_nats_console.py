@@ -15,16 +15,16 @@ import msgspec
 import pytest
 from nats.js.api import RetentionPolicy, StreamConfig
 
-from app import topology
 from app.main import create_app
-from app.nats_console import health
-from app.nats_console.messages import page_backward, page_forward
-from app.nats_console.service import console_for, subject_tree
-from app.nats_console.subjects import org_of_subject, visibility
-from app.nats_console.tail import subject_matches
 from app.runtime import Runtime
+from core import topology
+from core.subjects import org_of_subject, visibility
 from db import audit as audit_db
+from fabric.messages import page_backward, page_forward
+from services.nats_console import health
+from services.nats_console.service import console_for, subject_tree
 from tests.conftest import LiveServer
+from web.nats.tail import subject_matches
 
 ALL = health.HealthInputs(
     lag=0, ack_pending=0, max_ack_pending=1000, processing_ratio=1.0, redelivery_ratio=0.0, connection="stable"

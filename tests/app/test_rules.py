@@ -10,16 +10,16 @@ import httpx
 import msgspec
 import pytest
 
-from app.api.schemas import EntityCreate
 from app.main import create_app
-from app.rules import engine
-from app.rules.model import RuleForm, RuleSpec, validate
-from app.rules.service import RuleService
 from app.runtime import Runtime
 from db import alerts as alerts_db
 from db import audit as audit_db
 from db import rules as rules_db
+from services.alerts import engine
+from services.alerts.model import RuleForm, RuleSpec, validate
+from services.alerts.service import RuleService
 from tests.helpers import eventually, seed
+from web.api.schemas import EntityCreate
 from workers.simulator import FaultConfig, Simulator, make_fleet
 
 
@@ -107,7 +107,7 @@ def test_comparisons_per_kind() -> None:
     ],
 )
 def test_invalid_rules_are_refused_with_the_field_named(changes: dict[str, Any], message: str) -> None:
-    from app.errors import Invalid
+    from core.errors import Invalid
 
     base = {"name": "r", "kind": "battery", "threshold": 20.0}
     with pytest.raises(Invalid, match=message):
@@ -184,7 +184,7 @@ async def test_offline_rule_fires_resolves_and_ack_is_audited(runtime: Runtime, 
 
 
 async def test_system_rule_fires_and_deleting_it_resolves(runtime: Runtime) -> None:
-    from app.audit import Actor
+    from services.audit import Actor
 
     service = RuleService.of(runtime)
     actor = Actor("tests")
@@ -203,7 +203,7 @@ async def _no_open(rt: Runtime) -> bool:
 
 
 async def test_snooze_holds_back_and_is_audited(runtime: Runtime) -> None:
-    from app.audit import Actor
+    from services.audit import Actor
 
     service = RuleService.of(runtime)
     actor = Actor("tests")
@@ -220,7 +220,7 @@ async def test_snooze_holds_back_and_is_audited(runtime: Runtime) -> None:
 
 
 async def test_bad_state_never_stops_the_evaluator(runtime: Runtime) -> None:
-    from app.audit import Actor
+    from services.audit import Actor
 
     await seed(runtime, entities=1)
     for entity_id in ("weird", "low"):  # only registered entities' state reaches the rules
@@ -248,7 +248,7 @@ async def test_bad_state_never_stops_the_evaluator(runtime: Runtime) -> None:
 
 
 async def test_viewer_sees_no_controls_and_gets_403(runtime: Runtime, client: httpx.AsyncClient) -> None:
-    from app.audit import Actor
+    from services.audit import Actor
 
     service = RuleService.of(runtime)
     row = await service.create(

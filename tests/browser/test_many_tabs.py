@@ -21,13 +21,13 @@ import cv2
 import numpy as np
 import pytest
 
-from app import topology
-from app.api.schemas import EntityCreate
 from app.demo import DEMO_CAMERA_ID
 from app.runtime import Runtime
+from core import topology
 from tests.browser.conftest import PageLog, open_page, sign_in, wait_js
 from tests.conftest import LiveServer
 from tests.helpers import eventually, seed, telemetry
+from web.api.schemas import EntityCreate
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(120)]
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from app.audit import Actor
-from app.rules.model import RuleForm, validate
-from app.rules.service import RuleService
 from app.runtime import Runtime
 from db import rules as rules_db
+from services.alerts.model import RuleForm, validate
+from services.alerts.service import RuleService
+from services.audit import Actor
 from tests.browser.conftest import open_page, sign_in, wait_js
 from tests.conftest import LiveServer
 from tests.helpers import eventually, seed

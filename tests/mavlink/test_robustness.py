@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from app.api.schemas import CommandCreate
-from app.mavlink import protocol
-from app.mavlink.emulator import Emulator
 from app.runtime import Runtime
 from db import commands as commands_db
+from services.mavlink import protocol
+from services.mavlink.emulator import Emulator
 from tests.helpers import eventually
+from web.api.schemas import CommandCreate
 
 M = protocol.MAV
 

@@ -14,12 +14,12 @@ import httpx
 import msgspec
 from bs4 import BeautifulSoup
 
-from app.api.schemas import EntityCreate
-from app.mavlink import protocol
-from app.mavlink.mapping import Binding
 from app.runtime import Runtime
+from services.mavlink import protocol
+from services.mavlink.mapping import Binding
 from tests.helpers import eventually, state
 from tests.mavlink.conftest import ORG
+from web.api.schemas import EntityCreate
 
 
 def _view(runtime: Runtime, entity_id: str) -> dict[str, Any]:
@@ -103,10 +103,10 @@ async def test_statustext_mavlink1_px4_modes_and_a_binding_to_an_existing_entity
 async def test_registration_respects_the_per_org_entity_limit(
     make_runtime: Any, make_vehicle: Any, tmp_path: Any
 ) -> None:
-    from app.api.schemas import OrgCreate
-    from app.mavlink.bridge import Bridge
-    from app.mavlink.config import LinkSpec, MavlinkSettings
+    from services.mavlink.bridge import Bridge
+    from services.mavlink.config import LinkSpec, MavlinkSettings
     from tests.helpers import dlq
+    from web.api.schemas import OrgCreate
 
     rt: Runtime = await make_runtime(max_entities_per_org=1)
     await rt.services.registry.create_org(OrgCreate(org_id="tiny", name="Tiny", org_type="military"))

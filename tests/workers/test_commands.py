@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from app.api.schemas import CommandCreate
 from app.runtime import Runtime
 from db import commands as commands_db
 from tests.helpers import eventually, seed, state
+from web.api.schemas import CommandCreate
 from workers.simulator import Simulator, make_fleet
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.api.schemas import EntityUpdate, OrgUpdate
 from app.runtime import Runtime
 from db import registry as registry_db
 from tests.helpers import eventually, seed
+from web.api.schemas import EntityUpdate, OrgUpdate
 
 
 async def _names(rt: Runtime) -> list[tuple[str, str]]:

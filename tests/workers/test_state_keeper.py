@@ -7,11 +7,11 @@ from typing import Any
 
 import msgspec
 
-from app.contracts.state import violations
 from app.runtime import Runtime
+from core.contracts.state import violations
+from fabric.state_store import StateStore
 from tests.helpers import eventually, seed, state
 from workers.state_keeper import StateKeeper
-from workers.state_store import StateStore
 
 OLD = "2026-01-01T00:00:00.000Z"
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import msgspec
 
-from app import topology
 from app.runtime import Runtime
+from core import topology
 from db import alerts as alerts_db
 from db import tracks as tracks_db
 from tests.helpers import eventually, seed, state, stream_messages, telemetry

@@ -14,8 +14,8 @@ from typing import Any
 
 import msgspec
 
-from app.settings import ConfigError, SettingSpec, raw_values, redacted_repr
-from app.topology import TOKEN_RE
+from core.settings import ConfigError, SettingSpec, raw_values, redacted_repr
+from core.topology import TOKEN_RE
 
 EXIT_CONFIG = 78  # EX_CONFIG: what the upstream deploy wrappers use for bad configuration
 

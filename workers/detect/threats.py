@@ -4,7 +4,7 @@ The default table is the upstream client's (its 24 prompt classes), plus the shi
 model's labels that it lacks: ``bag`` (like ``backpack``/``suitcase``) and ``drone`` are
 ``MODERATE_THREAT``. Levels are the seeds' three (``LOW_THREAT``, ``MODERATE_THREAT``,
 ``HIGH_THREAT``); the upstream client's words are accepted in an operator's table and
-normalised (``app/contracts/state.THREAT_ALIASES``). Operators replace or extend the table
+normalised (``core/contracts/state.THREAT_ALIASES``). Operators replace or extend the table
 with a JSON file ``{label: level}``. Unknown and harmless labels are ``LOW_THREAT``.
 """
 
@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.contracts.state import THREAT_ALIASES, THREAT_LEVELS, threat_word
+from core.contracts.state import THREAT_ALIASES, THREAT_LEVELS, threat_word
 
 LEVELS = THREAT_LEVELS  # LOW, MODERATE, HIGH
 RANK = {level: i + 1 for i, level in enumerate(LEVELS)}  # LOW 1 … HIGH 3
