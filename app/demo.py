@@ -17,7 +17,7 @@ from core.errors import Conflict
 from services.mavlink.config import LinkSpec
 from services.mavlink.mapping import Binding, load_mapping
 from services.nats_auth import INTERNAL_USER, internal_password
-from web.api.schemas import EntityCreate, OrgCreate
+from services.schemas import EntityCreate, OrgCreate
 from workers.simulator import FaultConfig, Simulator, make_fleet
 
 if TYPE_CHECKING:

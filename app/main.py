@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
@@ -52,12 +54,27 @@ from web.sse.mux import MuxController
 from web.templating import STATIC_DIR
 
 
+def _constant(value: object) -> Callable[[], object]:
+    """A provider that returns ``value`` (one instance per process, built in ``app.services``)."""
+
+    def provide() -> object:
+        return value
+
+    return provide
+
+
 def create_app(runtime: Runtime) -> Litestar:
     """Build the Litestar application around a started ``Runtime``."""
     env = runtime.services.templates
 
     def provide_runtime() -> Runtime:
         return runtime
+
+    # Each service is its own dependency, named as in ``Services``: a handler declares the one
+    # it uses (``alerts: AlertService``) and receives nothing else.
+    dependencies: dict[str, Provide] = {"runtime": Provide(provide_runtime, sync_to_thread=False)}
+    for name, service in runtime.services.provided().items():
+        dependencies[name] = Provide(_constant(service), use_cache=True, sync_to_thread=False)
 
     return Litestar(
         route_handlers=[
@@ -93,7 +110,7 @@ def create_app(runtime: Runtime) -> Litestar:
                 path="/static", directories=[STATIC_DIR], include_in_schema=False, opt={"public": True}
             ),
         ],
-        dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
+        dependencies=dependencies,
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(env)),
         request_class=OverwatchRequest,
         guards=[authenticate],

@@ -50,7 +50,7 @@ def settings_from(args: argparse.Namespace) -> MavlinkSettings:
 def nats_target(s: MavlinkSettings, server: Settings) -> tuple[list[str], dict[str, Any]]:
     """Servers and connect options: the configured NATS with its credentials, or the local embedded one."""
     if not s.servers:
-        from fabric.client import client_auth
+        from app.runtime import client_auth
 
         local = server.nats_servers or [f"nats://127.0.0.1:{server.nats_port}"]
         return local, client_auth(server)

@@ -80,6 +80,20 @@ def load_or_create_secret(settings: Settings) -> str:
     return value
 
 
+def client_auth(settings: Settings) -> dict[str, Any]:
+    """Credentials a local tool uses: the embedded server's own user, or the external server's auth.
+
+    With TLS on the embedded server, also a context that trusts exactly its certificate.
+    """
+    if settings.embedded_nats:
+        auth: dict[str, Any] = {"user": INTERNAL_USER, "password": internal_password(load_or_create_secret(settings))}
+        pair = nats_cert(settings, create=False)
+        if pair is not None:
+            auth["tls"] = pinned_context(pair.cert)
+        return auth
+    return {"token": settings.nats_token, "creds": settings.nats_creds, "nkey_seed_file": settings.nats_nkey_seed_file}
+
+
 class Runtime:
     """Owns the long-lived parts of one server process."""
 

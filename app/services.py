@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 from jinja2 import Environment
@@ -46,6 +46,10 @@ class Services:
     nats_auth: NatsAuthManager | None
     console: ConsoleData
     render_cache: RenderCache
+
+    def provided(self) -> dict[str, object]:
+        """Every service by the name a handler parameter uses to receive it."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def build_services(rt: Runtime) -> Services:

@@ -40,3 +40,15 @@ class Unavailable(AppError):
 
     status_code = 503
     title = "Service Unavailable"
+
+
+class InvalidMessage(Exception):
+    """The message can never be processed; it goes to the dead-letter stream."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TransientError(Exception):
+    """Processing failed for a reason that may pass (conflict, NATS hiccup); retry later."""

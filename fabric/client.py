@@ -12,8 +12,6 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NATS
 
-from core.settings import Settings
-
 log = logging.getLogger("overwatch.nats.client")
 
 
@@ -98,24 +96,6 @@ async def connect(
         ) from None
     except (OSError, nats.errors.Error) as exc:
         raise NatsConnectError(f"cannot connect to NATS at {', '.join(servers)}: {exc}") from None
-
-
-def client_auth(settings: Settings) -> dict[str, Any]:
-    """Credentials a local tool uses: the embedded server's own user, or the external server's auth.
-
-    With TLS on the embedded server, also a context that trusts exactly its certificate.
-    """
-    if settings.embedded_nats:
-        from app.runtime import load_or_create_secret
-        from fabric.tls import nats_cert, pinned_context
-        from services.nats_auth import INTERNAL_USER, internal_password
-
-        auth: dict[str, Any] = {"user": INTERNAL_USER, "password": internal_password(load_or_create_secret(settings))}
-        pair = nats_cert(settings, create=False)
-        if pair is not None:
-            auth["tls"] = pinned_context(pair.cert)
-        return auth
-    return {"token": settings.nats_token, "creds": settings.nats_creds, "nkey_seed_file": settings.nats_nkey_seed_file}
 
 
 async def close_quietly(nc: NATS | None, drain_timeout: float = 2.0) -> None:

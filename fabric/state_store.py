@@ -31,8 +31,8 @@ from nats.js.kv import KeyValue
 
 from core.contracts.common import DecodeError, decode_object, encode, utc_now
 from core.contracts.state import new_state
+from core.errors import TransientError
 from fabric.pubacks import AckedPublisher, PublishError
-from workers.base import TransientError
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from fabric.state_store import StateStore
 from services.audit import SYSTEM_ACTOR, Actor, AuditService
 from services.auth.principal import Principal
 from services.hub import Hub, Update
+from services.schemas import CommandCreate, CommandView
 from services.state_cache import StateCache
-from web.api.schemas import CommandCreate, CommandView
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from db.database import Database
 from services.audit import SYSTEM_ACTOR, Actor, AuditService, diff
 from services.directory import REGISTRY_TOPIC, OrgAssignment
 from services.hub import Hub, Update
-from web.api.schemas import EntityCreate, EntityUpdate, OrgCreate, OrgUpdate, Page
+from services.schemas import EntityCreate, EntityUpdate, OrgCreate, OrgUpdate, Page
 
 log = logging.getLogger(__name__)
 

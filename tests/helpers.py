@@ -14,7 +14,7 @@ from nats.js.api import RawStreamMsg
 from app.runtime import Runtime
 from core import topology
 from core.contracts.registry import Position
-from web.api.schemas import EntityCreate, OrgCreate
+from services.schemas import EntityCreate, OrgCreate
 
 
 async def eventually(

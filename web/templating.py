@@ -18,6 +18,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context,
 from jinja2.runtime import Context
 
 from core import __version__
+from core.timefmt import epoch_ms, parse_time
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "templates"
@@ -37,19 +38,6 @@ def static_url(relpath: str) -> str:
     return f"/static/{relpath}?v={_asset_hash(relpath)}"
 
 
-def parse_time(value: Any) -> datetime | None:
-    """Parse an ISO 8601 string (``Z`` allowed) or pass a datetime through."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def ago(value: Any, now: datetime | None = None) -> str:
     """Human "n s ago" for an ISO timestamp or epoch milliseconds; "never" when missing."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -65,12 +53,6 @@ def ago(value: Any, now: datetime | None = None) -> str:
     if seconds < 86400:
         return f"{seconds // 3600}h ago"
     return f"{seconds // 86400}d ago"
-
-
-def epoch_ms(value: Any) -> int:
-    """Milliseconds since the epoch for an ISO timestamp (0 when missing)."""
-    when = parse_time(value)
-    return int(when.timestamp() * 1000) if when else 0
 
 
 def num(value: Any, digits: int = 1, unit: str = "") -> str:

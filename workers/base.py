@@ -33,6 +33,7 @@ from nats.js.errors import APIError
 from opentelemetry.trace import NoOpTracer, SpanKind, Tracer
 
 from core import topology
+from core.errors import InvalidMessage, TransientError
 from core.subjects import org_of_subject
 from fabric.pull import PullConsumer
 
@@ -75,18 +76,6 @@ JS_API_TYPE = "io.nats.jetstream.api."
 REPLY_PREFIXES = (b'{"type":', b'{"stream":', b'{"error":')
 
 NAK_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0)  # seconds, by delivery count
-
-
-class InvalidMessage(Exception):
-    """The message can never be processed; it goes to the dead-letter stream."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class TransientError(Exception):
-    """Processing failed for a reason that may pass (conflict, NATS hiccup); retry later."""
 
 
 @dataclass

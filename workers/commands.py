@@ -20,8 +20,8 @@ from nats.aio.msg import Msg
 from core import topology
 from core.contracts.commands import CommandAck, CommandMessage
 from core.contracts.common import DecodeError, decode
-from core.errors import Invalid, NotFound
-from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext
+from core.errors import Invalid, InvalidMessage, NotFound, TransientError
+from workers.base import ConsumerWorker, WorkerContext
 
 log = logging.getLogger("overwatch.workers.commands")
 

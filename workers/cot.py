@@ -51,8 +51,8 @@ from services.cot.transport import Listener, OutLink, TcpPeer
 from services.cot.types import PONG_TYPE, classify
 from services.directory import REGISTRY_TOPIC
 from services.hub import Update
+from services.schemas import EntityUpdate, OrgCreate
 from services.state_cache import STATE_TOPIC
-from web.api.schemas import EntityUpdate, OrgCreate
 from workers.base import (
     DLQ_ORIGINAL_SIZE,
     DLQ_REASON,

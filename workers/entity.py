@@ -29,10 +29,10 @@ from core.contracts.common import DecodeError, decode, utc_now
 from core.contracts.events import EntityLifecycleEvent
 from core.contracts.registry import ENTITY_TYPES, EntityRecord
 from core.contracts.state import STATUS_ALIASES, STATUSES, new_state, status_word
-from core.errors import Conflict
+from core.errors import Conflict, InvalidMessage, TransientError
 from db import registry as registry_db
 from fabric.state_store import StateStore
-from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext
+from workers.base import ConsumerWorker, WorkerContext
 
 log = logging.getLogger("overwatch.workers.entity")
 

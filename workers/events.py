@@ -27,13 +27,14 @@ from core import topology
 from core.contracts.common import DecodeError, decode, decode_object, utc_now
 from core.contracts.events import DetectionEvent, GenericEvent
 from core.contracts.state import THREAT_ALIASES, THREAT_LEVELS, new_state, threat_word
+from core.errors import InvalidMessage, TransientError
 from db import detections as detections_db
 from db import retention
 from db.detections import DetectionRow
 from fabric.state_store import StateStore
 from services.directory import EntityDirectory, EntityInfo
 from services.hub import Update
-from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext
+from workers.base import ConsumerWorker, WorkerContext
 
 log = logging.getLogger("overwatch.workers.events")
 

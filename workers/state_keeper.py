@@ -26,10 +26,10 @@ from typing import Any
 from nats.js.errors import NoKeysError
 
 from core.contracts.state import conform, new_state, violations
+from core.timefmt import parse_time
 from db import registry as registry_db
 from db.registry import EntityRow
 from fabric.state_store import StateStore
-from web.templating import parse_time
 from workers.base import Worker, WorkerContext
 
 log = logging.getLogger("overwatch.workers.state_keeper")

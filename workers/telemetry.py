@@ -23,13 +23,14 @@ from core import topology
 from core.contracts.common import DecodeError, decode_object, utc_now
 from core.contracts.state import new_state
 from core.contracts.telemetry import position_of, to_patch
+from core.errors import InvalidMessage, TransientError
+from core.timefmt import parse_time
 from db import retention
 from db import tracks as tracks_db
 from db.tracks import TrackPoint
 from fabric.state_store import Job, StateStore, deep_merge
 from services.directory import EntityDirectory, EntityInfo
-from web.templating import parse_time
-from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext
+from workers.base import ConsumerWorker, WorkerContext
 
 log = logging.getLogger("overwatch.workers.telemetry")
 

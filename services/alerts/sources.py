@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.timefmt import parse_time
 from services.console.cards import threat_rank
 from services.metrics.probe import SystemProbe
-from web.templating import parse_time
 
 
 def _dict(value: Any) -> dict[str, Any]:

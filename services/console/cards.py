@@ -15,9 +15,9 @@ from typing import Any
 import msgspec
 
 from core.contracts.state import THREAT_LEVELS, status_word, threat_word
+from core.timefmt import epoch_ms
 from services.cot.types import affiliation_of, entity_sidc
 from services.mavlink.readiness import readiness as vehicle_readiness
-from web.templating import epoch_ms
 
 # Short type codes render in every font (pictographs such as ⛟ often do not).
 TYPE_ICONS = {

@@ -14,9 +14,9 @@ from app.main import create_app
 from app.runtime import Runtime
 from core import topology
 from db import audit as audit_db
+from services.schemas import CommandCreate, EntityCreate, OrgCreate
 from tests.app.test_auth_flow import PASSWORD, csrf_from, login
 from tests.helpers import eventually, seed, state, telemetry
-from web.api.schemas import CommandCreate, EntityCreate, OrgCreate
 
 pytestmark = pytest.mark.slow
 

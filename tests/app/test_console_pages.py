@@ -74,7 +74,7 @@ async def test_entity_page_regions(client: httpx.AsyncClient, fleet: list[str], 
 
 
 async def seed_camera(runtime: Runtime) -> str:
-    from web.api.schemas import EntityCreate
+    from services.schemas import EntityCreate
 
     rec = await runtime.services.registry.create_entity(
         "org1", EntityCreate(entity_id="cam-x", entity_type="isr_sensor", name="Cam")

@@ -19,8 +19,8 @@ from core import topology
 from core.contracts.registry import Position
 from db import audit as audit_db
 from services.nats_console.dlq import DeadLetters
+from services.schemas import EntityCreate
 from tests.helpers import dlq, eventually, seed, state, telemetry
-from web.api.schemas import EntityCreate
 from workers import base
 
 DLQ_SUBJECT = topology.dlq_subject(topology.STREAM_TELEMETRY)

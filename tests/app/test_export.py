@@ -21,8 +21,8 @@ from app.main import create_app
 from app.runtime import Runtime
 from db import tracks as tracks_db
 from db.tracks import TrackPoint
+from services.schemas import EntityCreate, EntityUpdate
 from tests.helpers import eventually
-from web.api.schemas import EntityCreate, EntityUpdate
 from workers.simulator import FaultConfig
 
 KML_NS = "{http://www.opengis.net/kml/2.2}"
@@ -144,7 +144,7 @@ async def test_exports_of_the_demo_validate_and_hold_every_entity_and_the_track_
 async def test_exports_keep_to_the_callers_organisations(runtime: Runtime, anon_client: httpx.AsyncClient) -> None:
     await seed_demo(runtime)
     registry = runtime.services.registry
-    from web.api.schemas import OrgCreate
+    from services.schemas import OrgCreate
 
     await registry.create_org(OrgCreate(org_id="other", name="Other", org_type="civilian"))
     await registry.create_entity("other", EntityCreate(entity_id="o-1", name="O", entity_type="sensor_platform"))

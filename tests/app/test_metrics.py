@@ -13,8 +13,8 @@ from app.main import create_app
 from app.runtime import Runtime
 from db import metrics as metrics_db
 from services.metrics.sampler import Sampler
+from services.schemas import EntityCreate
 from tests.helpers import eventually, seed
-from web.api.schemas import EntityCreate
 
 PIPELINE = {
     "fps": 9.5,

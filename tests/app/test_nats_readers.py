@@ -32,9 +32,9 @@ from core.errors import Invalid
 from db import audit as audit_db
 from services.auth.apikeys import NewKey
 from services.nats_auth import inbox_prefix, state_bucket
+from services.schemas import EntityCreate
 from tests.conftest import OVERWATCH
 from tests.helpers import dlq, eventually, seed, state, stream_messages, telemetry
-from web.api.schemas import EntityCreate
 from workers.base import DLQ_REASON, DLQ_SUBJECT, REPLY_INJECTION
 
 REVOCATION_BUDGET = 2.0

@@ -36,9 +36,9 @@ from db import embeds as embeds_db
 from db import registry as registry_db
 from services.nats_auth import inbox_prefix
 from services.registry import apply_registry_entry
+from services.schemas import CommandCreate, EntityCreate
 from tests.app.test_auth_flow import PASSWORD, csrf_from, login
 from tests.helpers import dlq, eventually, seed
-from web.api.schemas import CommandCreate, EntityCreate
 from workers.base import DLQ_REASON, DLQ_SUBJECT
 
 STATE = topology.BUCKET_STATE

@@ -18,8 +18,8 @@ from db import rules as rules_db
 from services.alerts import engine
 from services.alerts.model import RuleForm, RuleSpec, validate
 from services.alerts.service import RuleService
+from services.schemas import EntityCreate
 from tests.helpers import eventually, seed
-from web.api.schemas import EntityCreate
 from workers.simulator import FaultConfig, Simulator, make_fleet
 
 

@@ -17,11 +17,11 @@ import nats
 import pytest
 
 from app.main import create_app
-from app.runtime import Runtime
+from app.runtime import Runtime, client_auth
 from app.server import EmbeddedServer, http_config
 from core import topology
 from core.settings import ConfigError, Settings, load_settings
-from fabric.client import client_auth, close_quietly, connect
+from fabric.client import close_quietly, connect
 from fabric.tls import CertPair, ca_context, nats_cert, self_signed
 from services.nats_auth import inbox_prefix
 from tests.conftest import free_port

@@ -11,10 +11,10 @@ import pytest
 
 from app.runtime import Runtime
 from core import topology
+from services.schemas import EntityCreate
 from tests.browser.conftest import open_page, sign_in, wait_js
 from tests.conftest import LiveServer, ServerProcess, free_port
 from tests.helpers import eventually, seed, telemetry
-from web.api.schemas import EntityCreate
 from workers.simulator import Simulator, make_fleet
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -24,10 +24,10 @@ import pytest
 from app.demo import DEMO_CAMERA_ID
 from app.runtime import Runtime
 from core import topology
+from services.schemas import EntityCreate
 from tests.browser.conftest import PageLog, open_page, sign_in, wait_js
 from tests.conftest import LiveServer
 from tests.helpers import eventually, seed, telemetry
-from web.api.schemas import EntityCreate
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(120)]
 

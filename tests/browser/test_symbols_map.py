@@ -15,10 +15,10 @@ import pytest
 from app.demo import DEMO_FLEET, seed_demo, start_demo_fleet
 from app.runtime import Runtime
 from core import topology
+from services.schemas import EntityCreate
 from tests.browser.conftest import open_page, sign_in, wait_js
 from tests.conftest import LiveServer
 from tests.helpers import eventually, telemetry
-from web.api.schemas import EntityCreate
 from workers.simulator import FaultConfig
 
 PASSWORD = "symbols-password-1"

@@ -13,8 +13,8 @@ from core.settings import Settings
 from services.mavlink.bridge import Bridge
 from services.mavlink.config import LinkSpec, MavlinkSettings
 from services.mavlink.emulator import Emulator
+from services.schemas import OrgCreate
 from tests.browser.conftest import browser  # noqa: F401 - the Chromium fixture, for test_browser.py
-from web.api.schemas import OrgCreate
 
 ORG = "org1"
 FAST = {"command_timeout": 0.3, "command_retries": 2, "progress_timeout": 10.0}

@@ -17,8 +17,8 @@ from app.runtime import Runtime
 from db import commands as commands_db
 from services.mavlink.emulator import Emulator
 from services.nats_auth import inbox_prefix
+from services.schemas import CommandCreate, OrgCreate
 from tests.helpers import eventually
-from web.api.schemas import CommandCreate, OrgCreate
 
 OVERWATCH = str(Path(sys.executable).parent / "overwatch")
 

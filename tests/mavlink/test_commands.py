@@ -18,9 +18,9 @@ from db import commands as commands_db
 from db.commands import CommandRow
 from services.mavlink import protocol
 from services.mavlink.emulator import Emulator
+from services.schemas import CommandCreate
 from tests.helpers import eventually
 from tests.mavlink.conftest import ORG
-from web.api.schemas import CommandCreate
 
 M = protocol.MAV
 

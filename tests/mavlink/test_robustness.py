@@ -17,8 +17,8 @@ from app.runtime import Runtime
 from db import commands as commands_db
 from services.mavlink import protocol
 from services.mavlink.emulator import Emulator
+from services.schemas import CommandCreate
 from tests.helpers import eventually
-from web.api.schemas import CommandCreate
 
 M = protocol.MAV
 

@@ -12,8 +12,8 @@ from app.demo import DEMO_MAV_NAME, DEMO_ORG_ID, seed_demo, start_demo_mavlink
 from app.mavlink_serve import bridge_settings, start_bridge
 from app.runtime import Runtime, StartupError
 from services.mavlink.emulator import Emulator
+from services.schemas import OrgCreate
 from tests.helpers import eventually
-from web.api.schemas import OrgCreate
 
 
 def _udp_port() -> int:

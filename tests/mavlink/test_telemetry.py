@@ -17,9 +17,9 @@ from bs4 import BeautifulSoup
 from app.runtime import Runtime
 from services.mavlink import protocol
 from services.mavlink.mapping import Binding
+from services.schemas import EntityCreate
 from tests.helpers import eventually, state
 from tests.mavlink.conftest import ORG
-from web.api.schemas import EntityCreate
 
 
 def _view(runtime: Runtime, entity_id: str) -> dict[str, Any]:
@@ -105,8 +105,8 @@ async def test_registration_respects_the_per_org_entity_limit(
 ) -> None:
     from services.mavlink.bridge import Bridge
     from services.mavlink.config import LinkSpec, MavlinkSettings
+    from services.schemas import OrgCreate
     from tests.helpers import dlq
-    from web.api.schemas import OrgCreate
 
     rt: Runtime = await make_runtime(max_entities_per_org=1)
     await rt.services.registry.create_org(OrgCreate(org_id="tiny", name="Tiny", org_type="military"))

@@ -7,8 +7,8 @@ from typing import Any
 
 from app.runtime import Runtime
 from db import commands as commands_db
+from services.schemas import CommandCreate
 from tests.helpers import eventually, seed, state
-from web.api.schemas import CommandCreate
 from workers.simulator import Simulator, make_fleet
 
 

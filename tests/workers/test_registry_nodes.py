@@ -6,8 +6,8 @@ from typing import Any
 
 from app.runtime import Runtime
 from db import registry as registry_db
+from services.schemas import EntityUpdate, OrgUpdate
 from tests.helpers import eventually, seed
-from web.api.schemas import EntityUpdate, OrgUpdate
 
 
 async def _names(rt: Runtime) -> list[tuple[str, str]]:

@@ -11,8 +11,9 @@ from litestar.params import FromQuery, QueryParameter
 from app.runtime import Runtime
 from core.errors import NotFound
 from db import alerts as alerts_db
+from services.schemas import Page
 from web.api.params import ERRORS, KeyPath, Limit, Offset
-from web.api.schemas import AlertView, Page
+from web.api.schemas import AlertView
 from web.api.views import alert_view
 from web.auth.guards import authorize, principal_of, requires
 

@@ -18,18 +18,9 @@ from core.errors import NotFound
 from db import alerts as alerts_db
 from db import detections as detections_db
 from db import tracks as tracks_db
+from services.schemas import CommandCreate, CommandView, Deleted, EntityCreate, EntityUpdate, Page
 from web.api.params import ERRORS, IdPath, Limit, Offset
-from web.api.schemas import (
-    AlertView,
-    CommandCreate,
-    CommandView,
-    Deleted,
-    DetectionView,
-    EntityCreate,
-    EntityUpdate,
-    Page,
-    TrackPointView,
-)
+from web.api.schemas import AlertView, DetectionView, TrackPointView
 from web.api.views import alert_view, detection_view
 from web.auth.guards import authorize, requires
 

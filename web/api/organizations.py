@@ -11,8 +11,8 @@ from litestar.status_codes import HTTP_201_CREATED
 
 from app.runtime import Runtime
 from core.contracts.registry import OrgRecord
+from services.schemas import Deleted, OrgCreate, OrgUpdate, Page
 from web.api.params import ERRORS, IdPath, Limit, Offset
-from web.api.schemas import Deleted, OrgCreate, OrgUpdate, Page
 from web.auth.guards import authorize, principal_of, requires, requires_global_admin
 
 Req = Request[Any, Any, Any]

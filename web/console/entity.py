@@ -23,9 +23,9 @@ from db import tracks as tracks_db
 from services.console.cards import entity_card, tracked_objects
 from services.hub import Update
 from services.mavlink.readiness import readiness as vehicle_readiness
+from services.schemas import CommandCreate
 from web.admin.forms import read_form
 from web.api.params import IdPath
-from web.api.schemas import CommandCreate
 from web.api.views import alert_view, detection_view
 from web.auth.guards import authorize, principal_of, requires
 from web.console.charts import Sparkline, sparkline

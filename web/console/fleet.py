@@ -20,9 +20,9 @@ from db import registry as registry_db
 from services.console.cards import EntityCard, sort_cards
 from services.hub import Update
 from services.mavlink.readiness import VERDICTS
+from services.schemas import CommandCreate
 from web.admin.forms import read_form
 from web.api.params import IdPath
-from web.api.schemas import CommandCreate
 from web.auth.guards import authorize, principal_of, requires
 from web.console.safety import CONFIRM_COMMANDS, confirmation_missing
 from web.sse.live import Messages, cached_event, context_of, event, page_stream

@@ -18,8 +18,8 @@ from app.runtime import Runtime
 from core import topology
 from db import alerts as alerts_db
 from fabric.state_store import StateStore
+from services.schemas import EntityCreate
 from tests.helpers import eventually, seed, state, stream_messages
-from web.api.schemas import EntityCreate
 from workers.detect.config import DetectSettings
 from workers.detect.worker import DetectionWorker
 
