@@ -21,7 +21,7 @@ from services.nats_auth import NatsAuthManager
 from services.registry import RegistryService
 from services.state_cache import StateCache
 from services.video import VideoRegistry
-from web.sse.live import RenderCache
+from web.sse.live import LiveStreams
 from web.templating import build_environment
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ class Services:
     login_limiter: IpLimiter
     nats_auth: NatsAuthManager | None
     console: ConsoleData
-    render_cache: RenderCache
+    live: LiveStreams
 
     def provided(self) -> dict[str, object]:
         """Every service by the name a handler parameter uses to receive it."""
@@ -57,9 +57,11 @@ def build_services(rt: Runtime) -> Services:
     assert rt.nc is not None
     cache = StateCache(rt.nc, rt.kv_state, rt.hub, EntityOrgs(rt.db, rt.hub))
     audit = AuditService(rt.db)
+    templates = build_environment()
+    console = ConsoleData(rt.db, cache, rt.hub)
     return Services(
         registry=RegistryService(rt.kv_registry, rt.js, rt.db, rt.hub, audit),
-        templates=build_environment(),
+        templates=templates,
         alerts=AlertService(rt.db, rt.hub),
         state_cache=cache,
         commands=CommandService(
@@ -72,6 +74,6 @@ def build_services(rt: Runtime) -> Services:
         apikeys=ApiKeyService(rt.db, audit, rt.secret),
         login_limiter=IpLimiter(),
         nats_auth=NatsAuthManager(rt) if rt.settings.embedded_nats else None,
-        console=ConsoleData(rt.db, cache, rt.hub),
-        render_cache=RenderCache(),
+        console=console,
+        live=LiveStreams(templates, rt.hub, cache, console.open_alerts),
     )
