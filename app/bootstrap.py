@@ -30,19 +30,20 @@ def worker_factories() -> list[WorkerFactory]:
     from workers.telemetry import TelemetryWorker
     from workers.video import VideoWorker
 
+    # Each worker gets the services it uses, by name; nothing receives the whole set.
     return [
-        RegistryProjector,
-        StateWatcher,
-        StateAlerts,
-        EntityWorker,
-        TelemetryWorker,
-        EventWorker,
-        CommandWorker,
-        VideoWorker,
-        NatsAuthWorker,
-        StateKeeper,
-        RuleEvaluator,
-        CotGateway,
+        lambda ctx, s: RegistryProjector(ctx),
+        lambda ctx, s: StateWatcher(ctx, s.state_cache),
+        lambda ctx, s: StateAlerts(ctx, s.state_cache, s.alerts),
+        lambda ctx, s: EntityWorker(ctx, s.registry),
+        lambda ctx, s: TelemetryWorker(ctx, s.state_cache),
+        lambda ctx, s: EventWorker(ctx, s.alerts),
+        lambda ctx, s: CommandWorker(ctx, s.state_cache, s.commands),
+        lambda ctx, s: VideoWorker(ctx, s.video),
+        lambda ctx, s: NatsAuthWorker(ctx, s.nats_auth),
+        lambda ctx, s: StateKeeper(ctx, s.state_cache),
+        lambda ctx, s: RuleEvaluator(ctx, s.state_cache, s.audit, s.alerts),
+        lambda ctx, s: CotGateway(ctx, s.state_cache, s.registry),
     ]
 
 

@@ -36,7 +36,7 @@ from workers.base import Worker, WorkerContext, WorkerManager
 
 log = logging.getLogger("overwatch")
 
-WorkerFactory = Callable[[WorkerContext], Worker]
+WorkerFactory = Callable[[WorkerContext, Services], Worker]  # builds one worker from what it uses
 
 
 class StartupError(Exception):
@@ -154,7 +154,6 @@ class Runtime:
             kv_registry=self.kv_registry,
             db=self.db,
             hub=self.hub,
-            services=self.services,
             tracer=self.tracing.tracer,
         )
 
@@ -220,7 +219,7 @@ class Runtime:
         self._kv_registry = await self._js.key_value(topology.BUCKET_REGISTRY)
         self._services = build_services(self)
         ctx = self.worker_context
-        self.workers = WorkerManager([factory(ctx) for factory in self.worker_factories])
+        self.workers = WorkerManager([factory(ctx, self.services) for factory in self.worker_factories])
         self.workers.start()
         self.background.append(asyncio.create_task(Sampler(self).run(self.shutting_down), name="metrics-sampler"))
 

@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from nats.js import JetStreamContext
     from nats.js.kv import KeyValue
 
-    from app.services import Services
     from core.settings import Settings
     from db.database import Database
     from services.hub import Hub
@@ -89,7 +88,6 @@ class WorkerContext:
     kv_registry: KeyValue
     db: Database
     hub: Hub
-    services: Services
     tracer: Tracer = field(default_factory=NoOpTracer)  # a real one only when OTLP export is on
 
 

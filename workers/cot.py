@@ -51,8 +51,9 @@ from services.cot.transport import Listener, OutLink, TcpPeer
 from services.cot.types import PONG_TYPE, classify
 from services.directory import REGISTRY_TOPIC
 from services.hub import Update
+from services.registry import RegistryService
 from services.schemas import EntityUpdate, OrgCreate
-from services.state_cache import STATE_TOPIC
+from services.state_cache import STATE_TOPIC, StateCache
 from workers.base import (
     DLQ_ORIGINAL_SIZE,
     DLQ_REASON,
@@ -120,8 +121,10 @@ class CotGateway(Worker):
 
     name = "cot"
 
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __init__(self, ctx: WorkerContext, state_cache: StateCache, registry: RegistryService) -> None:
         super().__init__(ctx)
+        self.state_cache = state_cache
+        self.registry = registry
         s = ctx.settings
         self.out_urls = parse_out_urls(s.cot_url, s.tak_proto)
         self.listen_urls = parse_listen_urls(s.cot_listen)
@@ -183,7 +186,7 @@ class CotGateway(Worker):
             for listener in self.listeners:
                 await listener.start()
             self.ready.set()
-            self.dirty.update(dict.fromkeys(self.ctx.services.state_cache.all()))
+            self.dirty.update(dict.fromkeys(self.state_cache.all()))
             await self._send_loop()
         finally:
             self.ready.clear()
@@ -261,7 +264,7 @@ class CotGateway(Worker):
         return url
 
     async def _send_entity(self, entity_id: str, now: float) -> None:
-        view = self.ctx.services.state_cache.get(entity_id)
+        view = self.state_cache.get(entity_id)
         if view is None or not self._wanted(view):
             return
         live = bool(view.get("is_live"))
@@ -298,7 +301,7 @@ class CotGateway(Worker):
         """A link (re)connected or a client connected: give it every live entity now."""
         events: list[CotEvent] = []
         wall = time.time()
-        for entity_id, view in self.ctx.services.state_cache.all().items():
+        for entity_id, view in self.state_cache.all().items():
             if view.get("is_live") and "." not in entity_id and self._wanted(view):
                 events.extend(entity_events(view, self.stale_s, wall, self.video.get(entity_id, "")))
         if not events:
@@ -358,7 +361,7 @@ class CotGateway(Worker):
             # A marker re-typed on a tablet (unknown → hostile) or a renamed callsign.
             update = EntityUpdate(entity_type=entity_type, affiliation=affiliation, name=name)  # type: ignore[arg-type]
             with contextlib.suppress(Exception):
-                await self.ctx.services.registry.update_entity(self.org, entity_id, update)
+                await self.registry.update_entity(self.org, entity_id, update)
             self.known[entity_id] = Known(entity_type, affiliation, name)
         assert self.publisher is not None
         subject = topology.telemetry_subject(self.org, entity_id)
@@ -381,7 +384,7 @@ class CotGateway(Worker):
             self.stats.last_error = str(fut.exception()) if not fut.cancelled() else "cancelled"
 
     async def _register(self, entity_id: str, entity_type: str, affiliation: str, name: str, ev: CotEvent) -> None:
-        registry = self.ctx.services.registry
+        registry = self.registry
         if not self.org_ready:
             with contextlib.suppress(Conflict):
                 await registry.create_org(

@@ -32,6 +32,7 @@ from core.contracts.state import STATUS_ALIASES, STATUSES, new_state, status_wor
 from core.errors import Conflict, InvalidMessage, TransientError
 from db import registry as registry_db
 from fabric.state_store import StateStore
+from services.registry import RegistryService
 from workers.base import ConsumerWorker, WorkerContext
 
 log = logging.getLogger("overwatch.workers.entity")
@@ -48,8 +49,9 @@ class EntityWorker(ConsumerWorker):
     durable = topology.CONSUMER_ENTITY
     batch_size = 200
 
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __init__(self, ctx: WorkerContext, registry: RegistryService) -> None:
         super().__init__(ctx)
+        self.registry = registry
         self.store = StateStore(ctx.kv_state, "registry")
 
     async def handle(self, msg: Msg) -> None:
@@ -173,7 +175,7 @@ class EntityWorker(ConsumerWorker):
         except msgspec.ValidationError as exc:
             raise InvalidMessage(f"cannot register entity: {exc}") from None
         try:
-            await self.ctx.services.registry.register_entity(rec)
+            await self.registry.register_entity(rec)
             log.info("entity %s registered itself in organisation %s", data.entity_id, org_id)
         except Conflict:
             pass  # registered meanwhile (another node, or a retry)

@@ -18,9 +18,11 @@ from services.alerts import engine
 from services.alerts.model import KINDS, RuleSpec
 from services.alerts.service import RULES_TOPIC, RuleService
 from services.alerts.sources import entity_value, system_values
+from services.alerts.store import AlertService
+from services.audit import AuditService
 from services.hub import Update
 from services.metrics.probe import SystemProbe
-from services.state_cache import STATE_TOPIC
+from services.state_cache import STATE_TOPIC, StateCache
 from workers.base import Worker, WorkerContext
 
 log = logging.getLogger("overwatch.rules")
@@ -51,8 +53,11 @@ class RuleEvaluator(Worker):
 
     name = "rules"
 
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __init__(self, ctx: WorkerContext, state_cache: StateCache, audit: AuditService, alerts: AlertService) -> None:
         super().__init__(ctx)
+        self.state_cache = state_cache
+        self.audit = audit
+        self.alerts = alerts
         self.rules: list[tuple[RuleRow, RuleSpec]] = []
         self.watch_entities = False  # any enabled entity rule?
         self.tracks: dict[tuple[str, str], engine.Track] = {}
@@ -75,8 +80,7 @@ class RuleEvaluator(Worker):
 
     async def run(self) -> None:
         """Evaluate until stopped."""
-        services = self.ctx.services
-        self.service = RuleService(self.ctx.db, self.ctx.hub, services.audit, services.alerts)
+        self.service = RuleService(self.ctx.db, self.ctx.hub, self.audit, self.alerts)
         await self._resume_open()
         next_tick = 0.0
         while not self.stopping.is_set():
@@ -152,7 +156,7 @@ class RuleEvaluator(Worker):
         entity_rules = [(row, spec) for row, spec in self.rules if spec.enabled and KINDS[spec.kind].per_entity]
         if not entity_rules:
             return
-        cache = self.ctx.services.state_cache
+        cache = self.state_cache
         ids = cache.all().keys() if only is None else only
         for entity_id in list(ids):
             view = cache.get(entity_id)

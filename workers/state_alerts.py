@@ -21,8 +21,9 @@ from core.contracts.common import encode, new_id, utc_now
 from core.contracts.events import EntityLifecycleEvent, LifecycleData
 from core.contracts.state import threat_word
 from db import alerts as alerts_db
+from services.alerts.store import AlertService
 from services.hub import Update
-from services.state_cache import STATE_TOPIC
+from services.state_cache import STATE_TOPIC, StateCache
 from workers.base import Worker, WorkerContext
 
 log = logging.getLogger("overwatch.workers.state_alerts")
@@ -51,8 +52,10 @@ class StateAlerts(Worker):
 
     name = "state-alerts"
 
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __init__(self, ctx: WorkerContext, state_cache: StateCache, alerts: AlertService) -> None:
         super().__init__(ctx)
+        self.state_cache = state_cache
+        self.alerts = alerts
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.queued: set[str] = set()
         self.live: dict[str, bool] = {}
@@ -74,7 +77,7 @@ class StateAlerts(Worker):
             except TimeoutError:
                 continue
             self.queued.discard(entity_id)
-            view = self.ctx.services.state_cache.get(entity_id)
+            view = self.state_cache.get(entity_id)
             try:
                 await self.evaluate(entity_id, view)
                 self.stats.processed += 1
@@ -92,10 +95,10 @@ class StateAlerts(Worker):
 
     async def evaluate(self, entity_id: str, view: dict[str, Any] | None) -> None:
         """Compare the entity's current view with what was alerted before."""
-        alerts = self.ctx.services.alerts
-        org_id = self.ctx.services.state_cache.org_of(entity_id)
+        alerts = self.alerts
+        org_id = self.state_cache.org_of(entity_id)
         if view is None or org_id is None:  # deleted, unregistered or withheld: clear what it had
-            withheld = self.ctx.services.state_cache.withheld.get(entity_id)
+            withheld = self.state_cache.withheld.get(entity_id)
             why = f"state not shown ({withheld})" if withheld else "entity removed"
             self.live.pop(entity_id, None)
             for track in self.threats.pop(entity_id, set()):
@@ -107,7 +110,7 @@ class StateAlerts(Worker):
         before = self.live.get(entity_id)
         self.live[entity_id] = live
         if before is not None and before != live:
-            revision = self.ctx.services.state_cache.revisions.get(entity_id, 0)
+            revision = self.state_cache.revisions.get(entity_id, 0)
             await self._status_event(entity_id, org_id, view, revision)
             if live:
                 await alerts.clear(f"offline:{entity_id}", "telemetry resumed")
@@ -129,7 +132,7 @@ class StateAlerts(Worker):
         if level is None:
             return
         threshold = self.ctx.settings.battery_alert_percent
-        alerts = self.ctx.services.alerts
+        alerts = self.alerts
         if level < threshold:
             self.low_battery.add(entity_id)
             await alerts.raise_alert(
@@ -150,7 +153,7 @@ class StateAlerts(Worker):
     async def _threats(self, entity_id: str, org_id: str, name: str, view: dict[str, Any]) -> None:
         current = _threat_alerts(view)
         before = self.threats.get(entity_id, set())
-        alerts = self.ctx.services.alerts
+        alerts = self.alerts
         for track, alert in current.items():
             label = alert.get("label") or "object"
             await alerts.raise_alert(

@@ -30,6 +30,7 @@ from db import tracks as tracks_db
 from db.tracks import TrackPoint
 from fabric.state_store import Job, StateStore, deep_merge
 from services.directory import EntityDirectory, EntityInfo
+from services.state_cache import StateCache
 from workers.base import ConsumerWorker, WorkerContext
 
 log = logging.getLogger("overwatch.workers.telemetry")
@@ -72,8 +73,9 @@ class TelemetryWorker(ConsumerWorker):
     durable = topology.CONSUMER_TELEMETRY
     batch_size = 2000
 
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __init__(self, ctx: WorkerContext, state_cache: StateCache) -> None:
         super().__init__(ctx)
+        self.state_cache = state_cache
         s = ctx.settings
         self.store = StateStore(ctx.kv_state, "telemetry")
         self.directory = EntityDirectory(ctx.db, ctx.hub)
@@ -266,7 +268,7 @@ class TelemetryWorker(ConsumerWorker):
     async def sweep(self) -> int:
         """Mark live entities whose last telemetry is older than the timeout offline."""
         timeout = self.ctx.settings.offline_after
-        cache = self.ctx.services.state_cache
+        cache = self.state_cache
         now = time.time()
         marked = 0
         for entity_id, view in list(cache.all().items()):
