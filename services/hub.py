@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,7 +94,10 @@ class Hub:
     """Broadcasts ``Update``s to every subscribed ``Client``."""
 
     def __init__(self) -> None:
-        self._clients: set[Client] = set()
+        self._everything: set[Client] = set()  # subscribed without topics
+        self._by_topic: dict[str, set[Client]] = {}
+        self._by_key: dict[tuple[str, str], set[Client]] = {}
+        self._slots: dict[Client, list[set[Client]]] = {}  # where each client is indexed
         self._listeners: list[Callable[[Update], None]] = []
         self.closed = False
         self.published = 0
@@ -106,34 +109,59 @@ class Hub:
     @property
     def client_count(self) -> int:
         """Number of connected streams."""
-        return len(self._clients)
+        return len(self._slots)
 
-    def subscribe(self, accepts: Callable[[Update], bool] | None = None, max_pending: int = 512) -> Client:
-        """Register a new client; call ``unsubscribe`` in a ``finally``."""
+    def subscribe(
+        self,
+        accepts: Callable[[Update], bool] | None = None,
+        max_pending: int = 512,
+        *,
+        topics: Iterable[str] | None = None,
+        keys: Iterable[tuple[str, str]] = (),
+    ) -> Client:
+        """Register a new client; call ``unsubscribe`` in a ``finally``.
+
+        ``topics`` (every key of these topics) and ``keys`` (single ``(topic, key)`` pairs)
+        say what the client can accept at all, so ``publish`` offers an update only to the
+        clients indexed under it: with 1,000 streams each following one entity, a state
+        change costs one offer, not a thousand filter calls. ``accepts`` still decides.
+        Without ``topics`` the client is offered everything.
+        """
         client = Client(accepts or (lambda _u: True), max_pending=max_pending)
         if self.closed:
             client.close()
-        self._clients.add(client)
+        slots: list[set[Client]] = []
+        if topics is None:
+            slots.append(self._everything)
+        else:
+            slots.extend(self._by_topic.setdefault(topic, set()) for topic in topics)
+            slots.extend(self._by_key.setdefault(key, set()) for key in keys)
+        for slot in slots:
+            slot.add(client)
+        self._slots[client] = slots
         return client
 
     def unsubscribe(self, client: Client) -> None:
         """Forget a client (idempotent)."""
         client.close()
-        self._clients.discard(client)
+        for slot in self._slots.pop(client, ()):
+            slot.discard(client)
 
     def publish(self, update: Update) -> None:
-        """Offer ``update`` to every client (never blocks)."""
+        """Offer ``update`` to the clients indexed under it (never blocks)."""
         self.published += 1
         for listener in self._listeners:
             try:
                 listener(update)
             except Exception:
                 log.exception("hub listener failed")
-        for client in list(self._clients):
-            client.offer(update)
+        for slot in (self._everything, self._by_topic.get(update.topic), self._by_key.get((update.topic, update.key))):
+            if slot:
+                for client in list(slot):
+                    client.offer(update)
 
     def close_all(self) -> None:
         """End every stream (shutdown); later subscribers are closed immediately."""
         self.closed = True
-        for client in list(self._clients):
+        for client in list(self._slots):
             client.close()
