@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from services.nats_console.service import NatsConsole
+from services.nats_console.streams import NatsConsole
 
 if TYPE_CHECKING:
     from app.runtime import Runtime

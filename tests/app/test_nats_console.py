@@ -22,7 +22,7 @@ from core.subjects import org_of_subject, visibility
 from db import audit as audit_db
 from fabric.messages import page_backward, page_forward
 from services.nats_console import health
-from services.nats_console.service import console_for, subject_tree
+from services.nats_console.streams import console_for, subject_tree
 from tests.conftest import LiveServer
 from web.nats.tail import subject_matches
 

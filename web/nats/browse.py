@@ -23,7 +23,7 @@ from core.subjects import visibility
 from fabric.api import ApiError
 from fabric.messages import MessageError, Page, page_backward, page_forward
 from services.nats_console.render import MessageView, view
-from services.nats_console.service import NatsConsole, StreamRow, console_for
+from services.nats_console.streams import NatsConsole, StreamRow, console_for
 from web.auth.guards import principal_of, requires
 from web.nats.pages import NAME_PATTERN, StreamPath, SubjectQuery, api_failure, check_filter
 from web.nats.tail import MAX_PER_SECOND, tail_events

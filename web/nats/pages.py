@@ -20,7 +20,7 @@ from app.runtime import Runtime
 from core.errors import Invalid, NotFound, Unavailable
 from fabric.api import ApiError
 from services.nats_console.server import server_view
-from services.nats_console.service import console_for
+from services.nats_console.streams import console_for
 from web.auth.guards import authorize, principal_of, requires, requires_global_admin
 
 Req = Request[Any, Any, Any]
