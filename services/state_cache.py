@@ -30,6 +30,7 @@ from fabric.state_store import deep_merge
 from fabric.watch import follow_bucket
 from services.directory import EntityOrgs
 from services.hub import Hub, Update
+from services.state_view import EntityView, entity_view
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class StateCache:
         self._roots: dict[str, dict[str, Any]] = {}
         self._subkeys: dict[str, dict[str, dict[str, Any]]] = {}
         self._views: dict[str, dict[str, Any]] = {}
+        self._typed: dict[str, EntityView] = {}  # decoded once per change of the view
         self.withheld: dict[str, str] = {}  # entity_id -> why its view is not shown now
         self.rejected: dict[str, int] = dict.fromkeys(REASONS, 0)  # refused writes by reason
         self.revisions: dict[str, int] = {}
@@ -106,8 +108,16 @@ class StateCache:
         self._live_listeners.append(listener)
 
     def get(self, entity_id: str) -> dict[str, Any] | None:
-        """The merged view of one entity (``None`` if it has none or it is withheld)."""
+        """The merged document of one entity as stored (``None`` if none or withheld); see ``view``."""
         return self._views.get(entity_id)
+
+    def view(self, entity_id: str) -> EntityView | None:
+        """The typed view of one entity (``None`` if it has none or it is withheld)."""
+        return self._typed.get(entity_id)
+
+    def views(self) -> dict[str, EntityView]:
+        """Every shown entity's typed view (do not modify)."""
+        return self._typed
 
     def org_of(self, entity_id: str) -> str | None:
         """The entity's organisation according to the registry (``None``: not registered)."""
@@ -185,12 +195,14 @@ class StateCache:
         subs = self._subkeys.get(entity_id) or {}
         if root is None and not subs:
             self._views.pop(entity_id, None)
+            self._typed.pop(entity_id, None)
             self.withheld.pop(entity_id, None)
             return None
         refusal = self._refusal(entity_id, root)
         if refusal is not None:
             reason, why = refusal
             self._views.pop(entity_id, None)
+            self._typed.pop(entity_id, None)
             if written:
                 self.rejected[reason] += 1
             if self.withheld.get(entity_id) != reason:
@@ -206,8 +218,10 @@ class StateCache:
             view = deep_merge(view, subkey_view(path, value))
         # The key and the registry say whose entity this is; the value never does.
         view["entity_id"] = entity_id
-        view["org_id"] = self.orgs.org_of(entity_id)
+        org_id = self.orgs.org_of(entity_id)
+        view["org_id"] = org_id
         self._views[entity_id] = view
+        self._typed[entity_id] = entity_view(entity_id, org_id or "", view, self.revisions.get(entity_id, 0))
         return view
 
     async def run(self, stopping: asyncio.Event) -> None:

@@ -54,6 +54,7 @@ from services.hub import Update
 from services.registry import RegistryService
 from services.schemas import EntityUpdate, OrgCreate
 from services.state_cache import STATE_TOPIC, StateCache
+from services.state_view import EntityView
 from workers.base import (
     DLQ_ORIGINAL_SIZE,
     DLQ_REASON,
@@ -208,8 +209,8 @@ class CotGateway(Worker):
             self.wakeup.set()
 
     # ------------------------------------------------------------ out
-    def _wanted(self, view: dict[str, Any]) -> bool:
-        org = str(view.get("org_id") or "")
+    def _wanted(self, view: EntityView) -> bool:
+        org = view.org_id
         return org in self.out_orgs if self.out_orgs is not None else org != self.org
 
     async def _send_loop(self) -> None:
@@ -264,13 +265,13 @@ class CotGateway(Worker):
         return url
 
     async def _send_entity(self, entity_id: str, now: float) -> None:
-        view = self.state_cache.get(entity_id)
+        view = self.state_cache.view(entity_id)
         if view is None or not self._wanted(view):
             return
-        live = bool(view.get("is_live"))
+        live = view.is_live
         if not live and not self.sent_live.get(entity_id):
             return  # offline, and the tablets already know (or never saw it)
-        video = await self._video_url(entity_id, str(view.get("entity_type") or ""))
+        video = await self._video_url(entity_id, view.entity_type)
         events = entity_events(view, self.stale_s, time.time(), video)
         if not events:
             return
@@ -301,8 +302,8 @@ class CotGateway(Worker):
         """A link (re)connected or a client connected: give it every live entity now."""
         events: list[CotEvent] = []
         wall = time.time()
-        for entity_id, view in self.state_cache.all().items():
-            if view.get("is_live") and "." not in entity_id and self._wanted(view):
+        for entity_id, view in self.state_cache.views().items():
+            if view.is_live and "." not in entity_id and self._wanted(view):
                 events.extend(entity_events(view, self.stale_s, wall, self.video.get(entity_id, "")))
         if not events:
             return

@@ -7,7 +7,6 @@ delivered.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter
 from typing import Any
@@ -15,9 +14,9 @@ from typing import Any
 import msgspec
 
 from core.contracts.state import THREAT_LEVELS, status_word, threat_word
-from core.timefmt import epoch_ms
 from services.cot.types import affiliation_of, entity_sidc
 from services.mavlink.readiness import readiness as vehicle_readiness
+from services.state_view import EntityView
 
 # Short type codes render in every font (pictographs such as ⛟ often do not).
 TYPE_ICONS = {
@@ -44,16 +43,6 @@ THREAT_RANK = {level: i + 1 for i, level in enumerate(THREAT_LEVELS)}  # LOW 1, 
 def threat_rank(level: object) -> int:
     """Rank of a threat level (older words read as the seeds' ones); 0 for none."""
     return THREAT_RANK.get(threat_word(level) or "", 0)
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 class TrackedObjectView(msgspec.Struct, kw_only=True):
@@ -118,84 +107,62 @@ class EntityCard(msgspec.Struct, kw_only=True):
         return "ok"
 
 
-def entity_card(view: dict[str, Any]) -> EntityCard:
-    """Card of one entity from its merged state view."""
-    pos = _dict(_dict(view.get("position")).get("global"))
-    vfr = _dict(view.get("vfr"))
-    power = _dict(view.get("power"))
-    status = _dict(view.get("vehicle_status"))
-    euler = _dict(_dict(view.get("attitude")).get("euler"))
-    heading = _num(vfr.get("heading"))
-    if heading is None and _num(euler.get("yaw")) is not None:
-        heading = (math.degrees(_num(euler.get("yaw")) or 0.0) + 360) % 360
-    objects = _dict(_dict(view.get("detections")).get("objects"))
-    intel = _dict(_dict(view.get("c4isr")).get("threat_intelligence"))
-    summary = _dict(intel.get("threat_summary"))
-    raw_alerts = intel.get("threat_alerts")
-    alerts: list[Any] = raw_alerts if isinstance(raw_alerts, list) else []
-    top = max((threat_word(_dict(o).get("threat_level")) or "" for o in objects.values()), key=threat_rank, default="")
-    reason = str(_dict(alerts[0]).get("reason") or "") if alerts else ""
-    analytics = _dict(_dict(view.get("analytics")).get("summary"))
-    active = _num(analytics.get("active_objects_count"))
-    entity_type = str(view.get("entity_type") or "unknown")
-    affiliation = affiliation_of(view.get("affiliation"))
-    ready = vehicle_readiness(view)
-    recent = _dict(view.get("commands")).get("recent")
-    last = _dict(recent[0]) if isinstance(recent, list) and recent else {}
+def entity_card(view: EntityView) -> EntityCard:
+    """Card of one entity from its typed state view."""
+    top = max((threat_word(o.threat_level) or "" for o in view.objects), key=threat_rank, default="")
+    affiliation = affiliation_of(view.affiliation)
+    entity_type = view.entity_type or "unknown"
+    ready = vehicle_readiness(view.doc)
     return EntityCard(
-        entity_id=str(view.get("entity_id") or ""),
-        name=str(view.get("name") or view.get("entity_id") or ""),
-        org_id=str(view.get("org_id") or ""),
+        entity_id=view.entity_id,
+        name=view.name,
+        org_id=view.org_id,
         entity_type=entity_type,
         icon=TYPE_ICONS.get(entity_type, "?"),
-        status=status_word(view.get("status"), bool(view.get("is_live"))),
-        is_live=bool(view.get("is_live")),
-        last_seen_ms=epoch_ms(view.get("last_seen") or view.get("updated_at")),
-        lat=_num(pos.get("latitude")),
-        lon=_num(pos.get("longitude")),
-        alt=_num(pos.get("altitude_relative", pos.get("altitude_msl"))),
-        speed=_num(vfr.get("groundspeed")),
-        heading=heading,
-        battery=_num(power.get("battery_remaining")),
-        voltage=_num(power.get("voltage")),
-        mode=str(status.get("mode") or _dict(view.get("mission")).get("mode") or ""),
-        armed=status.get("armed") if isinstance(status.get("armed"), bool) else None,
-        active_objects=int(active) if active is not None else len(objects),
-        alert_level=str(summary.get("alert_level") or "NORMAL"),
-        threat_count=len(alerts) or int(_num(summary.get("total_threats")) or 0),
+        status=status_word(view.status or None, view.is_live),
+        is_live=view.is_live,
+        last_seen_ms=view.last_seen_ms,
+        lat=view.latitude,
+        lon=view.longitude,
+        alt=view.altitude,
+        speed=view.speed,
+        heading=view.heading,
+        battery=view.battery,
+        voltage=view.voltage,
+        mode=view.mode,
+        armed=view.armed,
+        active_objects=int(view.active_objects) if view.active_objects is not None else len(view.objects),
+        alert_level=view.alert_level,
+        threat_count=len(view.threat_alerts) or int(view.total_threats or 0),
         top_threat=top if threat_rank(top) >= THREAT_RANK["MODERATE_THREAT"] else "",
-        threat_reason=reason[:200],
-        priority=str(view.get("priority") or "normal"),
+        threat_reason=(view.threat_alerts[0].reason if view.threat_alerts else "")[:200],
+        priority=view.priority,
         affiliation=affiliation,
-        sidc=entity_sidc(entity_type, affiliation, str(_dict(_dict(view.get("extras")).get("cot")).get("type") or "")),
+        sidc=entity_sidc(entity_type, affiliation, view.cot_type),
         readiness=ready.verdict if ready else "",
         readiness_label=ready.label if ready else "",
-        last_command=str(last.get("command") or ""),
-        last_command_status=str(last.get("status") or ""),
+        last_command=view.last_command,
+        last_command_status=view.last_command_status,
     )
 
 
-def tracked_objects(view: dict[str, Any]) -> list[TrackedObjectView]:
+def tracked_objects(view: EntityView) -> list[TrackedObjectView]:
     """Active tracked objects of an ISR entity, threats first."""
     out = []
-    for key, raw in _dict(_dict(view.get("detections")).get("objects")).items():
-        obj = _dict(raw)
-        box = _dict(obj.get("current_bbox") or obj.get("bbox"))
-        x0, y0 = _num(box.get("x_min", box.get("x1"))), _num(box.get("y_min", box.get("y1")))
-        x1, y1 = _num(box.get("x_max", box.get("x2"))), _num(box.get("y_max", box.get("y2")))
-        has_box = None not in (x0, y0, x1, y1)
+    for obj in view.objects:
+        box = obj.box
         out.append(
             TrackedObjectView(
-                track_id=str(obj.get("track_id") or key),
-                label=str(obj.get("label") or "object"),
-                confidence=_num(obj.get("confidence")) or 0.0,
-                threat_level=threat_word(obj.get("threat_level")) or "LOW_THREAT",
-                x=x0 or 0.0,
-                y=y0 or 0.0,
-                w=max(0.0, (x1 or 0) - (x0 or 0)),
-                h=max(0.0, (y1 or 0) - (y0 or 0)),
-                has_box=has_box,
-                last_seen=str(obj.get("last_seen") or ""),
+                track_id=obj.track_id,
+                label=obj.label,
+                confidence=obj.confidence or 0.0,
+                threat_level=threat_word(obj.threat_level or None) or "LOW_THREAT",
+                x=box.x_min if box else 0.0,
+                y=box.y_min if box else 0.0,
+                w=max(0.0, box.x_max - box.x_min) if box else 0.0,
+                h=max(0.0, box.y_max - box.y_min) if box else 0.0,
+                has_box=box is not None,
+                last_seen=obj.last_seen,
             )
         )
     out.sort(key=lambda o: (-threat_rank(o.threat_level), -o.confidence))

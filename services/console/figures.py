@@ -40,10 +40,10 @@ class ConsoleData:
         """
         visible = None if org_ids is None else set(org_ids)
         out = []
-        for entity_id, view in self.cache.all().items():
+        for entity_id, view in self.cache.views().items():
             if "." in entity_id:
                 continue
-            if visible is not None and str(view.get("org_id") or "") not in visible:
+            if visible is not None and view.org_id not in visible:
                 continue
             out.append(entity_card(view))
         out.sort(key=lambda c: (c.name.lower(), c.entity_id))
@@ -51,7 +51,7 @@ class ConsoleData:
 
     def card(self, entity_id: str) -> EntityCard | None:
         """One entity's card."""
-        view = self.cache.get(entity_id)
+        view = self.cache.view(entity_id)
         return entity_card(view) if view else None
 
     async def _memoised(self, key: Any, compute: Any) -> int:
