@@ -129,8 +129,3 @@ def build_environment(directory: Path = TEMPLATES_DIR) -> Environment:
     env.filters.update(ago=ago, epoch_ms=epoch_ms, num=num, urlseg=urlseg, safe_link=safe_link)
     env.globals.update(static_url=static_url, version=__version__, principal=current_principal, csrf=csrf)
     return env
-
-
-def render_partial(env: Environment, name: str, context: dict[str, Any]) -> str:
-    """Render ``templates/partials/<name>.html``; the SSE event of the same name carries it."""
-    return env.get_template(f"partials/{name}.html").render(context)
