@@ -15,11 +15,15 @@ from services.auth.ratelimit import IpLimiter
 from services.auth.sessions import SessionService
 from services.auth.users import UserService
 from services.commands import CommandService
+from services.detections import DetectionService
+from services.embeds import EmbedService
 from services.console.figures import ConsoleData
 from services.directory import EntityOrgs
 from services.nats_auth import NatsAuthManager
 from services.registry import RegistryService
 from services.state_cache import StateCache
+from services.state_reader import StateReader
+from services.tracks import TrackService
 from services.video import VideoRegistry
 from web.sse.live import LiveStreams
 from web.templating import build_environment
@@ -46,6 +50,10 @@ class Services:
     nats_auth: NatsAuthManager | None
     console: ConsoleData
     live: LiveStreams
+    tracks: TrackService
+    detections: DetectionService
+    embeds: EmbedService
+    state_reader: StateReader
 
     def provided(self) -> dict[str, object]:
         """Every service by the name a handler parameter uses to receive it."""
@@ -76,4 +84,8 @@ def build_services(rt: Runtime) -> Services:
         nats_auth=NatsAuthManager(rt) if rt.settings.embedded_nats else None,
         console=console,
         live=LiveStreams(templates, rt.hub, cache, console.open_alerts),
+        tracks=TrackService(rt.db, console),
+        detections=DetectionService(rt.db),
+        embeds=EmbedService(rt.db, audit),
+        state_reader=StateReader(rt.kv_state, rt.db, cache),
     )

@@ -42,6 +42,21 @@ class Actor(msgspec.Struct, frozen=True):
 SYSTEM_ACTOR = Actor("system")
 
 
+class AuditFilters(msgspec.Struct, kw_only=True):
+    """What to search the audit log for (empty: any); ``action`` may use ``*`` as a wildcard."""
+
+    actor: str = ""
+    action: str = ""
+    outcome: str = ""
+    since: str = ""
+    until: str = ""
+    text: str = ""
+
+    def kwargs(self) -> dict[str, str | None]:
+        """Keyword arguments of ``db.audit.query_audit`` / ``count_audit``."""
+        return {k: (v or None) for k, v in msgspec.structs.asdict(self).items()}
+
+
 def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, list[Any]]:
     """``{field: [before, after]}`` for every top-level field that changed."""
     before, after = before or {}, after or {}
@@ -91,3 +106,11 @@ class AuditService:
             await audit_db.insert_audit(self.db, row)
         except Exception:
             log.exception("audit write failed: %s %s %s", label, action, target)
+
+    async def search(self, filters: AuditFilters, limit: int, offset: int = 0) -> list[AuditRow]:
+        """Entries matching ``filters``, newest first."""
+        return await audit_db.query_audit(self.db, limit=limit, offset=offset, **filters.kwargs())
+
+    async def count(self, filters: AuditFilters) -> int:
+        """Number of entries matching ``filters``."""
+        return await audit_db.count_audit(self.db, **filters.kwargs())

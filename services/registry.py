@@ -130,6 +130,23 @@ async def apply_registry_entry(db: Database, hub: Hub | None, key: str, value: b
     return changed
 
 
+async def org_choices(db: Database, limit: int = 10_000) -> list[registry_db.OrgRow]:
+    """Every organisation (up to ``limit``), by name: the choices of a membership or key form."""
+    return await registry_db.list_orgs(db, limit=limit)
+
+
+async def entity_in(db: Database, org_id: str | None, entity_id: str) -> registry_db.EntityRow:
+    """The projected entity, ``NotFound`` if unknown or not in ``org_id`` (when given).
+
+    Every service that answers for something of one entity (its state, track, detections,
+    alerts) checks with this first, so an entity of another organisation reads as absent.
+    """
+    row = await registry_db.get_entity(db, entity_id)
+    if row is None or (org_id is not None and row.org_id != org_id):
+        raise NotFound(f"entity {entity_id} not found")
+    return row
+
+
 class RegistryService:
     """Create, read, update and delete organisations and entities."""
 
@@ -273,10 +290,7 @@ class RegistryService:
 
     async def get_entity(self, org_id: str | None, entity_id: str) -> EntityRecord:
         """One entity from the projection; 404 if unknown or not in ``org_id``."""
-        row = await registry_db.get_entity(self.db, entity_id)
-        if row is None or (org_id is not None and row.org_id != org_id):
-            raise NotFound(f"entity {entity_id} not found")
-        return row.to_record()
+        return (await entity_in(self.db, org_id, entity_id)).to_record()
 
     async def list_entities(
         self, org_id: str | None, limit: int, offset: int, org_ids: list[str] | None = None

@@ -13,6 +13,7 @@ from db import alerts as alerts_db
 from db.alerts import AlertRow
 from db.database import Database
 from services.hub import Hub, Update
+from services.registry import entity_in
 
 log = logging.getLogger(__name__)
 
@@ -116,3 +117,15 @@ class AlertService:
         await alerts_db.save_alert(self.db, row)
         self.hub.publish(Update(ALERTS_TOPIC, alert_id, row))
         return row
+
+    async def of_entity(
+        self, org_id: str | None, entity_id: str, status: str | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[list[AlertRow], int]:
+        """A page of one entity's alerts, newest first, and their total.
+
+        With ``org_id``, ``NotFound`` unless the entity is registered in that organisation.
+        """
+        if org_id is not None:
+            await entity_in(self.db, org_id, entity_id)
+        rows = await alerts_db.list_alerts(self.db, status=status, entity_id=entity_id, limit=limit, offset=offset)
+        return rows, await alerts_db.count_alerts(self.db, status=status, entity_id=entity_id)

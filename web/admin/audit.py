@@ -13,30 +13,14 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from litestar.response import Template
 
-from app.runtime import Runtime
-from db import audit as audit_db
 from db.audit import AuditRow
+from services.audit import AuditFilters, AuditService
 from web.auth.guards import requires_global_admin
 
 PAGE = 50
 EXPORT_MAX = 100_000
 Text = Annotated[str, QueryParameter(max_length=200)]
 Outcome = Annotated[str, QueryParameter(pattern="^(|success|denied|failure)$")]
-
-
-class AuditFilters(msgspec.Struct, kw_only=True):
-    """Query filters of the audit page and exports."""
-
-    actor: str = ""
-    action: str = ""
-    outcome: str = ""
-    since: str = ""
-    until: str = ""
-    text: str = ""
-
-    def kwargs(self) -> dict[str, str | None]:
-        """Keyword arguments of ``db.audit.query_audit``."""
-        return {k: (v or None) for k, v in msgspec.structs.asdict(self).items()}
 
 
 class AuditController(Controller):
@@ -49,7 +33,7 @@ class AuditController(Controller):
     @get("/")
     async def audit(
         self,
-        runtime: NamedDependency[Runtime],
+        audit: NamedDependency[AuditService],
         actor: Text = "",
         action: Text = "",
         outcome: Outcome = "",
@@ -60,13 +44,8 @@ class AuditController(Controller):
     ) -> Template:
         """Filtered, paged audit entries, newest first."""
         filters = AuditFilters(actor=actor, action=action, outcome=outcome, since=since, until=until, text=text)
-        rows = await audit_db.query_audit(
-            runtime.db,
-            limit=PAGE,
-            offset=(page - 1) * PAGE,
-            **filters.kwargs(),
-        )
-        total = await audit_db.count_audit(runtime.db, **filters.kwargs())
+        rows = await audit.search(filters, PAGE, (page - 1) * PAGE)
+        total = await audit.count(filters)
         # Filter values are free text: encoded so "&", "#" or "%" cannot change the paging links.
         query = urlencode({k: v for k, v in msgspec.structs.asdict(filters).items() if v})
         return Template(
@@ -86,7 +65,7 @@ class AuditController(Controller):
     @get("/export.json")
     async def export_json(
         self,
-        runtime: NamedDependency[Runtime],
+        audit: NamedDependency[AuditService],
         actor: Text = "",
         action: Text = "",
         outcome: Outcome = "",
@@ -95,7 +74,7 @@ class AuditController(Controller):
         text: Text = "",
     ) -> Response[bytes]:
         """The filtered entries as a JSON array (at most 100,000)."""
-        rows = await self._rows(runtime, actor, action, outcome, since, until, text)
+        rows = await self._rows(audit, actor, action, outcome, since, until, text)
         return Response(
             msgspec.json.encode(rows),
             media_type="application/json",
@@ -105,7 +84,7 @@ class AuditController(Controller):
     @get("/export.csv")
     async def export_csv(
         self,
-        runtime: NamedDependency[Runtime],
+        audit: NamedDependency[AuditService],
         actor: Text = "",
         action: Text = "",
         outcome: Outcome = "",
@@ -114,7 +93,7 @@ class AuditController(Controller):
         text: Text = "",
     ) -> Response[str]:
         """The filtered entries as CSV (at most 100,000)."""
-        rows = await self._rows(runtime, actor, action, outcome, since, until, text)
+        rows = await self._rows(audit, actor, action, outcome, since, until, text)
         out = io.StringIO()
         writer = csv.writer(out)
         fields = list(AuditRow.__struct_fields__)
@@ -127,11 +106,10 @@ class AuditController(Controller):
         )
 
     async def _rows(
-        self, runtime: Runtime, actor: str, action: str, outcome: str, since: str, until: str, text: str
+        self, audit: AuditService, actor: str, action: str, outcome: str, since: str, until: str, text: str
     ) -> list[AuditRow]:
         filters = AuditFilters(actor=actor, action=action, outcome=outcome, since=since, until=until, text=text)
-        kwargs = filters.kwargs()
-        return await audit_db.query_audit(runtime.db, limit=EXPORT_MAX, offset=0, **kwargs)
+        return await audit.search(filters, EXPORT_MAX)
 
 
 def _cell(value: Any) -> Any:

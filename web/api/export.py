@@ -23,19 +23,16 @@ from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
-from app.runtime import Runtime
-from core.errors import Invalid
-from db import tracks as tracks_db
 from db.tracks import TrackPoint
-from services.console.cards import EntityCard, entity_card
+from services.console.cards import EntityCard
 from services.cot.types import cot_type
+from services.tracks import TrackService
 from web.api.params import ERRORS, IdPath
 from web.auth.guards import authorize, principal_of, requires
 
 Req = Request[Any, Any, Any]
 Minutes = Annotated[float | None, QueryParameter(gt=0, le=7 * 24 * 60, description="window: minutes back from now")]
 When = Annotated[str | None, QueryParameter(max_length=40, description="window start/end, ISO 8601")]
-MAX_WINDOW = 7 * 24 * 3600.0  # seconds
 MAX_POINTS = 500_000
 GEOJSON = "application/geo+json"
 KML = "application/vnd.google-earth.kml+xml"
@@ -52,30 +49,6 @@ AFFILIATION_COLOURS = {
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def window(minutes: float | None, start: str | None, end: str | None, now: float | None = None) -> tuple[float, float]:
-    """``(start, end)`` epoch seconds of the requested window; ``Invalid`` (400) when it makes no sense."""
-    now = time.time() if now is None else now
-
-    def parse(value: str, what: str) -> float:
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise Invalid(f"{what} {value!r} is not an ISO 8601 time") from None
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
-
-    if start is None and end is None:
-        return now - (minutes or 60.0) * 60, now
-    if minutes is not None:
-        raise Invalid("give either minutes or start/end, not both")
-    t1 = parse(end, "end") if end else now
-    t0 = parse(start, "start") if start else t1 - 3600.0
-    if t0 >= t1:
-        raise Invalid("start must be before end")
-    if t1 - t0 > MAX_WINDOW:
-        raise Invalid("the window may span at most 7 days")
-    return t0, t1
 
 
 def _position(card: EntityCard) -> list[float] | None:
@@ -232,69 +205,32 @@ class ExportController(Controller):
     tags = ["export"]
     guards = [requires("read")]
 
-    async def _picture(
-        self, request: Req, runtime: Runtime, minutes: float | None, start: str | None, end: str | None
-    ) -> tuple[list[EntityCard], list[TrackPoint], float, float]:
-        t0, t1 = window(minutes, start, end)
-        cards = runtime.services.console.cards(principal_of(request).visible_orgs)
-        points = await tracks_db.tracks_between(runtime.db, t0, t1, [c.entity_id for c in cards], limit=MAX_POINTS)
-        return cards, points, t0, t1
-
     @get("/export/picture.geojson", responses=ERRORS)
     async def picture_geojson(
         self,
         request: Req,
-        runtime: NamedDependency[Runtime],
+        tracks: NamedDependency[TrackService],
         minutes: Minutes = None,
         start: When = None,
         end: When = None,
     ) -> Response[Any]:
         """Every visible entity (a point, or null geometry without a position) and its track in the window."""
-        cards, points, t0, t1 = await self._picture(request, runtime, minutes, start, end)
-        return _download(geojson(cards, points, t0, t1), GEOJSON, "overwatch-picture.geojson")
+        pic = await tracks.picture(principal_of(request).visible_orgs, minutes, start, end, MAX_POINTS)
+        return _download(geojson(pic.cards, pic.points, pic.start, pic.end), GEOJSON, "overwatch-picture.geojson")
 
     @get("/export/picture.kml", responses=ERRORS)
     async def picture_kml(
         self,
         request: Req,
-        runtime: NamedDependency[Runtime],
+        tracks: NamedDependency[TrackService],
         minutes: Minutes = None,
         start: When = None,
         end: When = None,
     ) -> Response[Any]:
         """The same picture as KML 2.2."""
-        cards, points, t0, t1 = await self._picture(request, runtime, minutes, start, end)
-        return _download(kml(cards, points, t0, t1, "Overwatch picture"), KML, "overwatch-picture.kml")
-
-    async def _entity(
-        self,
-        request: Req,
-        runtime: Runtime,
-        org_id: str,
-        entity_id: str,
-        minutes: float | None,
-        start: str | None,
-        end: str | None,
-    ) -> tuple[list[EntityCard], list[TrackPoint], float, float]:
-        await authorize(request, org_id, "read")
-        rec = await runtime.services.registry.get_entity(org_id, entity_id)
-        t0, t1 = window(minutes, start, end)
-        view = runtime.services.state_cache.get(entity_id)
-        card = (
-            entity_card(view)
-            if view
-            else entity_card(
-                {
-                    "entity_id": rec.entity_id,
-                    "org_id": rec.org_id,
-                    "name": rec.name,
-                    "entity_type": rec.entity_type,
-                    "affiliation": rec.affiliation,
-                }
-            )
-        )
-        points = await tracks_db.tracks_between(runtime.db, t0, t1, [entity_id], limit=MAX_POINTS)
-        return [card], points, t0, t1
+        pic = await tracks.picture(principal_of(request).visible_orgs, minutes, start, end, MAX_POINTS)
+        body = kml(pic.cards, pic.points, pic.start, pic.end, "Overwatch picture")
+        return _download(body, KML, "overwatch-picture.kml")
 
     @get("/organizations/{org_id:str}/entities/{entity_id:str}/track.geojson", responses=ERRORS)
     async def track_geojson(
@@ -302,14 +238,15 @@ class ExportController(Controller):
         request: Req,
         org_id: IdPath,
         entity_id: IdPath,
-        runtime: NamedDependency[Runtime],
+        tracks: NamedDependency[TrackService],
         minutes: Minutes = None,
         start: When = None,
         end: When = None,
     ) -> Response[Any]:
         """One entity's position now and its track in the window, as GeoJSON."""
-        cards, points, t0, t1 = await self._entity(request, runtime, org_id, entity_id, minutes, start, end)
-        return _download(geojson(cards, points, t0, t1), GEOJSON, f"{entity_id}-track.geojson")
+        await authorize(request, org_id, "read")
+        pic = await tracks.of_entity(org_id, entity_id, minutes, start, end, MAX_POINTS)
+        return _download(geojson(pic.cards, pic.points, pic.start, pic.end), GEOJSON, f"{entity_id}-track.geojson")
 
     @get("/organizations/{org_id:str}/entities/{entity_id:str}/track.kml", responses=ERRORS)
     async def track_kml(
@@ -317,11 +254,13 @@ class ExportController(Controller):
         request: Req,
         org_id: IdPath,
         entity_id: IdPath,
-        runtime: NamedDependency[Runtime],
+        tracks: NamedDependency[TrackService],
         minutes: Minutes = None,
         start: When = None,
         end: When = None,
     ) -> Response[Any]:
         """The same as KML 2.2."""
-        cards, points, t0, t1 = await self._entity(request, runtime, org_id, entity_id, minutes, start, end)
-        return _download(kml(cards, points, t0, t1, f"{cards[0].name} track"), KML, f"{entity_id}-track.kml")
+        await authorize(request, org_id, "read")
+        pic = await tracks.of_entity(org_id, entity_id, minutes, start, end, MAX_POINTS)
+        body = kml(pic.cards, pic.points, pic.start, pic.end, f"{pic.cards[0].name} track")
+        return _download(body, KML, f"{entity_id}-track.kml")

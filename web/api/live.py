@@ -7,9 +7,9 @@ from typing import Any
 from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
 
-from app.runtime import Runtime
 from core.errors import NotFound
-from web.api.entities import stored_state
+from services.state_reader import StateReader
+from web.api.entities import stored_response
 from web.api.params import ERRORS, IdPath
 from web.api.schemas import LiveEntity
 from web.auth.guards import authorize, principal_of, requires
@@ -35,12 +35,12 @@ class LiveEntityController(Controller):
 
     @get("/", responses=ERRORS)
     async def live_entities(
-        self, request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]
+        self, request: Request[Any, Any, Any], state_reader: NamedDependency[StateReader]
     ) -> list[LiveEntity]:
         """Entities that are live now (of the caller's organisations), with status and active object count."""
         principal = principal_of(request)
         out = []
-        for entity_id, view in sorted(runtime.services.state_cache.all().items()):
+        for entity_id, view in sorted(state_reader.views().items()):
             if not view.get("is_live") or not principal.sees(str(view.get("org_id") or "")):
                 continue
             out.append(
@@ -57,11 +57,11 @@ class LiveEntityController(Controller):
 
     @get("/{entity_id:str}", responses=ERRORS)
     async def entity_state(
-        self, request: Request[Any, Any, Any], entity_id: IdPath, runtime: NamedDependency[Runtime]
+        self, request: Request[Any, Any, Any], entity_id: IdPath, state_reader: NamedDependency[StateReader]
     ) -> Response[dict[str, Any]]:
         """The EntityState as stored (of an entity in one of the caller's organisations)."""
-        view = runtime.services.state_cache.get(entity_id)
+        view = state_reader.view(entity_id)
         if view is None:
             raise NotFound(f"no state stored for entity {entity_id} yet")
         await authorize(request, str(view.get("org_id") or ""), "read")
-        return await stored_state(runtime, entity_id)
+        return stored_response(await state_reader.stored(entity_id))
