@@ -136,6 +136,14 @@ def create_app(runtime: Runtime) -> Litestar:
             render_plugins=[],
             description="Organisations, entities, EntityState, commands, detections and alerts.",
         ),
-        state=State({"runtime": runtime}),
+        # Guards cannot use dependency injection (web/auth/guards.py): the services they use.
+        state=State(
+            {
+                "runtime": runtime,
+                "sessions": runtime.services.sessions,
+                "apikeys": runtime.services.apikeys,
+                "audit": runtime.services.audit,
+            }
+        ),
         logging_config=None,
     )

@@ -13,18 +13,22 @@ from services.audit import AuditService
 from services.auth.apikeys import ApiKeyService
 from services.auth.ratelimit import IpLimiter
 from services.auth.sessions import SessionService
+from services.auth.signin import SignInService
 from services.auth.users import UserService
 from services.commands import CommandService
-from services.detections import DetectionService
-from services.embeds import EmbedService
+from services.console.entity_page import EntityPage
 from services.console.figures import ConsoleData
+from services.console.fleet import FleetPage
+from services.console.map import MapData
+from services.detections import DetectionService
 from services.directory import EntityOrgs
+from services.embeds import EmbedService
 from services.nats_auth import NatsAuthManager
 from services.registry import RegistryService
 from services.state_cache import StateCache
 from services.state_reader import StateReader
 from services.tracks import TrackService
-from services.video import VideoRegistry
+from services.video import VideoFeeds, VideoRegistry
 from web.sse.live import LiveStreams
 from web.templating import build_environment
 
@@ -46,7 +50,7 @@ class Services:
     users: UserService
     sessions: SessionService
     apikeys: ApiKeyService
-    login_limiter: IpLimiter
+    signin: SignInService
     nats_auth: NatsAuthManager | None
     console: ConsoleData
     live: LiveStreams
@@ -54,6 +58,10 @@ class Services:
     detections: DetectionService
     embeds: EmbedService
     state_reader: StateReader
+    entity_page: EntityPage
+    fleet: FleetPage
+    map_data: MapData
+    video_feeds: VideoFeeds
 
     def provided(self) -> dict[str, object]:
         """Every service by the name a handler parameter uses to receive it."""
@@ -66,26 +74,50 @@ def build_services(rt: Runtime) -> Services:
     cache = StateCache(rt.nc, rt.kv_state, rt.hub, EntityOrgs(rt.db, rt.hub))
     audit = AuditService(rt.db)
     templates = build_environment()
-    console = ConsoleData(rt.db, cache, rt.hub)
+    console = ConsoleData(rt.db, cache, rt.hub, rt.nc, embedded_nats=rt.nats_server is not None)
+    sessions = SessionService(rt.db, rt.settings, rt.secret, audit=audit)
+    users = UserService(rt.db, audit, rt.settings, sessions=sessions)
+    nats_url = rt.nats_server.url if rt.nats_server else ", ".join(rt.settings.nats_servers)
+    registry = RegistryService(rt.kv_registry, rt.js, rt.db, rt.hub, audit)
+    alerts = AlertService(rt.db, rt.hub)
+    commands = CommandService(
+        rt.db, rt.js, StateStore(rt.kv_state, "commands"), cache, rt.hub, rt.settings.command_ttl, audit
+    )
+    video = VideoRegistry()
+    tracks = TrackService(rt.db, console)
+    detections = DetectionService(rt.db)
+    embeds = EmbedService(rt.db, audit)
     return Services(
-        registry=RegistryService(rt.kv_registry, rt.js, rt.db, rt.hub, audit),
+        registry=registry,
         templates=templates,
-        alerts=AlertService(rt.db, rt.hub),
+        alerts=alerts,
         state_cache=cache,
-        commands=CommandService(
-            rt.db, rt.js, StateStore(rt.kv_state, "commands"), cache, rt.hub, rt.settings.command_ttl, audit
-        ),
-        video=VideoRegistry(),
+        commands=commands,
+        video=video,
         audit=audit,
-        users=UserService(rt.db, audit, rt.settings),
-        sessions=SessionService(rt.db, rt.settings, rt.secret),
-        apikeys=ApiKeyService(rt.db, audit, rt.secret),
-        login_limiter=IpLimiter(),
+        users=users,
+        sessions=sessions,
+        apikeys=ApiKeyService(rt.db, audit, rt.secret, nats_url=nats_url),
+        signin=SignInService(users, sessions, IpLimiter(), audit),
         nats_auth=NatsAuthManager(rt) if rt.settings.embedded_nats else None,
         console=console,
         live=LiveStreams(templates, rt.hub, cache, console.open_alerts),
-        tracks=TrackService(rt.db, console),
-        detections=DetectionService(rt.db),
-        embeds=EmbedService(rt.db, audit),
+        tracks=tracks,
+        detections=detections,
+        embeds=embeds,
         state_reader=StateReader(rt.kv_state, rt.db, cache),
+        entity_page=EntityPage(
+            cache,
+            tracks,
+            detections,
+            alerts,
+            commands,
+            registry,
+            embeds,
+            video,
+            rt.settings.battery_alert_percent,
+        ),
+        fleet=FleetPage(console, registry, embeds, commands),
+        map_data=MapData(console, tracks, rt.settings.map_pmtiles, rt.settings.map_mbtiles),
+        video_feeds=VideoFeeds(video, registry, embeds, rt.shutting_down),
     )

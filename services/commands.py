@@ -244,6 +244,10 @@ class CommandService:
         rows = await commands_db.list_commands(self.db, entity_id, limit, offset)
         return [to_view(r) for r in rows], await commands_db.count_commands(self.db, entity_id)
 
+    async def recent(self, entity_id: str, limit: int) -> list[CommandRow]:
+        """The latest commands of an entity as stored (the entity page's list; no organisation check)."""
+        return await commands_db.list_commands(self.db, entity_id, limit)
+
     async def get(self, org_id: str, entity_id: str, command_id: str) -> CommandView:
         """One command of an entity."""
         row = await commands_db.get_command(self.db, command_id)

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import msgspec
+
+from services.embeds import EmbedService
+from services.registry import RegistryService
 
 STALE_AFTER = 3.0  # seconds without a frame before a source counts as stale
 
@@ -111,3 +115,44 @@ class VideoRegistry:
     def sources(self) -> list[VideoSource]:
         """Every entity that ever sent a frame."""
         return [s for e in sorted(self._slots) if (s := self.source(e)) is not None]
+
+
+class VideoFeeds:
+    """Frames for viewers: who may watch an entity's camera, its newest frame, and a paced stream of frames."""
+
+    def __init__(
+        self, frames: VideoRegistry, registry: RegistryService, embeds: EmbedService, stopping: asyncio.Event
+    ) -> None:
+        self.frames = frames
+        self.registry = registry
+        self.embeds = embeds
+        self.stopping = stopping  # set at shutdown: held streams end
+
+    async def org_of(self, entity_id: str) -> str:
+        """The registry's organisation of the entity (``NotFound`` if it is not registered)."""
+        return (await self.registry.get_entity(None, entity_id)).org_id
+
+    async def embed_public(self, entity_id: str) -> bool:
+        """Whether the entity's embed (and so its camera) is public."""
+        return await self.embeds.is_public("entity", entity_id)
+
+    def latest(self, entity_id: str) -> tuple[bytes, float] | None:
+        """``(jpeg, monotonic time)`` of the newest frame, if any."""
+        return self.frames.latest(entity_id)
+
+    async def follow(self, entity_id: str, max_fps: float) -> AsyncIterator[bytes]:
+        """Every new frame (at most ``max_fps`` a second) until the server stops."""
+        last = 0.0
+        latest = self.frames.latest(entity_id)
+        min_gap = 1.0 / max_fps
+        while not self.stopping.is_set():
+            if latest is None:
+                latest = await self.frames.next_frame(entity_id, last, timeout=1.0)
+                if latest is None:
+                    continue
+            frame, last = latest
+            latest = None
+            yield frame
+            started = time.monotonic()
+            await asyncio.sleep(min_gap)
+            latest = await self.frames.next_frame(entity_id, last, timeout=max(0.0, 1.0 - (time.monotonic() - started)))

@@ -26,8 +26,10 @@ from core.errors import Invalid, NotFound
 from db import apikeys as keys_db
 from db.apikeys import ApiKeyRow
 from db.database import Database
+from db.registry import OrgRow
 from services.audit import CLI, AuditService, Origin
 from services.auth.principal import Principal, key_principal
+from services.registry import org_choices
 
 PREFIX = "c4_live_"
 SCOPES = ("read", "commands", "admin")
@@ -89,10 +91,11 @@ def view(row: ApiKeyRow) -> KeyView:
 class ApiKeyService:
     """Create, resolve, list and revoke API keys."""
 
-    def __init__(self, db: Database, audit: AuditService, secret: str) -> None:
+    def __init__(self, db: Database, audit: AuditService, secret: str, nats_url: str = "") -> None:
         self.db = db
         self.audit = audit
         self._secret = secret.encode()
+        self.nats_url = nats_url  # what a device or reader connects to, shown beside new NATS credentials
         self._last_marked: dict[str, float] = {}
         self._listeners: list[Callable[[], None]] = []
         self.changed_at = time.time()
@@ -208,6 +211,10 @@ class ApiKeyService:
             self._last_marked[row.key_id] = now
             await keys_db.mark_used(self.db, row.key_id, utc_now())
         return key_principal(row.key_id, row.name, row.scope_list, row.org_id)
+
+    async def org_choices(self) -> list[OrgRow]:
+        """The organisations a key can be limited to."""
+        return await org_choices(self.db)
 
     async def list_keys(self, include_revoked: bool = False) -> list[KeyView]:
         """Keys, newest first."""

@@ -23,6 +23,7 @@ from db import sessions as sessions_db
 from db import users as users_db
 from db.database import Database
 from db.sessions import SessionRow
+from services.audit import Actor, AuditService
 from services.auth.principal import Principal, user_principal
 
 COOKIE = "ow_session"
@@ -60,11 +61,12 @@ class SessionView(msgspec.Struct, kw_only=True):
 class SessionService:
     """Start, resolve, list and revoke sessions."""
 
-    def __init__(self, db: Database, settings: Settings, secret: str) -> None:
+    def __init__(self, db: Database, settings: Settings, secret: str, audit: AuditService | None = None) -> None:
         self.db = db
         self.idle = settings.session_idle_minutes * 60
         self.max_age = settings.session_max_hours * 3600
         self._secret = secret.encode()
+        self.audit = audit  # records sessions ended on someone's request (``end``)
 
     def csrf_token(self, session_id: str) -> str:
         """The CSRF token bound to a session."""
@@ -113,6 +115,13 @@ class SessionService:
     async def revoke(self, session_id: str, user_id: str | None = None) -> bool:
         """End a session (only the owner's when ``user_id`` is given)."""
         return await sessions_db.revoke(self.db, session_id, time.time(), user_id)
+
+    async def end(self, actor: Actor, session_id: str, user_id: str | None = None) -> bool:
+        """``revoke`` on someone's request (only the owner's when ``user_id`` is given), audited if it ended."""
+        ended = await self.revoke(session_id, user_id)
+        if ended and self.audit is not None:
+            await self.audit.record(actor, "session.revoke", target=session_id)
+        return ended
 
     async def revoke_all(self, user_id: str) -> int:
         """End every session of a user."""

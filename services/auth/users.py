@@ -13,10 +13,13 @@ from core.errors import Conflict, Invalid, NotFound
 from core.settings import Settings
 from db import users as users_db
 from db.database import Database
+from db.registry import OrgRow
 from db.users import UserRow
-from services.audit import CLI, AuditService, Origin, diff
+from services.audit import CLI, Actor, AuditService, Origin, diff
 from services.auth.passwords import DUMMY_HASH, check_strength, generate_password, hash_password, verify_password
 from services.auth.principal import ROLES, Principal
+from services.auth.sessions import SessionService, SessionView
+from services.registry import org_choices
 
 log = logging.getLogger("overwatch.auth")
 
@@ -57,10 +60,13 @@ class UserView(msgspec.Struct, kw_only=True):
 class UserService:
     """Account management and password sign-in."""
 
-    def __init__(self, db: Database, audit: AuditService, settings: Settings) -> None:
+    def __init__(
+        self, db: Database, audit: AuditService, settings: Settings, sessions: SessionService | None = None
+    ) -> None:
         self.db = db
         self.audit = audit
         self.settings = settings
+        self.sessions = sessions  # an account's sessions end when it is disabled or its password changes
 
     async def view(self, row: UserRow) -> UserView:
         """Public view of an account."""
@@ -209,6 +215,48 @@ class UserService:
             raise NotFound(f"user {user_id} not found")
         await users_db.delete_user(self.db, user_id)
         await self.audit.record(actor, "user.delete", target=row.email, origin=origin)
+
+    async def org_choices(self) -> list[OrgRow]:
+        """The organisations an account can be a member of."""
+        return await org_choices(self.db)
+
+    def _sessions(self) -> SessionService:
+        if self.sessions is None:
+            raise RuntimeError("UserService was built without a SessionService")
+        return self.sessions
+
+    async def sessions_of(self, user_id: str) -> list[SessionView]:
+        """The account's live sessions."""
+        return await self._sessions().active(user_id)
+
+    async def end_sessions(self, user_id: str) -> int:
+        """End every session of the account (after disabling it or resetting its password)."""
+        return await self._sessions().revoke_all(user_id)
+
+    async def end_own_session(self, principal: Principal, session_id: str, origin: Origin) -> bool:
+        """The signed-in user ends one of their own sessions (audited)."""
+        return await self._sessions().end(Actor(principal, origin), session_id, principal.id)
+
+    async def change_own_password(
+        self, principal: Principal, current: str, new: str, confirm: str, origin: Origin
+    ) -> None:
+        """The signed-in user changes their password; their other sessions end.
+
+        ``Invalid`` with the sentence the account page shows when the current password is
+        wrong (audited as a failure) or the two new ones differ.
+        """
+        row = await users_db.get_user(self.db, principal.id)
+        if row is None or not await _verify(current, row.password_hash):
+            await self.audit.record(
+                principal, "user.change_password", outcome="failure", origin=origin, detail="wrong current password"
+            )
+            raise Invalid("The current password is wrong.")
+        if new != confirm:
+            raise Invalid("The new passwords do not match.")
+        await self.reset_password(principal, principal.id, new, origin)
+        for session in await self._sessions().active(principal.id):
+            if session.session_id != principal.session_id:
+                await self._sessions().revoke(session.session_id)
 
     async def authenticate(self, email: str, password: str, origin: Origin) -> UserRow:
         """Check a password with per-account lockout; raise ``LoginRefused`` on failure.

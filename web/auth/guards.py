@@ -17,9 +17,10 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
 
-from services.audit import Actor, Origin
+from services.audit import Actor, AuditService, Origin
+from services.auth.apikeys import ApiKeyService
 from services.auth.principal import ANONYMOUS, Principal
-from services.auth.sessions import COOKIE
+from services.auth.sessions import COOKIE, SessionService
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "x-csrf-token"
@@ -46,8 +47,21 @@ def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     return value if isinstance(value, Principal) else ANONYMOUS
 
 
-def _runtime(connection: ASGIConnection[Any, Any, Any, Any]) -> Any:
-    return connection.app.state["runtime"]
+# Guards run outside dependency injection: ``create_app`` puts the three services they use
+# into the application state under these names.
+def _sessions(connection: ASGIConnection[Any, Any, Any, Any]) -> SessionService:
+    sessions: SessionService = connection.app.state["sessions"]
+    return sessions
+
+
+def _apikeys(connection: ASGIConnection[Any, Any, Any, Any]) -> ApiKeyService:
+    apikeys: ApiKeyService = connection.app.state["apikeys"]
+    return apikeys
+
+
+def _audit(connection: ASGIConnection[Any, Any, Any, Any]) -> AuditService:
+    audit: AuditService = connection.app.state["audit"]
+    return audit
 
 
 def presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
@@ -63,14 +77,14 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], handler: 
     if handler.opt.get("public") and handler.opt.get("anonymous"):
         connection.state["principal"] = ANONYMOUS  # health checks: never touch the database for credentials
         return
-    services = _runtime(connection).services
+    sessions, audit = _sessions(connection), _audit(connection)
     principal = ANONYMOUS
     key = presented_key(connection)
     if key:
-        principal = await services.apikeys.resolve(key) or ANONYMOUS
+        principal = await _apikeys(connection).resolve(key) or ANONYMOUS
         if not principal.authenticated:
             connection.state["principal"] = ANONYMOUS
-            await services.audit.record(
+            await audit.record(
                 "anonymous",
                 "auth.apikey",
                 outcome="denied",
@@ -82,14 +96,14 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], handler: 
     else:
         token = connection.cookies.get(COOKIE, "")
         if token:
-            principal = await services.sessions.resolve(token) or ANONYMOUS
+            principal = await sessions.resolve(token) or ANONYMOUS
     connection.state["principal"] = principal
     if principal.session_id:
-        connection.state["csrf"] = services.sessions.csrf_token(principal.session_id)
+        connection.state["csrf"] = sessions.csrf_token(principal.session_id)
     if handler.opt.get("public"):
         return
     if not principal.authenticated:
-        await services.audit.record(
+        await audit.record(
             "anonymous",
             "auth.required",
             outcome="denied",
@@ -98,17 +112,19 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], handler: 
         )
         raise LoginRequired("sign in required")
     if principal.kind == "user" and connection.scope.get("method", "GET") not in SAFE_METHODS:
-        await _check_csrf(connection, principal, services)
+        await _check_csrf(connection, principal, sessions, audit)
 
 
-async def _check_csrf(connection: ASGIConnection[Any, Any, Any, Any], principal: Principal, services: Any) -> None:
+async def _check_csrf(
+    connection: ASGIConnection[Any, Any, Any, Any], principal: Principal, sessions: SessionService, audit: AuditService
+) -> None:
     token = connection.headers.get(CSRF_HEADER, "")
     if not token and "form" in connection.headers.get("content-type", ""):
         form = await connection.form()  # type: ignore[attr-defined]
         value = form.get(CSRF_FIELD, "")
         token = value if isinstance(value, str) else ""
-    if not services.sessions.check_csrf(principal.session_id, token):
-        await services.audit.record(
+    if not sessions.check_csrf(principal.session_id, token):
+        await audit.record(
             principal,
             "auth.csrf",
             outcome="denied",
@@ -147,8 +163,7 @@ async def deny(
     connection: ASGIConnection[Any, Any, Any, Any], principal: Principal, why: str, org_id: str = ""
 ) -> None:
     """Audit a permission denial and raise 403."""
-    services = _runtime(connection).services
-    await services.audit.record(
+    await _audit(connection).record(
         principal,
         "auth.denied",
         outcome="denied",

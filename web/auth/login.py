@@ -19,9 +19,8 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, QueryParameter
 from litestar.response import Redirect, Template
 
-from app.runtime import Runtime
 from services.auth.sessions import COOKIE, cookie_secure
-from services.auth.users import LoginRefused
+from services.auth.signin import SignInRefused, SignInService
 from web.auth.guards import origin_of, principal_of
 
 LOGIN_CSRF_COOKIE = "ow_login_csrf"
@@ -80,38 +79,22 @@ class LoginController(Controller):
     async def login(
         self,
         request: Request[Any, Any, Any],
-        runtime: NamedDependency[Runtime],
+        signin: NamedDependency[SignInService],
         data: Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Template | Redirect:
         """Check the form; on success start a fresh session and go to ``next``."""
-        services = runtime.services
-        origin = origin_of(request)
         cookie_token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
         error, status = "", 400
         if not cookie_token or not secrets.compare_digest(cookie_token, data.csrf_token):
             error = "The sign-in form expired. Please try again."
-        elif not services.login_limiter.allow(origin.ip):
-            await services.audit.record(
-                data.email or "?",
-                "auth.login",
-                outcome="denied",
-                origin=origin,
-                detail="too many attempts from this address",
-            )
-            error, status = "Too many sign-in attempts from this address. Wait a few minutes.", 429
         else:
             try:
-                user = await services.users.authenticate(data.email, data.password, origin)
-            except LoginRefused as exc:
-                # One message and status for unknown, wrong, locked and disabled alike.
-                error, status = exc.message, 401
+                # The pre-login session (if any) ends here: rotation.
+                previous = request.cookies.get(COOKIE, "")
+                token = await signin.sign_in(data.email, data.password, origin_of(request), previous)
+            except SignInRefused as exc:
+                error, status = exc.message, exc.status
             else:
-                old = request.cookies.get(COOKIE)
-                if old:  # rotate: the pre-login session (if any) ends here
-                    previous = await services.sessions.resolve(old)
-                    if previous is not None:
-                        await services.sessions.revoke(previous.session_id)
-                token = await services.sessions.start(user.user_id, origin.ip, origin.user_agent)
                 return Redirect(
                     safe_next(data.next),
                     status_code=303,
@@ -147,12 +130,9 @@ class LoginController(Controller):
         )
 
     @post("/logout", status_code=303, opt={"public": False})
-    async def logout(self, request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> Redirect:
+    async def logout(self, request: Request[Any, Any, Any], signin: NamedDependency[SignInService]) -> Redirect:
         """End the current session."""
-        principal = principal_of(request)
-        if principal.session_id:
-            await runtime.services.sessions.revoke(principal.session_id)
-            await runtime.services.audit.record(principal, "auth.logout", origin=origin_of(request))
+        await signin.sign_out(principal_of(request), origin_of(request))
         return Redirect(
             "/login",
             status_code=303,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,30 +10,19 @@ from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.response import Redirect, ServerSentEvent, Template
 
-from app.runtime import Runtime
-from core.contracts.common import utc_now
-from core.errors import AppError, Invalid, NotFound
-from db import alerts as alerts_db
-from db import commands as commands_db
-from db import detections as detections_db
-from db import embeds as embeds_db
-from db import registry as registry_db
-from db import tracks as tracks_db
+from core.errors import AppError, Invalid
 from services.console.cards import entity_card, tracked_objects
+from services.console.entity_page import EntityPage
 from services.hub import Update
-from services.mavlink.readiness import readiness as vehicle_readiness
 from services.schemas import CommandCreate
 from web.admin.forms import read_form
 from web.api.params import IdPath
 from web.api.views import alert_view, detection_view
 from web.auth.guards import authorize, principal_of, requires
-from web.console.charts import Sparkline, sparkline
 from web.console.safety import CONFIRM_COMMANDS, confirmation_missing
-from web.sse.live import Messages, event, page_stream
+from web.sse.live import LiveStreams, Messages
 
 Req = Request[Any, Any, Any]
-SPARK_WINDOW = 15 * 60  # seconds of history in the sparklines
-SPARK_TTL = 10.0  # seconds a rendered sparkline is reused
 COMMANDS = ("goto", "rtl", "land", "takeoff", "hold", "resume", "set_mode", "set_speed", "arm", "disarm")
 
 
@@ -69,91 +57,62 @@ class CommandForm(msgspec.Struct, kw_only=True):
 
 
 class EntityPageData:
-    """Builds the regions of one entity's page (sparklines cached briefly)."""
+    """Builds the template contexts of one entity's page regions."""
 
-    _sparks: dict[str, tuple[float, tuple[Sparkline, Sparkline]]] = {}
-
-    def __init__(self, runtime: Runtime, entity_id: str) -> None:
-        self.runtime = runtime
+    def __init__(self, page: EntityPage, entity_id: str) -> None:
+        self.page = page
         self.entity_id = entity_id
-
-    def view(self) -> dict[str, Any]:
-        """The merged state view (empty until the entity has state, or while it is withheld).
-
-        Its ``org_id`` is always the registry's, so the command and admin controls follow
-        the entity's real organisation, never one a stored value names.
-        """
-        cache = self.runtime.services.state_cache
-        view = cache.get(self.entity_id)
-        return view if view is not None else {"entity_id": self.entity_id, "org_id": cache.org_of(self.entity_id) or ""}
-
-    async def sparklines(self) -> tuple[Sparkline, Sparkline]:
-        """Battery and altitude history from the stored track."""
-        hit = self._sparks.get(self.entity_id)
-        if hit and time.monotonic() - hit[0] < SPARK_TTL:
-            return hit[1]
-        points = await tracks_db.recent_track(self.runtime.db, self.entity_id, time.time() - SPARK_WINDOW, 500)
-        lines = (
-            sparkline([(p.ts, p.battery) for p in points], "Battery", "%", 0, 100),
-            sparkline([(p.ts, p.altitude) for p in points], "Altitude", "m"),
-        )
-        self._sparks[self.entity_id] = (time.monotonic(), lines)
-        return lines
 
     async def state_context(self, request: Req) -> dict[str, Any]:
         """Regions fed by the state cache (no database query except the cached sparklines)."""
-        view = self.view()
-        battery, altitude = await self.sparklines()
+        doc = self.page.doc(self.entity_id)
+        view = self.page.view(self.entity_id)
+        battery, altitude = await self.page.sparklines(self.entity_id)
         principal = principal_of(request)
         return {
             "card": entity_card(view),
-            "view": view,
+            "view": doc,
             "objects": tracked_objects(view),
             "battery_line": battery,
             "altitude_line": altitude,
-            "video": self.runtime.services.video.source(self.entity_id),
-            "can_command": principal.can_in("commands", str(view.get("org_id") or "")),
-            "is_admin": principal.can_in("admin", str(view.get("org_id") or "")),
+            "video": self.page.video_source(self.entity_id),
+            "can_command": principal.can_in("commands", str(doc.get("org_id") or "")),
+            "is_admin": principal.can_in("admin", str(doc.get("org_id") or "")),
             "command_names": COMMANDS,
             "confirm_commands": CONFIRM_COMMANDS,
-            "readiness": vehicle_readiness(view, self.runtime.settings.battery_alert_percent),
+            "readiness": self.page.readiness(doc),
             "flash": "",
             "error": "",
         }
 
     async def commands_context(self) -> dict[str, Any]:
         """The command list."""
-        return {"commands": await commands_db.list_commands(self.runtime.db, self.entity_id, 15)}
+        return {"commands": await self.page.recent_commands(self.entity_id)}
 
     async def detections_context(self) -> dict[str, Any]:
         """Recent detection events."""
-        rows = await detections_db.list_detections(self.runtime.db, self.entity_id, 20)
-        return {"detections": [detection_view(r) for r in rows]}
+        return {"detections": [detection_view(r) for r in await self.page.recent_detections(self.entity_id)]}
 
     async def alerts_context(self) -> dict[str, Any]:
         """This entity's alerts."""
-        rows = await alerts_db.list_alerts(self.runtime.db, entity_id=self.entity_id, limit=10)
-        return {"alerts": [alert_view(r) for r in rows]}
+        return {"alerts": [alert_view(r) for r in await self.page.recent_alerts(self.entity_id)]}
 
     async def context(self, request: Req) -> dict[str, Any]:
         """Every region's context (first render and resync)."""
-        record = await registry_db.get_entity(self.runtime.db, self.entity_id)
         return {
             **await self.state_context(request),
             **await self.commands_context(),
             **await self.detections_context(),
             **await self.alerts_context(),
-            "record": record.to_record() if record else None,
-            "embed_public": await embeds_db.is_public(self.runtime.db, "entity", self.entity_id),
+            "record": await self.page.record(self.entity_id),
+            "embed_public": await self.page.embed_public(self.entity_id),
         }
 
 
-async def _visible_entity(request: Req, runtime: Runtime, entity_id: str) -> str:
-    row = await registry_db.get_entity(runtime.db, entity_id)
-    if row is None:
-        raise NotFound(f"entity {entity_id} not found")
-    await authorize(request, row.org_id, "read")
-    return row.org_id
+async def _visible_entity(request: Req, page: EntityPage, entity_id: str) -> str:
+    org_id = await page.org_of(entity_id)
+    await authorize(request, org_id, "read")
+    return org_id
 
 
 class EntityPageController(Controller):
@@ -163,28 +122,34 @@ class EntityPageController(Controller):
     guards = [requires("read")]
 
     @get("/entities/{entity_id:str}")
-    async def entity(self, request: Req, entity_id: IdPath, runtime: NamedDependency[Runtime]) -> Template:
+    async def entity(self, request: Req, entity_id: IdPath, entity_page: NamedDependency[EntityPage]) -> Template:
         """The detail page."""
-        await _visible_entity(request, runtime, entity_id)
-        ctx = await EntityPageData(runtime, entity_id).context(request)
+        await _visible_entity(request, entity_page, entity_id)
+        ctx = await EntityPageData(entity_page, entity_id).context(request)
         return Template("pages/entity.html", context={**ctx, "active": "fleet"})
 
     @get("/events/entity/{entity_id:str}")
     async def entity_events(
-        self, request: Req, entity_id: IdPath, runtime: NamedDependency[Runtime]
+        self,
+        request: Req,
+        entity_id: IdPath,
+        entity_page: NamedDependency[EntityPage],
+        live: NamedDependency[LiveStreams],
     ) -> ServerSentEvent:
         """Live regions of one entity."""
-        await _visible_entity(request, runtime, entity_id)
-        page = EntityPageData(runtime, entity_id)
+        await _visible_entity(request, entity_page, entity_id)
+        page = EntityPageData(entity_page, entity_id)
 
         async def resync() -> Messages:
-            return _regions(runtime, request, entity_id, await page.context(request), everything=True)
+            return _regions(live, request, entity_id, await page.context(request), everything=True)
 
         async def render(batch: Sequence[Update]) -> Messages:
             mine = [u for u in batch if u.key == entity_id or (u.topic == "alerts" and _alert_of(u, entity_id))]
             topics = {u.topic for u in mine}
-            view = page.view()
-            ctx: dict[str, Any] = {"card": entity_card(view), "view": view}
+            ctx: dict[str, Any] = {
+                "card": entity_card(entity_page.view(entity_id)),
+                "view": entity_page.doc(entity_id),
+            }
             if "state" in topics:
                 ctx.update(await page.state_context(request))
             if "commands" in topics:
@@ -193,33 +158,32 @@ class EntityPageController(Controller):
                 ctx.update(await page.detections_context())
             if "alerts" in topics:
                 ctx.update(await page.alerts_context())
-            return _regions(runtime, request, entity_id, ctx, topics=topics) if topics else []
+            return _regions(live, request, entity_id, ctx, topics=topics) if topics else []
 
-        return page_stream(
-            request, runtime, {"state", "commands", "detections", "alerts"}, resync, render, keys={entity_id}
+        return live.page_stream(
+            request, {"state", "commands", "detections", "alerts"}, resync, render, keys={entity_id}
         )
 
     @post("/entities/{entity_id:str}/commands")
     async def send_command(
-        self, request: Req, entity_id: IdPath, runtime: NamedDependency[Runtime]
+        self, request: Req, entity_id: IdPath, entity_page: NamedDependency[EntityPage]
     ) -> Template | Redirect:
         """Send a command from the form; HTMX gets the form back (the command list follows the stream), plain forms a
         redirect."""
-        org_id = await _visible_entity(request, runtime, entity_id)
+        org_id = await _visible_entity(request, entity_page, entity_id)
         actor = await authorize(request, org_id, "commands")
         flash, error = "", ""
         try:
             form = await read_form(request, CommandForm)
             if confirmation_missing(form.command, form.confirm):
                 raise Invalid(f"{form.command} needs a confirmation: hold Send (or tick Confirm) to send it")
-            sent = await runtime.services.commands.send(org_id, entity_id, form.to_command(), actor)
+            sent = await entity_page.send_command(org_id, entity_id, form.to_command(), actor)
             flash = f"{sent.command} {sent.status}"
         except (AppError, ValueError) as exc:
             error = getattr(exc, "detail", None) or f"invalid value: {exc}"
         if not getattr(request, "htmx", False):
             return Redirect(f"/entities/{entity_id}", status_code=303)
-        page = EntityPageData(runtime, entity_id)
-        ctx = await page.state_context(request)
+        ctx = await EntityPageData(entity_page, entity_id).state_context(request)
         return Template(
             "partials/command-form.html",
             context={**ctx, "flash": flash, "error": error},
@@ -227,16 +191,12 @@ class EntityPageController(Controller):
         )
 
     @post("/entities/{entity_id:str}/embed")
-    async def toggle_embed(self, request: Req, entity_id: IdPath, runtime: NamedDependency[Runtime]) -> Redirect:
+    async def toggle_embed(self, request: Req, entity_id: IdPath, entity_page: NamedDependency[EntityPage]) -> Redirect:
         """Make this entity's embed public or private (admins only; audited)."""
-        org_id = await _visible_entity(request, runtime, entity_id)
+        org_id = await _visible_entity(request, entity_page, entity_id)
         actor = await authorize(request, org_id, "admin")
         form = await request.form()
-        public = form.get("public") == "on"
-        if await embeds_db.set_public(runtime.db, "entity", entity_id, public, actor.label, utc_now()):
-            await runtime.services.audit.record(
-                actor, "embed.public" if public else "embed.private", target=f"entity:{entity_id}", org_id=org_id
-            )
+        await entity_page.set_embed_public(actor, org_id, entity_id, form.get("public") == "on")
         return Redirect(f"/entities/{entity_id}", status_code=303)
 
 
@@ -245,7 +205,7 @@ def _alert_of(update: Update, entity_id: str) -> bool:
 
 
 def _regions(
-    runtime: Runtime,
+    live: LiveStreams,
     request: Req,
     entity_id: str,
     ctx: dict[str, Any],
@@ -265,11 +225,11 @@ def _regions(
             "tracked-objects",
             "entity-sparklines",
         ):
-            out.append(event(runtime, request, name, ctx, key=entity_id))
+            out.append(live.event(request, name, ctx, key=entity_id))
     if everything or "commands" in topics:
-        out.append(event(runtime, request, "command-list", ctx, key=entity_id))
+        out.append(live.event(request, "command-list", ctx, key=entity_id))
     if everything or "detections" in topics:
-        out.append(event(runtime, request, "detection-events", ctx, key=entity_id))
+        out.append(live.event(request, "detection-events", ctx, key=entity_id))
     if everything or "alerts" in topics:
-        out.append(event(runtime, request, "entity-alerts", ctx, key=entity_id))
+        out.append(live.event(request, "entity-alerts", ctx, key=entity_id))
     return out

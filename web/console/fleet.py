@@ -12,20 +12,16 @@ from litestar.exceptions import PermissionDeniedException
 from litestar.params import QueryParameter
 from litestar.response import Redirect, ServerSentEvent, Template
 
-from app.runtime import Runtime
-from core.contracts.common import utc_now
-from core.errors import AppError, NotFound
-from db import embeds as embeds_db
-from db import registry as registry_db
+from core.errors import AppError
 from services.console.cards import EntityCard, sort_cards
+from services.console.fleet import FleetPage
 from services.hub import Update
 from services.mavlink.readiness import VERDICTS
-from services.schemas import CommandCreate
 from web.admin.forms import read_form
 from web.api.params import IdPath
 from web.auth.guards import authorize, principal_of, requires
 from web.console.safety import CONFIRM_COMMANDS, confirmation_missing
-from web.sse.live import Messages, cached_event, context_of, event, page_stream
+from web.sse.live import LiveStreams, Messages, context_of
 
 Req = Request[Any, Any, Any]
 SORTABLE = (
@@ -83,9 +79,9 @@ class FleetQuery(msgspec.Struct, frozen=True):
         return not (self.state == "threat" and card.marker_state not in ("threat", "elevated"))
 
 
-def fleet_rows(runtime: Runtime, org_ids: list[str] | None, query: FleetQuery) -> list[EntityCard]:
+def fleet_rows(fleet: FleetPage, org_ids: list[str] | None, query: FleetQuery) -> list[EntityCard]:
     """Visible rows, filtered and sorted."""
-    cards = [c for c in runtime.services.console.cards(org_ids) if query.matches(c)]
+    cards = [c for c in fleet.cards(org_ids) if query.matches(c)]
     return sort_cards(cards, query.key, query.descending)
 
 
@@ -106,33 +102,19 @@ class GroupResult(msgspec.Struct, frozen=True):
     error: str = ""
 
 
-async def _send_one(request: Req, runtime: Runtime, entity_id: str, command: str) -> GroupResult:
+async def _send_one(request: Req, fleet: FleetPage, entity_id: str, command: str) -> GroupResult:
     """One vehicle of a group command, checked and audited like a single command."""
-    row = await registry_db.get_entity(runtime.db, entity_id)
-    if row is None or not principal_of(request).sees(row.org_id):
+    org_id = await fleet.org_of(entity_id)
+    if org_id is None or not principal_of(request).sees(org_id):
         return GroupResult(entity_id, "", "failed", "not found")
     try:
-        actor = await authorize(request, row.org_id, "commands")
-        sent = await runtime.services.commands.send(row.org_id, entity_id, CommandCreate(command=command), actor)
+        actor = await authorize(request, org_id, "commands")
+        sent = await fleet.send(org_id, entity_id, command, actor)
     except AppError as exc:
         return GroupResult(entity_id, "", "failed", exc.detail)
     except PermissionDeniedException as exc:
         return GroupResult(entity_id, "", "failed", str(exc.detail))
     return GroupResult(entity_id, sent.command_id, sent.status)
-
-
-class FleetEmbed(msgspec.Struct, frozen=True):
-    """One organisation's fleet embed and whether it is public."""
-
-    org_id: str
-    name: str
-    public: bool
-
-
-async def _fleet_embeds(runtime: Runtime, org_ids: list[str] | None) -> list[FleetEmbed]:
-    public = {target for kind, target in await embeds_db.list_public(runtime.db) if kind == "fleet"}
-    orgs = await registry_db.list_orgs(runtime.db, limit=500, org_ids=org_ids)
-    return [FleetEmbed(o.org_id, o.name, o.org_id in public) for o in orgs]
 
 
 class FleetController(Controller):
@@ -143,16 +125,16 @@ class FleetController(Controller):
 
     @get("/fleet")
     async def fleet(
-        self, request: Req, runtime: NamedDependency[Runtime], sort: Sort = "name", q: Filter = "", show: Show = ""
+        self, request: Req, fleet: NamedDependency[FleetPage], sort: Sort = "name", q: Filter = "", show: Show = ""
     ) -> Template:
         """The fleet table (filters live in the URL, so the stream follows them)."""
         query = FleetQuery(sort, q, show)
         principal = principal_of(request)
         context = {
-            "rows": fleet_rows(runtime, principal.visible_orgs, query),
+            "rows": fleet_rows(fleet, principal.visible_orgs, query),
             "query": query,
             "active": "fleet",
-            "embeds": await _fleet_embeds(runtime, principal.visible_orgs) if principal.can("admin") else [],
+            "embeds": await fleet.embed_settings(principal.visible_orgs) if principal.can("admin") else [],
             "can_command": principal.can("commands"),
             "group_commands": GROUP_COMMANDS,
             "confirm_commands": CONFIRM_COMMANDS,
@@ -160,21 +142,15 @@ class FleetController(Controller):
         return Template("pages/fleet.html", context=context)
 
     @post("/fleet/embed/{org_id:str}")
-    async def toggle_embed(self, request: Req, org_id: IdPath, runtime: NamedDependency[Runtime]) -> Redirect:
+    async def toggle_embed(self, request: Req, org_id: IdPath, fleet: NamedDependency[FleetPage]) -> Redirect:
         """Make an organisation's fleet embed public or private (its admins only; audited)."""
         actor = await authorize(request, org_id, "admin")
-        if await registry_db.get_org(runtime.db, org_id) is None:
-            raise NotFound(f"organization {org_id} not found")
         form = await request.form()
-        public = form.get("public") == "on"
-        if await embeds_db.set_public(runtime.db, "fleet", org_id, public, actor.label, utc_now()):
-            await runtime.services.audit.record(
-                actor, "embed.public" if public else "embed.private", target=f"fleet:{org_id}", org_id=org_id
-            )
+        await fleet.set_embed_public(actor, org_id, form.get("public") == "on")
         return Redirect("/fleet", status_code=303)
 
     @post("/fleet/commands", guards=[requires("commands")])
-    async def group_command(self, request: Req, runtime: NamedDependency[Runtime]) -> Template | Redirect:
+    async def group_command(self, request: Req, fleet: NamedDependency[FleetPage]) -> Template | Redirect:
         """Send one command to every selected vehicle: one command, one audit entry and one result each."""
         form = await read_form(request, GroupCommandForm, lists=("entity_id",))
         results: list[GroupResult] = []
@@ -189,7 +165,7 @@ class FleetController(Controller):
             error = f"{form.command} needs a confirmation: hold the button (or tick Confirm) to send it"
         else:
             for entity_id in dict.fromkeys(form.entity_id):
-                results.append(await _send_one(request, runtime, entity_id, form.command))
+                results.append(await _send_one(request, fleet, entity_id, form.command))
         if not getattr(request, "htmx", False):
             return Redirect("/fleet", status_code=303)
         context = {"results": results, "error": error, "command": form.command}
@@ -197,31 +173,37 @@ class FleetController(Controller):
 
     @get("/events/fleet")
     async def fleet_events(
-        self, request: Req, runtime: NamedDependency[Runtime], sort: Sort = "name", q: Filter = "", show: Show = ""
+        self,
+        request: Req,
+        fleet: NamedDependency[FleetPage],
+        live: NamedDependency[LiveStreams],
+        sort: Sort = "name",
+        q: Filter = "",
+        show: Show = "",
     ) -> ServerSentEvent:
         """Live rows; the whole table again when entities are added or removed."""
         query = FleetQuery(sort, q, show)
         principal = principal_of(request)
 
         async def resync() -> Messages:
-            rows = fleet_rows(runtime, principal.visible_orgs, query)
+            rows = fleet_rows(fleet, principal.visible_orgs, query)
             context = {"rows": rows, "query": query, "can_command": principal.can("commands")}
-            return [event(runtime, request, "fleet-table", context)]
+            return [live.event(request, "fleet-table", context)]
 
         async def render(batch: Sequence[Update]) -> Messages:
             if any(u.topic == "registry" for u in batch):
                 return await resync()
             out: Messages = []
             for update in batch:
-                card = runtime.services.console.card(update.key)
+                card = fleet.card(update.key)
                 if card is not None and principal.sees(card.org_id) and query.matches(card):
-                    out.append(cached_event(runtime, "fleet-row", card.entity_id, context_of(card=card)))
+                    out.append(live.cached_event("fleet-row", card.entity_id, context_of(card=card)))
             return out
 
-        return page_stream(request, runtime, {"state", "registry"}, resync, render)
+        return live.page_stream(request, {"state", "registry"}, resync, render)
 
     @get("/events/nav")
-    async def nav_events(self, request: Req, runtime: NamedDependency[Runtime]) -> ServerSentEvent:
+    async def nav_events(self, request: Req, live: NamedDependency[LiveStreams]) -> ServerSentEvent:
         """Only the navigation's alert badge (pages without live regions of their own)."""
 
         async def nothing() -> Messages:
@@ -230,4 +212,4 @@ class FleetController(Controller):
         async def none(_batch: Sequence[Update]) -> Messages:
             return []
 
-        return page_stream(request, runtime, set(), nothing, none, max_fps=2.0)
+        return live.page_stream(request, set(), nothing, none, max_fps=2.0)

@@ -9,13 +9,9 @@ TileJSON description, raster or vector.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import sqlite3
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
@@ -24,14 +20,12 @@ from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 
-from app.runtime import Runtime
-from core.errors import NotFound
-from db import tracks as tracks_db
 from services.console.cards import EntityCard
+from services.console.map import MapData
 from services.cot.types import AFFILIATIONS, entity_sidc
 from services.hub import Update
 from web.auth.guards import principal_of, requires
-from web.sse.live import Messages, page_stream
+from web.sse.live import LiveStreams, Messages
 
 Req = Request[Any, Any, Any]
 Minutes = Annotated[float, QueryParameter(gt=0, le=24 * 60)]
@@ -68,27 +62,6 @@ LEGEND: tuple[tuple[str, str, str], ...] = tuple(
 TILE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
 
 
-def _mbtiles(path: str) -> sqlite3.Connection:
-    # Read-only and immutable: the operator's file is never written, and no -wal/-shm appear beside it.
-    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
-
-
-def mbtiles_metadata(path: str) -> dict[str, str]:
-    """The ``metadata`` table of an MBTiles file (name → value)."""
-    with contextlib.closing(_mbtiles(path)) as conn:
-        return {str(k): str(v) for k, v in conn.execute("SELECT name, value FROM metadata")}
-
-
-def mbtiles_tile(path: str, z: int, x: int, y: int) -> bytes | None:
-    """One tile (XYZ numbering; MBTiles rows count from the south, TMS)."""
-    with contextlib.closing(_mbtiles(path)) as conn:
-        row = conn.execute(
-            "SELECT tile_data FROM tiles WHERE zoom_level = ? AND tile_column = ? AND tile_row = ?",
-            (z, x, (1 << z) - 1 - y),
-        ).fetchone()
-    return bytes(row[0]) if row else None
-
-
 def _json_event(name: str, data: Any) -> ServerSentEventMessage:
     return ServerSentEventMessage(event=name, data=msgspec.json.encode(data).decode())
 
@@ -100,50 +73,48 @@ class MapController(Controller):
     guards = [requires("read")]
 
     @get("/map")
-    async def map_page(self, request: Req, runtime: NamedDependency[Runtime]) -> Template:
+    async def map_page(self, request: Req, map_data: NamedDependency[MapData]) -> Template:
         """The map."""
-        cards = runtime.services.console.cards(principal_of(request).visible_orgs)
+        cards = map_data.cards(principal_of(request).visible_orgs)
         return Template(
             "pages/map.html",
             context={
                 "cards": cards,
                 "active": "map",
-                "pmtiles": bool(runtime.settings.map_pmtiles),
-                "mbtiles": bool(runtime.settings.map_mbtiles),
+                "pmtiles": bool(map_data.pmtiles),
+                "mbtiles": bool(map_data.mbtiles),
                 "legend": LEGEND,
             },
         )
 
     @get("/events/map")
-    async def map_events(self, request: Req, runtime: NamedDependency[Runtime]) -> ServerSentEvent:
+    async def map_events(
+        self, request: Req, map_data: NamedDependency[MapData], live: NamedDependency[LiveStreams]
+    ) -> ServerSentEvent:
         """Markers: all on (re)connect, then each change."""
         principal = principal_of(request)
-        data = runtime.services.console
 
         async def resync() -> Messages:
-            return [_json_event("map-reset", [marker(c) for c in data.cards(principal.visible_orgs)])]
+            return [_json_event("map-reset", [marker(c) for c in map_data.cards(principal.visible_orgs)])]
 
         async def render(batch: Sequence[Update]) -> Messages:
             if any(u.topic == "registry" for u in batch):
                 return await resync()
             out: Messages = []
             for update in batch:
-                card = data.card(update.key)
+                card = map_data.card(update.key)
                 if card is not None and principal.sees(card.org_id):
                     out.append(_json_event("map-entity", marker(card)))
             return out
 
-        return page_stream(request, runtime, {"state", "registry"}, resync, render, max_fps=4.0)
+        return live.page_stream(request, {"state", "registry"}, resync, render, max_fps=4.0)
 
     @get("/map/trails.geojson")
     async def trails(
-        self, request: Req, runtime: NamedDependency[Runtime], minutes: Minutes = 10.0
+        self, request: Req, map_data: NamedDependency[MapData], minutes: Minutes = 10.0
     ) -> Response[dict[str, Any]]:
         """Recent track of every visible entity as GeoJSON line strings."""
-        cards = runtime.services.console.cards(principal_of(request).visible_orgs)
-        points = await tracks_db.tracks_between(
-            runtime.db, time.time() - minutes * 60, time.time(), [c.entity_id for c in cards], limit=100_000
-        )
+        points = await map_data.trails(principal_of(request).visible_orgs, time.time() - minutes * 60, time.time())
         lines: dict[str, list[list[float]]] = {}
         for p in points:
             lines.setdefault(p.entity_id, []).append([round(p.longitude, 6), round(p.latitude, 6)])
@@ -155,11 +126,9 @@ class MapController(Controller):
         return Response({"type": "FeatureCollection", "features": features}, headers={"Cache-Control": "no-store"})
 
     @get("/map/tiles.pmtiles")
-    async def pmtiles(self, request: Req, runtime: NamedDependency[Runtime]) -> Response[bytes]:
+    async def pmtiles(self, request: Req, map_data: NamedDependency[MapData]) -> Response[bytes]:
         """The operator's PMTiles file, with HTTP range requests."""
-        path = Path(runtime.settings.map_pmtiles)
-        if not runtime.settings.map_pmtiles or not path.is_file():
-            raise NotFound("no PMTiles file configured (OVERWATCH_MAP_PMTILES)")
+        path = map_data.pmtiles_file()
         size = os.path.getsize(path)
         start, end = 0, min(size, MAX_RANGE) - 1
         header = request.headers.get("range", "")
@@ -185,13 +154,9 @@ class MapController(Controller):
         )
 
     @get("/map/mbtiles.json")
-    async def mbtiles_json(self, runtime: NamedDependency[Runtime]) -> Response[dict[str, Any]]:
+    async def mbtiles_json(self, map_data: NamedDependency[MapData]) -> Response[dict[str, Any]]:
         """TileJSON of the operator's MBTiles file: format, zooms, bounds, vector layers."""
-        path = self._mbtiles_path(runtime)
-        try:
-            meta = await asyncio.to_thread(mbtiles_metadata, path)
-        except sqlite3.Error as exc:
-            raise NotFound(f"OVERWATCH_MAP_MBTILES is not a readable MBTiles file: {exc}") from None
+        meta = await map_data.mbtiles_metadata()
         fmt = meta.get("format", "png").lower()
         out: dict[str, Any] = {
             "tilejson": "3.0.0",
@@ -219,29 +184,15 @@ class MapController(Controller):
 
     @get("/map/mbtiles/{z:int}/{x:int}/{y:int}")
     async def mbtiles_tile(
-        self, z: TileIndex, x: TileIndex, y: TileIndex, runtime: NamedDependency[Runtime]
+        self, z: TileIndex, x: TileIndex, y: TileIndex, map_data: NamedDependency[MapData]
     ) -> Response[bytes]:
         """One tile of the operator's MBTiles file (204 where the file has none)."""
-        path = self._mbtiles_path(runtime)
-        if not 0 <= z <= 24 or not 0 <= x < (1 << z) or not 0 <= y < (1 << z):
-            raise NotFound(f"no tile {z}/{x}/{y}")
-        try:
-            data, meta = await asyncio.to_thread(lambda: (mbtiles_tile(path, z, x, y), mbtiles_metadata(path)))
-        except sqlite3.Error as exc:
-            raise NotFound(f"OVERWATCH_MAP_MBTILES is not a readable MBTiles file: {exc}") from None
+        data, fmt = await map_data.mbtiles_tile(z, x, y)
         headers = {"Cache-Control": "private, max-age=3600"}
         if data is None:
             return Response(b"", status_code=204, headers=headers)
-        fmt = meta.get("format", "png").lower()
         if fmt == "pbf":
             if data[:2] == b"\x1f\x8b":
                 headers["Content-Encoding"] = "gzip"  # vector tiles are usually stored gzipped
             return Response(data, media_type="application/x-protobuf", headers=headers)
         return Response(data, media_type=TILE_TYPES.get(fmt, "application/octet-stream"), headers=headers)
-
-    @staticmethod
-    def _mbtiles_path(runtime: Runtime) -> str:
-        path = runtime.settings.map_mbtiles
-        if not path or not Path(path).is_file():
-            raise NotFound("no MBTiles file configured (OVERWATCH_MAP_MBTILES)")
-        return path
