@@ -24,9 +24,9 @@ def worker_factories() -> list[WorkerFactory]:
     from workers.nats_auth import NatsAuthWorker
     from workers.registry import RegistryProjector
     from workers.rules import RuleEvaluator
-    from workers.state_alerts import StateAlerts
     from workers.state_keeper import StateKeeper
     from workers.state_watch import StateWatcher
+    from workers.status_events import StatusEvents
     from workers.telemetry import TelemetryWorker
     from workers.video import VideoWorker
 
@@ -34,7 +34,7 @@ def worker_factories() -> list[WorkerFactory]:
     return [
         lambda ctx, s: RegistryProjector(ctx),
         lambda ctx, s: StateWatcher(ctx, s.state_cache),
-        lambda ctx, s: StateAlerts(ctx, s.state_cache, s.alerts),
+        lambda ctx, s: StatusEvents(ctx, s.state_cache),
         lambda ctx, s: EntityWorker(ctx, s.registry),
         lambda ctx, s: TelemetryWorker(ctx, s.state_cache),
         lambda ctx, s: EventWorker(ctx, s.alerts),
@@ -42,7 +42,7 @@ def worker_factories() -> list[WorkerFactory]:
         lambda ctx, s: VideoWorker(ctx, s.video),
         lambda ctx, s: NatsAuthWorker(ctx, s.nats_auth),
         lambda ctx, s: StateKeeper(ctx, s.state_cache),
-        lambda ctx, s: RuleEvaluator(ctx, s.state_cache, s.audit, s.alerts),
+        lambda ctx, s: RuleEvaluator(ctx, s.state_cache, s.rules),
         lambda ctx, s: CotGateway(ctx, s.state_cache, s.registry),
     ]
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from jinja2 import Environment
 
 from fabric.state_store import StateStore
+from services.alerts.service import RuleService
 from services.alerts.store import AlertService
 from services.audit import AuditService
 from services.auth.apikeys import ApiKeyService
@@ -43,6 +44,7 @@ class Services:
     registry: RegistryService
     templates: Environment
     alerts: AlertService
+    rules: RuleService
     state_cache: StateCache
     commands: CommandService
     video: VideoRegistry
@@ -79,7 +81,7 @@ def build_services(rt: Runtime) -> Services:
     users = UserService(rt.db, audit, rt.settings, sessions=sessions)
     nats_url = rt.nats_server.url if rt.nats_server else ", ".join(rt.settings.nats_servers)
     registry = RegistryService(rt.kv_registry, rt.js, rt.db, rt.hub, audit)
-    alerts = AlertService(rt.db, rt.hub)
+    alerts = AlertService(rt.db, rt.hub, audit)
     commands = CommandService(
         rt.db, rt.js, StateStore(rt.kv_state, "commands"), cache, rt.hub, rt.settings.command_ttl, audit
     )
@@ -91,6 +93,14 @@ def build_services(rt: Runtime) -> Services:
         registry=registry,
         templates=templates,
         alerts=alerts,
+        rules=RuleService(
+            rt.db,
+            rt.hub,
+            audit,
+            alerts,
+            offline_after=rt.settings.offline_after,
+            battery_percent=rt.settings.battery_alert_percent,
+        ),
         state_cache=cache,
         commands=commands,
         video=video,

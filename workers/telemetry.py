@@ -5,7 +5,7 @@ Bursts coalesce per entity: messages fetched within one write interval are merge
 ``OVERWATCH_TELEMETRY_MAX_HZ`` times per second per entity. A message is acknowledged
 only after the write that contains it succeeded, so ``kill -9`` at any moment loses
 nothing JetStream acknowledged. The liveness sweep marks silent entities offline
-(``workers/state_alerts.py`` turns that transition into an alert and a status event).
+(the default offline rule, ``workers/rules.py``, alerts on it; ``workers/status_events.py`` publishes it).
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ async def test_metrics_parse_and_have_worker_sse_http_and_detection_series(
     assert response.headers["content-type"].startswith("text/plain")
     found = samples(response.text)
     workers = {s.labels["worker"] for s in found["overwatch_worker_processed_total"]}
-    assert {"telemetry", "rules", "state-alerts"} <= workers, workers
+    assert {"telemetry", "rules", "status-events"} <= workers, workers
     assert "overwatch_worker_dead_lettered_total" in found and "overwatch_worker_failed_total" in found
     assert {s.labels["consumer"] for s in found["overwatch_consumer_lag"]} >= {"telemetry-processor"}
     assert "overwatch_sse_clients" in found

@@ -10,7 +10,6 @@ import pytest
 from app.runtime import Runtime
 from db import rules as rules_db
 from services.alerts.model import RuleForm, validate
-from services.alerts.service import RuleService
 from services.audit import Actor
 from tests.browser.conftest import open_page, sign_in, wait_js
 from tests.conftest import LiveServer
@@ -49,7 +48,7 @@ async def test_offline_rule_toasts_open_pages_of_users_who_see_it(
             await wait_js(p, "document.getElementById('conn').classList.contains('is-live')", what="stream open")
         assert await page.evaluate("document.querySelectorAll('#toasts [data-toast]').length") == 0
         form = RuleForm(name="Lost link", kind="offline", threshold=5, severity="high", enabled="on", org_id="org1")
-        await RuleService.of(runtime).create(Actor("tests"), validate(form))
+        await runtime.services.rules.create(Actor("tests"), validate(form))
 
         sim.pause("ent-0")
         text = await wait_js(

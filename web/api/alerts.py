@@ -8,9 +8,7 @@ from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromQuery, QueryParameter
 
-from app.runtime import Runtime
-from core.errors import NotFound
-from db import alerts as alerts_db
+from services.alerts.store import AlertService
 from services.schemas import Page
 from web.api.params import ERRORS, KeyPath, Limit, Offset
 from web.api.schemas import AlertView
@@ -31,7 +29,7 @@ class AlertController(Controller):
     async def list_alerts(
         self,
         request: Req,
-        runtime: NamedDependency[Runtime],
+        alerts: NamedDependency[AlertService],
         limit: Limit = 100,
         offset: Offset = 0,
         status: Annotated[str | None, QueryParameter(pattern="^(active|cleared)$")] = None,
@@ -39,19 +37,19 @@ class AlertController(Controller):
         unacknowledged: FromQuery[bool] = False,
     ) -> Page[AlertView]:
         """Alerts of the caller's organisations, newest first."""
-        orgs = principal_of(request).visible_orgs
-        filters: dict[str, Any] = {"status": status, "kind": kind, "org_ids": orgs, "unacknowledged": unacknowledged}
-        rows = await alerts_db.list_alerts(runtime.db, limit=limit, offset=offset, **filters)
-        total = await alerts_db.count_alerts(runtime.db, **filters)
+        rows, total = await alerts.page(
+            org_ids=principal_of(request).visible_orgs,
+            status=status,
+            kind=kind,
+            unacknowledged=unacknowledged,
+            limit=limit,
+            offset=offset,
+        )
         return Page(items=[alert_view(r) for r in rows], total=total, limit=limit, offset=offset)
 
     @post("/{alert_id:str}/ack", status_code=200, responses=ERRORS)
-    async def acknowledge(self, request: Req, alert_id: KeyPath, runtime: NamedDependency[Runtime]) -> AlertView:
+    async def acknowledge(self, request: Req, alert_id: KeyPath, alerts: NamedDependency[AlertService]) -> AlertView:
         """Acknowledge an alert (operators and admins of its organisation)."""
-        row = await alerts_db.get_alert(runtime.db, alert_id)
-        if row is None:
-            raise NotFound(f"alert {alert_id} not found")
+        row = await alerts.get(alert_id)
         actor = await authorize(request, row.org_id, "commands")
-        updated = await runtime.services.alerts.acknowledge(alert_id, actor.label)
-        await runtime.services.audit.record(actor, "alert.acknowledge", target=alert_id, org_id=row.org_id)
-        return alert_view(updated)
+        return alert_view(await alerts.acknowledge(actor, alert_id) or row)

@@ -10,16 +10,12 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from litestar.response import Redirect, ServerSentEvent, Template
 
-from app.runtime import Runtime
-from core.contracts.common import utc_now
-from core.errors import NotFound
-from db import alerts as alerts_db
-from db import rules as rules_db
+from services.alerts.store import ALERTS_TOPIC, AlertService
 from services.hub import Update
 from web.api.params import KeyPath
 from web.api.views import alert_view
 from web.auth.guards import authorize, principal_of, requires
-from web.sse.live import Messages, event, page_stream
+from web.sse.live import LiveStreams, Messages
 
 Req = Request[Any, Any, Any]
 Status = Annotated[str, QueryParameter(pattern="^(active|cleared|all)$")]
@@ -27,17 +23,14 @@ Kind = Annotated[str, QueryParameter(pattern="^(|threat|offline|battery|device|r
 PAGE = 100
 
 
-async def _context(request: Req, runtime: Runtime, status: str, kind: str) -> dict[str, Any]:
+async def _context(request: Req, alerts: AlertService, status: str, kind: str) -> dict[str, Any]:
     principal = principal_of(request)
-    filters: dict[str, Any] = {
-        "status": None if status == "all" else status,
-        "kind": kind or None,
-        "org_ids": principal.visible_orgs,
-    }
-    rows = await alerts_db.list_alerts(runtime.db, limit=PAGE, **filters)
+    rows, total = await alerts.page(
+        org_ids=principal.visible_orgs, status=None if status == "all" else status, kind=kind or None, limit=PAGE
+    )
     return {
         "alerts": [alert_view(r) for r in rows],
-        "total": await alerts_db.count_alerts(runtime.db, **filters),
+        "total": total,
         "status": status,
         "kind": kind,
         "can_ack_orgs": principal.org_ids,
@@ -53,39 +46,39 @@ class AlertsController(Controller):
 
     @get("/alerts")
     async def alerts(
-        self, request: Req, runtime: NamedDependency[Runtime], status: Status = "active", kind: Kind = ""
+        self, request: Req, alerts: NamedDependency[AlertService], status: Status = "active", kind: Kind = ""
     ) -> Template:
         """Alerts, newest first (active by default)."""
-        ctx = await _context(request, runtime, status, kind)
+        ctx = await _context(request, alerts, status, kind)
         return Template("pages/alerts.html", context={**ctx, "active": "alerts"})
 
     @get("/events/alerts")
     async def alerts_events(
-        self, request: Req, runtime: NamedDependency[Runtime], status: Status = "active", kind: Kind = ""
+        self,
+        request: Req,
+        alerts: NamedDependency[AlertService],
+        live: NamedDependency[LiveStreams],
+        status: Status = "active",
+        kind: Kind = "",
     ) -> ServerSentEvent:
         """The alert list, re-rendered when alerts change."""
 
         async def resync() -> Messages:
-            return [event(runtime, request, "alert-list", await _context(request, runtime, status, kind))]
+            return [live.event(request, "alert-list", await _context(request, alerts, status, kind))]
 
         async def render(_batch: Sequence[Update]) -> Messages:
             return await resync()
 
-        return page_stream(request, runtime, {"alerts"}, resync, render, max_fps=2.0)
+        return live.page_stream(request, {ALERTS_TOPIC}, resync, render, max_fps=2.0)
 
     @post("/alerts/{alert_id:str}/ack")
     async def acknowledge(
-        self, request: Req, alert_id: KeyPath, runtime: NamedDependency[Runtime]
+        self, request: Req, alert_id: KeyPath, alerts: NamedDependency[AlertService]
     ) -> Template | Redirect:
         """Acknowledge (operators and admins of the alert's organisation; audited)."""
-        row = await alerts_db.get_alert(runtime.db, alert_id)
-        if row is None:
-            raise NotFound(f"alert {alert_id} not found")
+        row = await alerts.get(alert_id)
         actor = await authorize(request, row.org_id, "commands")
-        updated = await runtime.services.alerts.acknowledge(alert_id, actor.label)
-        if row.kind == "rule":  # the rule's firing history shows the same acknowledgement
-            await rules_db.acknowledge_events(runtime.db, alert_id, actor.label, utc_now())
-        await runtime.services.audit.record(actor, "alert.acknowledge", target=alert_id, org_id=row.org_id)
+        updated = await alerts.acknowledge(actor, alert_id) or row
         if not getattr(request, "htmx", False):
             return Redirect("/alerts", status_code=303)
         return Template("partials/alert-row.html", context={"a": alert_view(updated), "can_ack": True})
