@@ -44,10 +44,12 @@ from web.errors import (
 )
 from web.health import HealthController
 from web.metrics.pages import MetricsController
-from web.nats.browse import MessagesController
+from web.nats.consumers import ConsumersController
 from web.nats.dlq import DlqController
 from web.nats.kv import KvController
-from web.nats.pages import ConsumersController, ServerController, StreamsController
+from web.nats.messages import MessagesController
+from web.nats.server import ServerController
+from web.nats.streams import StreamsController
 from web.rules import RulesController
 from web.security_headers import security_headers
 from web.sse.mux import MuxController

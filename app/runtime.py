@@ -20,6 +20,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
+from app.metric_sources import metric_sources
 from app.services import Services, build_services
 from core import topology
 from core.settings import Settings, parse_size
@@ -115,7 +116,7 @@ class Runtime:
         self.shutting_down = asyncio.Event()
         self._services: Services | None = None
         self.background: list[asyncio.Task[Any]] = []
-        self.metrics = Metrics(self)
+        self.metrics = Metrics(settings.data_path)
         self.tracing = Tracing()
 
     @property
@@ -180,7 +181,7 @@ class Runtime:
                 s.nats_port,
                 parse_size(s.nats_max_memory),
                 parse_size(s.nats_max_file_store),
-                extra_config=await render_authorization(self),
+                extra_config=await render_authorization(self.db, self.secret),
                 binary=s.nats_server_bin or None,
                 tls=self.nats_tls,
             )
@@ -221,7 +222,9 @@ class Runtime:
         ctx = self.worker_context
         self.workers = WorkerManager([factory(ctx, self.services) for factory in self.worker_factories])
         self.workers.start()
-        self.background.append(asyncio.create_task(Sampler(self).run(self.shutting_down), name="metrics-sampler"))
+        self.metrics.attach(metric_sources(self))
+        sampler = Sampler(self.metrics, self.db, self.hub, s.metrics_interval, s.metrics_retention_hours)
+        self.background.append(asyncio.create_task(sampler.run(self.shutting_down), name="metrics-sampler"))
 
     async def stop(self) -> None:
         """End streams, stop workers, drain NATS, stop the child, close SQLite."""
@@ -239,38 +242,3 @@ class Runtime:
         if self.nats_server:
             await self.nats_server.stop()
         await self.db.close()
-
-    async def readiness(self) -> dict[str, dict[str, Any]]:
-        """Each readiness check with ``ok`` and a detail; used by ``/health/ready``."""
-        checks: dict[str, dict[str, Any]] = {}
-        nc = self.nc
-        checks["nats"] = {
-            "ok": bool(nc and nc.is_connected),
-            "detail": nc.connected_url.netloc if nc and nc.connected_url else "not connected",
-        }
-        try:
-            info = await asyncio.wait_for(self.js.account_info(), 1.0)
-            checks["jetstream"] = {"ok": True, "detail": f"{info.streams} streams, {info.consumers} consumers"}
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready
-            checks["jetstream"] = {"ok": False, "detail": str(exc) or type(exc).__name__}
-        try:
-            took = await asyncio.wait_for(self.db.check_writable(), 2.0)
-            checks["database"] = {"ok": True, "detail": f"write {took * 1000:.1f} ms"}
-        except Exception as exc:  # noqa: BLE001
-            checks["database"] = {"ok": False, "detail": str(exc) or type(exc).__name__}
-        status = self.workers.status()
-        down = [name for name, running in status.items() if not running]
-        checks["workers"] = {
-            "ok": not down and len(status) == len(self.worker_factories),
-            "detail": f"down: {', '.join(down)}" if down else f"{len(status)} running",
-        }
-        if self.nats_server is not None:
-            checks["nats_server"] = {
-                "ok": self.nats_server.running,
-                "detail": f"pid {self.nats_server.pid}, restarts {self.nats_server.restarts}",
-            }
-            manager = self._services.nats_auth if self._services is not None else None
-            if manager is not None:
-                # A failed re-render or reload leaves revoked keys connected: not ready.
-                checks["nats_auth"] = manager.status()
-        return checks

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from jinja2 import Environment
 
+from fabric.api import api_prefix
 from fabric.state_store import StateStore
 from services.alerts.service import RuleService
 from services.alerts.store import AlertService
@@ -24,7 +25,24 @@ from services.console.map import MapData
 from services.detections import DetectionService
 from services.directory import EntityOrgs
 from services.embeds import EmbedService
+from services.health import (
+    CheckFn,
+    Health,
+    database_check,
+    jetstream_check,
+    nats_check,
+    server_check,
+    status_check,
+    workers_check,
+)
+from services.metrics.service import MetricsService
 from services.nats_auth import NatsAuthManager
+from services.nats_console.access import KeyAccess
+from services.nats_console.dlq import DlqService
+from services.nats_console.kv import KvService
+from services.nats_console.messages import MessageService
+from services.nats_console.server import ServerService
+from services.nats_console.streams import StreamService
 from services.registry import RegistryService
 from services.state_cache import StateCache
 from services.state_reader import StateReader
@@ -56,6 +74,13 @@ class Services:
     nats_auth: NatsAuthManager | None
     console: ConsoleData
     live: LiveStreams
+    nats_streams: StreamService
+    nats_messages: MessageService
+    nats_server_view: ServerService
+    nats_kv: KvService
+    nats_dlq: DlqService
+    metrics: MetricsService
+    health: Health
     tracks: TrackService
     detections: DetectionService
     embeds: EmbedService
@@ -89,6 +114,12 @@ def build_services(rt: Runtime) -> Services:
     tracks = TrackService(rt.db, console)
     detections = DetectionService(rt.db)
     embeds = EmbedService(rt.db, audit)
+    streams = StreamService(rt.nc, audit, api_prefix(rt.js))
+    apikeys = ApiKeyService(rt.db, audit, rt.secret, nats_url=nats_url)
+    nats_auth = None
+    if rt.nats_server is not None:
+        nats_auth = NatsAuthManager(rt.db, rt.secret, rt.hub, rt.nats_server)
+        apikeys.add_listener(nats_auth.mark_dirty)  # keys created or revoked here re-render at once
     return Services(
         registry=registry,
         templates=templates,
@@ -107,11 +138,25 @@ def build_services(rt: Runtime) -> Services:
         audit=audit,
         users=users,
         sessions=sessions,
-        apikeys=ApiKeyService(rt.db, audit, rt.secret, nats_url=nats_url),
+        apikeys=apikeys,
         signin=SignInService(users, sessions, IpLimiter(), audit),
-        nats_auth=NatsAuthManager(rt) if rt.settings.embedded_nats else None,
+        nats_auth=nats_auth,
         console=console,
         live=LiveStreams(templates, rt.hub, cache, console.open_alerts),
+        nats_streams=streams,
+        nats_messages=MessageService(rt.nc, rt.hub, streams),
+        nats_server_view=ServerService(
+            rt.nc,
+            rt.nats_server,
+            rt.settings.nats_store_path if rt.settings.embedded_nats else rt.settings.data_path,
+            rt.started_at,
+            api_prefix(rt.js),
+        ),
+        nats_kv=KvService(rt.nc, rt.js, KeyAccess(rt.db, cache), audit),
+        # Workers are built after the services: the dead-letter page reads their refusals when asked.
+        nats_dlq=DlqService(rt.js, audit, lambda: rt.workers.dlq_refused(), rt.settings.dlq_max_per_subject),
+        metrics=MetricsService(rt.metrics, rt.db, cache, rt.settings.metrics_public, rt.settings.metrics_interval),
+        health=Health(rt.started_at, readiness_checks(rt, nats_auth)),
         tracks=tracks,
         detections=detections,
         embeds=embeds,
@@ -131,3 +176,21 @@ def build_services(rt: Runtime) -> Services:
         map_data=MapData(console, tracks, rt.settings.map_pmtiles, rt.settings.map_mbtiles),
         video_feeds=VideoFeeds(video, registry, embeds, rt.shutting_down),
     )
+
+
+def readiness_checks(rt: Runtime, nats_auth: NatsAuthManager | None) -> dict[str, CheckFn]:
+    """What ``/health/ready`` checks, in the order it reports them."""
+    assert rt.nc is not None
+    checks: dict[str, CheckFn] = {
+        "nats": nats_check(rt.nc),
+        "jetstream": jetstream_check(rt.js),
+        "database": database_check(rt.db),
+        # Workers are built after the services: their status is read when asked.
+        "workers": workers_check(lambda: rt.workers.status(), len(rt.worker_factories)),
+    }
+    if rt.nats_server is not None:
+        checks["nats_server"] = server_check(rt.nats_server)
+        if nats_auth is not None:
+            # A failed re-render or reload leaves revoked keys connected: not ready.
+            checks["nats_auth"] = status_check(nats_auth.status)
+    return checks

@@ -129,6 +129,16 @@ def dlq_subject(stream: str, org_id: str | None = None) -> str:
 
 SUBJECT_DLQ_UNOWNED = f"{PREFIX}.dlq.*"  # dead letters of no organisation (and all of them before quotas)
 
+# Header names on dead-lettered messages (documented in docs/nats.md): written by the
+# workers, read by the console's dead-letter pages.
+DLQ_REASON = "Overwatch-Dlq-Reason"
+DLQ_SUBJECT = "Overwatch-Dlq-Subject"
+DLQ_STREAM = "Overwatch-Dlq-Stream"
+DLQ_SEQUENCE = "Overwatch-Dlq-Sequence"
+DLQ_WORKER = "Overwatch-Dlq-Worker"
+DLQ_TIME = "Overwatch-Dlq-Time"
+DLQ_ORIGINAL_SIZE = "Overwatch-Dlq-Original-Size"  # only on a dead letter whose payload was cut
+
 
 def kv_stream(bucket: str) -> str:
     """Name of the stream backing a KV bucket."""

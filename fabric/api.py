@@ -14,6 +14,7 @@ from typing import Any
 from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
 
 API_TIMEOUT = 5.0
 RATE_WINDOW_S = 60.0  # samples older than this are dropped
@@ -27,6 +28,11 @@ class ApiError(Exception):
         super().__init__(description)
         self.code = code
         self.description = description
+
+
+def api_prefix(js: JetStreamContext) -> str:
+    """The JetStream API prefix of ``js`` (``$JS.API`` unless a domain is configured)."""
+    return str(getattr(js, "_prefix", "$JS.API"))
 
 
 async def request(nc: NATS, subject: str, body: dict[str, Any] | None = None) -> dict[str, Any]:

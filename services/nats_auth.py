@@ -34,7 +34,7 @@ import logging
 import re
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import nkeys
@@ -44,9 +44,9 @@ from nats.js.kv import KeyValue
 from core import topology
 from db import apikeys as keys_db
 from db import registry as registry_db
-
-if TYPE_CHECKING:
-    from app.runtime import Runtime
+from db.database import Database
+from fabric.server import EmbeddedNats
+from services.hub import Hub, Update
 
 log = logging.getLogger("overwatch.nats.auth")
 
@@ -241,14 +241,17 @@ def _key_problem(org_id: str | None, pubkey: str, key_id: str, kind: str = "devi
     return ""
 
 
-async def build_authorization(runtime: Runtime) -> AuthBlock:
-    """Render the ``authorization`` block; records that cannot be rendered are skipped with a reason."""
-    users: list[dict[str, Any]] = [{"user": INTERNAL_USER, "password": internal_password(runtime.secret)}]
+async def build_authorization(db: Database, secret: str) -> AuthBlock:
+    """Render the ``authorization`` block; records that cannot be rendered are skipped with a reason.
+
+    ``secret`` is the instance secret the server's own user's password derives from.
+    """
+    users: list[dict[str, Any]] = [{"user": INTERNAL_USER, "password": internal_password(secret)}]
     skipped: list[str] = []
     by_org: dict[str, list[str]] = {}
     now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
     next_expiry: str | None = None
-    rows = await keys_db.list_keys(runtime.db, include_revoked=True)
+    rows = await keys_db.list_keys(db, include_revoked=True)
     holders = Counter(k.nats_pubkey for k in rows if k.nats_pubkey)
     for key in rows:
         if not key.nats_pubkey or key.revoked_at:
@@ -265,7 +268,7 @@ async def build_authorization(runtime: Runtime) -> AuthBlock:
             continue
         org = key.org_id or ""
         if org and org not in by_org:
-            ids = [r.entity_id for r in await registry_db.list_entities(runtime.db, org_id=org, limit=1_000_000)]
+            ids = [r.entity_id for r in await registry_db.list_entities(db, org_id=org, limit=1_000_000)]
             bad = [e for e in ids if not topology.TOKEN_RE.match(e)]
             skipped += [f"entity {e!r} of organisation {org}: id is not a subject token" for e in bad]
             by_org[org] = [e for e in ids if topology.TOKEN_RE.match(e)]
@@ -281,9 +284,9 @@ async def build_authorization(runtime: Runtime) -> AuthBlock:
     return AuthBlock(text=text, users=len(users), skipped=skipped, next_expiry=next_expiry)
 
 
-async def render_authorization(runtime: Runtime) -> str:
+async def render_authorization(db: Database, secret: str) -> str:
     """The ``authorization`` block of the embedded server's configuration."""
-    return (await build_authorization(runtime)).text
+    return (await build_authorization(db, secret)).text
 
 
 class NatsAuthManager:
@@ -293,8 +296,10 @@ class NatsAuthManager:
     says why not (``/health/ready`` shows it as a failed ``nats_auth`` check).
     """
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, db: Database, secret: str, hub: Hub, server: EmbeddedNats) -> None:
+        self.db = db
+        self.secret = secret  # the server's own user's password derives from it
+        self.server = server  # the embedded child whose configuration is rewritten and reloaded
         self._dirty = asyncio.Event()
         self._lock = asyncio.Lock()
         self._last = ""
@@ -305,11 +310,10 @@ class NatsAuthManager:
         self.reloads = 0
         self.error = ""
         self.skipped: list[str] = []
-        runtime.hub.add_listener(self._on_update)
+        hub.add_listener(self._on_update)
 
-    def _on_update(self, update: object) -> None:
-        key = getattr(update, "key", "")
-        if getattr(update, "topic", "") == "registry" and isinstance(key, str) and key.startswith("entity."):
+    def _on_update(self, update: Update) -> None:
+        if update.topic == "registry" and update.key.startswith("entity."):
             self._dirty.set()
 
     def mark_dirty(self) -> None:
@@ -334,11 +338,9 @@ class NatsAuthManager:
             return await self._apply()
 
     async def _apply(self) -> bool:
-        server = self.runtime.nats_server
-        if server is None:
-            return False
+        server = self.server
         try:
-            block = await build_authorization(self.runtime)
+            block = await build_authorization(self.db, self.secret)
         except Exception as exc:
             self.error = f"rendering the NATS authorization failed: {exc}"
             raise
@@ -367,7 +369,7 @@ class NatsAuthManager:
     async def _keys_fingerprint(self) -> str:
         # Row count, revoked count and the newest rowid change with every create and revoke
         # (timestamps alone would miss two revocations within one second).
-        rows = await self.runtime.db.fetch_rows("SELECT COUNT(*), COUNT(revoked_at), MAX(rowid) FROM api_keys")
+        rows = await self.db.fetch_rows("SELECT COUNT(*), COUNT(revoked_at), MAX(rowid) FROM api_keys")
         return repr(tuple(rows[0])) if rows else ""
 
     def _expired(self) -> bool:
@@ -375,8 +377,10 @@ class NatsAuthManager:
         return self._next_expiry is not None and self._next_expiry < now
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Re-render on registry and key changes (this process, or the CLI's) and at key expiry."""
-        self.runtime.services.apikeys.add_listener(self.mark_dirty)
+        """Re-render on registry and key changes (this process, or the CLI's) and at key expiry.
+
+        Keys created or revoked in this process call ``mark_dirty`` (wired in ``build_services``).
+        """
         self._seen_keys = await self._keys_fingerprint()
         while not stopping.is_set():
             try:

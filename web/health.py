@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 
-from app.runtime import Runtime
+from services.health import Health
 
 
 class HealthController(Controller):
@@ -18,14 +16,14 @@ class HealthController(Controller):
     opt = {"public": True, "anonymous": True}
 
     @get("/live", sync_to_thread=False)
-    def live(self, runtime: NamedDependency[Runtime]) -> dict[str, object]:
+    def live(self, health: NamedDependency[Health]) -> dict[str, object]:
         """The process is up and serving HTTP."""
-        return {"status": "ok", "uptime_s": round(time.time() - runtime.started_at, 1)}
+        return {"status": "ok", "uptime_s": round(health.uptime(), 1)}
 
     @get("/ready")
-    async def ready(self, runtime: NamedDependency[Runtime]) -> Response[dict[str, object]]:
+    async def ready(self, health: NamedDependency[Health]) -> Response[dict[str, object]]:
         """200 when NATS, JetStream, the database and all workers are healthy, else 503."""
-        checks = await runtime.readiness()
+        checks = await health.readiness()
         ok = all(c["ok"] for c in checks.values())
         body: dict[str, object] = {"status": "ok" if ok else "degraded", "checks": checks}
         return Response(body, status_code=200 if ok else 503)

@@ -3,8 +3,10 @@
 Only HTTP requests are counted as they happen (one counter add and one histogram
 record per request). Everything else is an observable instrument whose callback
 reads figures the process keeps anyway (worker stats, the hub, the state cache, the
-system probe) at scrape time, so no hot path pays for metrics. Each runtime has its
-own ``MeterProvider`` and Prometheus registry (several runtimes share a test process).
+system probe) at scrape time, so no hot path pays for metrics. Those figures come from
+``MetricSources``, which the composition root attaches once the runtime has started;
+until then they observe no worker, entity or writer figures. Each runtime has its own
+``MeterProvider`` and Prometheus registry (several runtimes share a test process).
 
 OTLP export is optional: when an OTLP exporter package is importable and one of the
 SDK's standard ``OTEL_EXPORTER_OTLP_*ENDPOINT`` variables is set, a periodic OTLP
@@ -17,8 +19,10 @@ import importlib
 import logging
 import os
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -32,8 +36,7 @@ from services.metrics.probe import SystemProbe
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Receive, Scope, Send
-
-    from app.runtime import Runtime
+    from nats.js import JetStreamContext
 
 log = logging.getLogger("overwatch.metrics")
 
@@ -98,13 +101,46 @@ def _num(value: Any) -> float | None:
     return number if number == number and abs(number) != float("inf") else None
 
 
+class KvWriter(Protocol):
+    """An EntityState writer's counters (``fabric.state_store.StateStore``)."""
+
+    @property
+    def writes(self) -> int:
+        """Compare-and-set writes that succeeded."""
+
+    @property
+    def conflicts(self) -> int:
+        """Compare-and-set writes another writer got in before."""
+
+
+Views = Mapping[str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class MetricSources:
+    """Where the observable instruments and the sampler read the process's figures.
+
+    Built by the composition root once the runtime has started (workers, services and
+    the JetStream context exist): each field is a plain callable over the part it reads.
+    """
+
+    js: JetStreamContext  # the system probe's consumer and dead-letter reads
+    sse_clients: Callable[[], int]
+    worker_stats: Callable[[], Mapping[str, Mapping[str, Any]]]  # worker name -> WorkerStats fields
+    worker_status: Callable[[], Mapping[str, bool]]  # worker name -> task running
+    dlq_refused: Callable[[], int]  # dead letters refused by organisation quotas since start, in total
+    kv_writers: Callable[[], Mapping[str, KvWriter]]  # writer name -> its counters
+    entity_views: Callable[[], Views]  # entity id -> the state cache's merged view
+    rejected: Callable[[], Mapping[str, Mapping[str, int]]]  # source ("state", "registry") -> reason -> count
+
+
 class Metrics:
     """The process's instruments, the Prometheus registry, and the system probe."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, data_path: Path) -> None:
+        self.sources: MetricSources | None = None  # None until ``attach`` (runtime not started)
         self.registry = CollectorRegistry(auto_describe=True)
-        self.probe = SystemProbe(runtime.settings.data_path)
+        self.probe = SystemProbe(data_path)
         readers: list[MetricReader] = [PrometheusMetricReader(registry=self.registry)]
         if (otlp := otlp_reader()) is not None:
             readers.append(otlp)
@@ -181,15 +217,37 @@ class Metrics:
         if status >= 500:
             self.errors_total += 1
 
+    # ------------------------------------------------------------------ sources
+
+    def attach(self, sources: MetricSources) -> None:
+        """Start observing the started runtime's figures."""
+        self.sources = sources
+
+    async def refresh_probe(self, max_age: float) -> None:
+        """Re-read the system probe's figures if older than ``max_age`` seconds (not before ``attach``)."""
+        if self.sources is not None:
+            await self.probe.refresh(self.sources.js, max_age=max_age)
+
+    def sse_clients(self) -> int:
+        """Connected SSE streams."""
+        return self.sources.sse_clients() if self.sources is not None else 0
+
+    def worker_stats(self) -> Mapping[str, Mapping[str, Any]]:
+        """Each worker's counters."""
+        return self.sources.worker_stats() if self.sources is not None else {}
+
+    def entity_views(self) -> Views:
+        """Every shown entity's merged state view."""
+        return self.sources.entity_views() if self.sources is not None else {}
+
     # ------------------------------------------------------------------ export
 
     async def render(self) -> bytes:
         """The Prometheus text exposition (system figures refreshed if older than 2 s)."""
-        if self.runtime.nc is not None:
-            try:
-                await self.probe.refresh(self.runtime.js, max_age=2.0)
-            except Exception:
-                log.debug("probe refresh failed", exc_info=True)
+        try:
+            await self.refresh_probe(max_age=2.0)
+        except Exception:
+            log.debug("probe refresh failed", exc_info=True)
         return generate_latest(self.registry)
 
     def shutdown(self) -> None:
@@ -202,19 +260,19 @@ class Metrics:
     # ------------------------------------------------------------------ callbacks
 
     def _sse(self, _options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(self.runtime.hub.client_count)]
+        return [Observation(self.sse_clients())]
 
     def _worker(self, field: str) -> Any:
         def observe(_options: CallbackOptions) -> Iterable[Observation]:
             return [
-                Observation(int(stats.get(field, 0)), {"worker": name})
-                for name, stats in self.runtime.workers.stats().items()
+                Observation(int(stats.get(field, 0)), {"worker": name}) for name, stats in self.worker_stats().items()
             ]
 
         return observe
 
     def _running(self, _options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(int(up), {"worker": name}) for name, up in self.runtime.workers.status().items()]
+        status = self.sources.worker_status() if self.sources is not None else {}
+        return [Observation(int(up), {"worker": name}) for name, up in status.items()]
 
     def _consumer(self, field: str) -> Any:
         def observe(_options: CallbackOptions) -> Iterable[Observation]:
@@ -231,60 +289,35 @@ class Metrics:
     def _dlq_refused(self, _options: CallbackOptions) -> Iterable[Observation]:
         # One total: /metrics is readable with any org's read key, so no organisation ids here
         # (the dead-letter page shows each caller the counts of the organisations it sees).
-        return [Observation(self.runtime.workers.dlq_refused().total())]
+        return [Observation(self.sources.dlq_refused() if self.sources is not None else 0)]
 
     def _disk(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [] if self.probe.disk_free_percent is None else [Observation(self.probe.disk_free_percent)]
 
-    def kv_stores(self) -> dict[str, Any]:
-        """Every EntityState writer of this process (worker stores and the command service's)."""
-        stores: dict[str, Any] = {}
-        for worker in self.runtime.workers.workers:
-            store = getattr(worker, "store", None)
-            if store is not None and hasattr(store, "conflicts"):
-                stores[str(getattr(store, "writer", worker.name))] = store
-        try:
-            store = getattr(self.runtime.services.commands, "store", None)
-        except AssertionError:  # not started yet
-            store = None
-        if store is not None and hasattr(store, "conflicts"):
-            stores[str(getattr(store, "writer", "commands"))] = store
-        return stores
-
     def _kv(self, field: str) -> Any:
         def observe(_options: CallbackOptions) -> Iterable[Observation]:
-            return [Observation(int(getattr(s, field, 0)), {"writer": w}) for w, s in self.kv_stores().items()]
+            writers = self.sources.kv_writers() if self.sources is not None else {}
+            return [Observation(int(getattr(s, field)), {"writer": w}) for w, s in writers.items()]
 
         return observe
 
-    def _views(self) -> dict[str, dict[str, Any]]:
-        try:
-            return self.runtime.services.state_cache.all()
-        except AssertionError:  # not started yet
-            return {}
-
     def _org_wall(self, _options: CallbackOptions) -> Iterable[Observation]:
-        out: list[Observation] = []
-        try:
-            rejected = dict(self.runtime.services.state_cache.rejected)
-        except AssertionError:  # not started yet
-            rejected = {}
-        out += [Observation(n, {"source": "state", "reason": reason}) for reason, n in rejected.items()]
-        for worker in self.runtime.workers.workers:
-            if worker.name == "registry":
-                counts = dict(getattr(worker, "rejected", {}))
-                out += [Observation(n, {"source": "registry", "reason": reason}) for reason, n in counts.items()]
-        return out
+        rejected = self.sources.rejected() if self.sources is not None else {}
+        return [
+            Observation(n, {"source": source, "reason": reason})
+            for source, counts in rejected.items()
+            for reason, n in counts.items()
+        ]
 
     def _entities(self, _options: CallbackOptions) -> Iterable[Observation]:
-        views = self._views()
+        views = self.entity_views()
         live = sum(1 for v in views.values() if v.get("is_live"))
         return [Observation(live, {"state": "live"}), Observation(len(views) - live, {"state": "offline"})]
 
     def pipelines(self) -> dict[str, dict[str, Any]]:
         """``analytics.pipeline`` of every entity that has one (camera entities running detection)."""
         out: dict[str, dict[str, Any]] = {}
-        for entity_id, view in list(self._views().items()):
+        for entity_id, view in list(self.entity_views().items()):
             analytics = view.get("analytics")
             pipeline = analytics.get("pipeline") if isinstance(analytics, dict) else None
             if isinstance(pipeline, dict):

@@ -11,14 +11,12 @@ callers who see every organisation.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from core import topology
 from core.contracts.registry import registry_entity_key, registry_org_key
 from db import registry as registry_db
-
-if TYPE_CHECKING:
-    from app.runtime import Runtime
+from db.database import Database
+from services.state_cache import StateCache
 
 MAX_ENTITIES = 100_000  # registry rows read to decide visibility of a key list
 
@@ -35,40 +33,50 @@ def entity_of_key(bucket: str, key: str) -> str | None:
     return None
 
 
-async def org_of_key(runtime: Runtime, bucket: str, key: str) -> str | None:
-    """The organisation owning ``key`` in ``bucket`` (``None``: none known)."""
-    if bucket == topology.BUCKET_REGISTRY and key.startswith(_ORG_PREFIX):
-        return key.removeprefix(_ORG_PREFIX) or None
-    entity_id = entity_of_key(bucket, key)
-    if not entity_id:
-        return None
-    row = await registry_db.get_entity(runtime.db, entity_id)
-    if row is not None:
-        return row.org_id
-    view = runtime.services.state_cache.get(entity_id)
-    org = str(view.get("org_id") or "") if view else ""
-    return org or None
+class KeyAccess:
+    """Decides which organisation a key belongs to, from the registry and the state cache."""
 
+    def __init__(self, db: Database, state: StateCache) -> None:
+        self.db = db
+        self.state = state
 
-async def key_filter(runtime: Runtime, bucket: str, org_ids: frozenset[str] | None) -> Callable[[str], bool]:
-    """A predicate: may a caller seeing ``org_ids`` (``None`` = all) see a key of ``bucket``."""
-    if org_ids is None:
-        return lambda _key: True
-    if bucket not in (topology.BUCKET_STATE, topology.BUCKET_REGISTRY):
-        return lambda _key: False
-    rows = await registry_db.list_entities(runtime.db, limit=MAX_ENTITIES, org_ids=sorted(org_ids))
-    entities = {r.entity_id for r in rows}
-    cache = runtime.services.state_cache
-
-    def visible(key: str) -> bool:
+    async def org_of_key(self, bucket: str, key: str) -> str | None:
+        """The organisation owning ``key`` in ``bucket`` (``None``: none known)."""
         if bucket == topology.BUCKET_REGISTRY and key.startswith(_ORG_PREFIX):
-            return key.removeprefix(_ORG_PREFIX) in org_ids
+            return key.removeprefix(_ORG_PREFIX) or None
         entity_id = entity_of_key(bucket, key)
         if not entity_id:
-            return False
-        if entity_id in entities:
-            return True
-        view = cache.get(entity_id)  # state of an entity no longer in the registry
-        return view is not None and str(view.get("org_id") or "") in org_ids
+            return None
+        row = await registry_db.get_entity(self.db, entity_id)
+        if row is not None:
+            return row.org_id
+        view = self.state.get(entity_id)
+        org = str(view.get("org_id") or "") if view else ""
+        return org or None
 
-    return visible
+    async def key_filter(self, bucket: str, org_ids: frozenset[str] | None) -> Callable[[str], bool]:
+        """A predicate: may a caller seeing ``org_ids`` (``None`` = all) see a key of ``bucket``."""
+        if org_ids is None:
+            return lambda _key: True
+        if bucket not in (topology.BUCKET_STATE, topology.BUCKET_REGISTRY):
+            return lambda _key: False
+        rows = await registry_db.list_entities(self.db, limit=MAX_ENTITIES, org_ids=sorted(org_ids))
+        entities = {r.entity_id for r in rows}
+        cache = self.state
+
+        def visible(key: str) -> bool:
+            if bucket == topology.BUCKET_REGISTRY and key.startswith(_ORG_PREFIX):
+                return key.removeprefix(_ORG_PREFIX) in org_ids
+            entity_id = entity_of_key(bucket, key)
+            if not entity_id:
+                return False
+            if entity_id in entities:
+                return True
+            view = cache.get(entity_id)  # state of an entity no longer in the registry
+            return view is not None and str(view.get("org_id") or "") in org_ids
+
+        return visible
+
+    def revision(self, entity_id: str) -> int:
+        """The KV revision of the entity's state the cache last applied (0: none)."""
+        return self.state.revisions.get(entity_id, 0)

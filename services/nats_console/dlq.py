@@ -11,7 +11,7 @@ and never replayed twice (a replay is also de-duplicated by ``Nats-Msg-Id``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -22,14 +22,12 @@ from nats.js.errors import APIError, NotFoundError
 
 from core import topology
 from core.subjects import org_of_subject
+from services.audit import Actor, AuditService
 from services.nats_console.values import ValueView, clean_text, format_value
-from workers import base as worker_base
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
     from nats.js.api import RawStreamMsg
-
-    from app.runtime import Runtime
 
 PAGE_SIZE = 25
 MAX_SCAN = 1000  # messages read per page at most (callers who see only some organisations skip others')
@@ -115,17 +113,17 @@ def dead_letter(msg: RawStreamMsg) -> DeadLetter:
     shown = sorted(
         (k, v) for k, v in headers.items() if not k.startswith(("Nats-Stream", "Nats-Sequence", "Nats-Time"))
     )
-    subject = headers.get(worker_base.DLQ_SUBJECT, "")
+    subject = headers.get(topology.DLQ_SUBJECT, "")
     data = msg.data or b""
     return DeadLetter(
         seq=int(msg.seq or 0),
         time=_time(msg.time),
-        reason=headers.get(worker_base.DLQ_REASON, ""),
+        reason=headers.get(topology.DLQ_REASON, ""),
         subject=subject,
-        stream=headers.get(worker_base.DLQ_STREAM, ""),
-        original_seq=headers.get(worker_base.DLQ_SEQUENCE, ""),
-        worker=headers.get(worker_base.DLQ_WORKER, ""),
-        failed_at=headers.get(worker_base.DLQ_TIME, ""),
+        stream=headers.get(topology.DLQ_STREAM, ""),
+        original_seq=headers.get(topology.DLQ_SEQUENCE, ""),
+        worker=headers.get(topology.DLQ_WORKER, ""),
+        failed_at=headers.get(topology.DLQ_TIME, ""),
         org_id=(org_of_subject(subject) if subject else None) or _filed_org(msg.subject or ""),
         size=len(data),
         headers=shown,
@@ -134,16 +132,20 @@ def dead_letter(msg: RawStreamMsg) -> DeadLetter:
     )
 
 
-class DeadLetters:
-    """Reads and acts on the dead-letter stream (one per request; it holds no state)."""
+class DlqService:
+    """Reads and acts on the dead-letter stream; replays and discards are audited. Holds no state.
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    ``refused`` reports the dead letters the per-organisation quota (``quota`` per
+    organisation and stream) refused since start, by organisation ("" = none).
+    """
 
-    @property
-    def js(self) -> JetStreamContext:
-        """The runtime's JetStream context."""
-        return self.runtime.js
+    def __init__(
+        self, js: JetStreamContext, audit: AuditService, refused: Callable[[], Mapping[str, int]], quota: int
+    ) -> None:
+        self.js = js
+        self.audit = audit
+        self.refused = refused
+        self.quota = quota
 
     async def _at_or_after(self, seq: int) -> DeadLetter | None:
         try:
@@ -209,7 +211,7 @@ class DeadLetters:
         subject = item.subject
         if not subject or subject.startswith(DLQ_PREFIX) or any(c in subject for c in "*> \t"):
             raise ReplayError(f"dead letter {item.seq} has no replayable original subject ({subject!r})")
-        if any(k == worker_base.DLQ_ORIGINAL_SIZE for k, _ in item.headers):
+        if any(k == topology.DLQ_ORIGINAL_SIZE for k, _ in item.headers):
             raise ReplayError(f"dead letter {item.seq} holds only the first {item.size} bytes of its payload")
         headers = item.replay_headers
         headers["Nats-Msg-Id"] = f"{REPLAY_ID_PREFIX}{item.seq}"
@@ -234,3 +236,48 @@ class DeadLetters:
             if exc.code == 404 or "no message found" in str(exc.description or "").lower():
                 return False
             raise
+
+    async def replay_all(self, batch: list[tuple[DeadLetter, Actor]]) -> tuple[int, int]:
+        """Replay each dead letter as its actor, one audit entry each; ``(replayed, failed)``."""
+        replayed = failed = 0
+        for item, actor in batch:
+            target = f"{item.seq}:{item.subject}"
+            try:
+                done = await self.replay(item)
+            except ReplayError as exc:
+                failed += 1
+                await self.audit.record(
+                    actor,
+                    "nats.dlq.replay",
+                    target=target,
+                    org_id=item.org_id or "",
+                    outcome="failure",
+                    detail=str(exc),
+                )
+                continue
+            replayed += 1
+            await self.audit.record(
+                actor,
+                "nats.dlq.replay",
+                target=target,
+                org_id=item.org_id or "",
+                detail=f"republished as {done.stream} seq {done.new_seq}"
+                + (" (duplicate)" if done.duplicate else "")
+                + ("" if done.removed else "; the dead letter was already gone"),
+            )
+        return replayed, failed
+
+    async def discard_all(self, batch: list[tuple[DeadLetter, Actor]]) -> int:
+        """Delete each dead letter for good as its actor, one audit entry each; how many were still there."""
+        discarded = 0
+        for item, actor in batch:
+            removed = await self.discard(item.seq)
+            discarded += int(removed)
+            await self.audit.record(
+                actor,
+                "nats.dlq.discard",
+                target=f"{item.seq}:{item.subject}",
+                org_id=item.org_id or "",
+                detail=f"reason was: {item.reason}" if removed else "already gone",
+            )
+        return discarded

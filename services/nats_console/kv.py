@@ -20,20 +20,21 @@ import json
 import re
 from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
+from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from core import topology
 from core.errors import Conflict, Invalid, NotFound, Unavailable
-from services.nats_console.values import Diff, ValueView, format_value, line_diff
-
-if TYPE_CHECKING:
-    from app.runtime import Runtime
+from services.audit import Actor, AuditService, diff
+from services.nats_console.access import KeyAccess
+from services.nats_console.values import Diff, ValueView, format_value, json_object, line_diff
 
 MAX_KEYS = 1000  # keys listed per page at most (narrow the filter for more)
 MAX_HISTORY = 64  # revisions shown (a bucket keeps at most its history depth anyway)
@@ -190,15 +191,40 @@ def _operation(entry: KeyValue.Entry) -> str:
     return str(entry.operation or "PUT")
 
 
-class KvBrowser:
-    """Reads and writes buckets for the console (one per request; it holds no state)."""
+def audit_changes(before: bytes | None, after: bytes | None) -> dict[str, list[Any]]:
+    """What an audited write changed: the JSON fields, or the text (cut) when not JSON objects."""
+    old, new = json_object(before), json_object(after)
+    if (old is not None or not before) and (new is not None or not after):
+        return diff(old, new)
+    limit = 2000
+    return {
+        "value": [(before or b"").decode("utf-8", "replace")[:limit], (after or b"").decode("utf-8", "replace")[:limit]]
+    }
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+
+class KvService:
+    """Reads buckets for the console and writes (audited) the writable ones; holds no state."""
+
+    def __init__(self, nc: NATS, js: JetStreamContext, access: KeyAccess, audit: AuditService) -> None:
+        self.nc = nc
+        self.js = js
+        self.access = access
+        self.audit = audit
+
+    async def org_of_key(self, bucket: str, key: str) -> str | None:
+        """The organisation owning ``key`` in ``bucket`` (``None``: none known)."""
+        return await self.access.org_of_key(bucket, key)
+
+    async def key_filter(self, bucket: str, org_ids: frozenset[str] | None) -> Callable[[str], bool]:
+        """Which keys of ``bucket`` a caller seeing ``org_ids`` (``None`` = all) may see."""
+        return await self.access.key_filter(bucket, org_ids)
+
+    def state_revision(self, entity_id: str) -> int:
+        """The latest EntityState revision of the entity this process has seen (0: none)."""
+        return self.access.revision(entity_id)
 
     async def _api(self, subject: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        nc = self.runtime.nc
-        assert nc is not None
+        nc = self.nc
         try:
             msg = await nc.request(subject, json.dumps(body or {}).encode(), timeout=LIST_TIMEOUT)
         except (NatsTimeout, NoRespondersError):
@@ -250,7 +276,7 @@ class KvBrowser:
 
     async def _kv(self, name: str) -> KeyValue:
         try:
-            return await self.runtime.js.key_value(name)
+            return await self.js.key_value(name)
         except (BucketNotFoundError, NotFoundError):
             raise NotFound(f"bucket {name} not found") from None
 
@@ -362,6 +388,49 @@ class KvBrowser:
         if missing:
             raise Invalid(f"revision {missing[0]} is not in the kept history")
         return line_diff(raw[before], raw[after], f"revision {before}", f"revision {after}")
+
+    async def write(
+        self, actor: Actor, name: str, key: str, org: str | None, value: bytes, expected: int, current: bytes | None
+    ) -> int:
+        """``put`` for the console, audited with what changed against ``current`` (the reviewed value)."""
+        target = f"{name}/{key}"
+        try:
+            revision = await self.put(name, key, value, expected)
+        except Exception as exc:
+            await self.audit.record(
+                actor, "nats.kv.put", target=target, org_id=org or "", outcome="failure", detail=str(exc)
+            )
+            raise
+        await self.audit.record(
+            actor,
+            "nats.kv.put",
+            target=target,
+            org_id=org or "",
+            detail=f"revision {expected} -> {revision}",
+            changes=audit_changes(current, value),
+        )
+        return revision
+
+    async def remove(
+        self, actor: Actor, name: str, key: str, org: str | None, expected: int, current: bytes | None
+    ) -> None:
+        """``delete`` for the console, audited with the value that went."""
+        target = f"{name}/{key}"
+        try:
+            await self.delete(name, key, expected)
+        except Exception as exc:
+            await self.audit.record(
+                actor, "nats.kv.delete", target=target, org_id=org or "", outcome="failure", detail=str(exc)
+            )
+            raise
+        await self.audit.record(
+            actor,
+            "nats.kv.delete",
+            target=target,
+            org_id=org or "",
+            detail=f"revision {expected} deleted",
+            changes=audit_changes(current, None),
+        )
 
     async def put(self, name: str, key: str, value: bytes, expected: int) -> int:
         """Write ``value`` if the key's latest revision is still ``expected`` (0: never written)."""

@@ -11,14 +11,13 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
+from nats.aio.client import Client as NATS
 
-from services.nats_console.streams import NatsConsole
-
-if TYPE_CHECKING:
-    from app.runtime import Runtime
+from fabric.api import Rates, request
+from fabric.server import EmbeddedNats
 
 
 class Usage(msgspec.Struct, frozen=True):
@@ -76,53 +75,67 @@ def _process_uptime(pid: int | None) -> float | None:
     return boot_uptime - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
-async def server_view(console: NatsConsole) -> ServerView:
-    """Read account info, connection stats and disk usage now (rates from earlier samples)."""
-    runtime: Runtime = console.runtime
-    nc = runtime.nc
-    assert nc is not None
-    account = await console._api("INFO")
-    limits: dict[str, Any] = account.get("limits", {})
-    usage = [
-        Usage("memory", int(account.get("memory", 0)), int(limits.get("max_memory", -1)), "bytes"),
-        Usage("storage", int(account.get("storage", 0)), int(limits.get("max_storage", -1)), "bytes"),
-        Usage("streams", int(account.get("streams", 0)), int(limits.get("max_streams", -1)), "count"),
-        Usage("consumers", int(account.get("consumers", 0)), int(limits.get("max_consumers", -1)), "count"),
-    ]
-    now = time.monotonic()
-    stats = nc.stats
-    traffic = [
-        Traffic(
-            key.replace("_", " "),
-            int(stats.get(key, 0)),
-            console.rates.add(f"nc:{key}", float(stats.get(key, 0)), now),
-            unit,
+class ServerService:
+    """The server page: JetStream account usage, this connection's traffic and rates, disk, uptimes."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        server: EmbeddedNats | None,
+        disk: Path,
+        started_at: float,
+        prefix: str = "$JS.API",
+    ) -> None:
+        self.nc = nc
+        self.server = server  # the embedded child, None when NATS is external
+        self.disk = disk  # the NATS store (embedded) or the data directory
+        self.started_at = started_at  # this process's start (time.time())
+        self.prefix = prefix
+        self.rates = Rates()
+
+    async def view(self) -> ServerView:
+        """Read account info, connection stats and disk usage now (rates from earlier samples)."""
+        nc = self.nc
+        account = await request(nc, f"{self.prefix}.INFO")
+        limits: dict[str, Any] = account.get("limits", {})
+        usage = [
+            Usage("memory", int(account.get("memory", 0)), int(limits.get("max_memory", -1)), "bytes"),
+            Usage("storage", int(account.get("storage", 0)), int(limits.get("max_storage", -1)), "bytes"),
+            Usage("streams", int(account.get("streams", 0)), int(limits.get("max_streams", -1)), "count"),
+            Usage("consumers", int(account.get("consumers", 0)), int(limits.get("max_consumers", -1)), "count"),
+        ]
+        now = time.monotonic()
+        stats = nc.stats
+        traffic = [
+            Traffic(
+                key.replace("_", " "),
+                int(stats.get(key, 0)),
+                self.rates.add(f"nc:{key}", float(stats.get(key, 0)), now),
+                unit,
+            )
+            for key, unit in (("in_msgs", "msgs"), ("out_msgs", "msgs"), ("in_bytes", "bytes"), ("out_bytes", "bytes"))
+        ]
+        info: dict[str, Any] = getattr(nc, "_server_info", {}) or {}
+        try:
+            du = shutil.disk_usage(self.disk)
+            free, total = du.free, du.total
+        except OSError:
+            free = total = 0
+        server = self.server
+        return ServerView(
+            server_name=str(info.get("server_name", "")),
+            server_id=str(info.get("server_id", "")),
+            version=str(nc.connected_server_version) if nc.is_connected else "",
+            connected_url=nc.connected_url.netloc if nc.connected_url else "",
+            embedded=server is not None,
+            server_uptime_s=_process_uptime(server.pid) if server is not None else None,
+            app_uptime_s=time.time() - self.started_at,
+            usage=usage,
+            api_total=int(account.get("api", {}).get("total", 0)),
+            api_errors=int(account.get("api", {}).get("errors", 0)),
+            traffic=traffic,
+            reconnects=int(stats.get("reconnects", 0)),
+            disk_path=str(self.disk),
+            disk_free=free,
+            disk_total=total,
         )
-        for key, unit in (("in_msgs", "msgs"), ("out_msgs", "msgs"), ("in_bytes", "bytes"), ("out_bytes", "bytes"))
-    ]
-    info: dict[str, Any] = getattr(nc, "_server_info", {}) or {}
-    settings = runtime.settings
-    disk = settings.nats_store_path if settings.embedded_nats else settings.data_path
-    try:
-        du = shutil.disk_usage(disk)
-        free, total = du.free, du.total
-    except OSError:
-        free = total = 0
-    server = runtime.nats_server
-    return ServerView(
-        server_name=str(info.get("server_name", "")),
-        server_id=str(info.get("server_id", "")),
-        version=str(nc.connected_server_version) if nc.is_connected else "",
-        connected_url=nc.connected_url.netloc if nc.connected_url else "",
-        embedded=server is not None,
-        server_uptime_s=_process_uptime(server.pid) if server is not None else None,
-        app_uptime_s=time.time() - runtime.started_at,
-        usage=usage,
-        api_total=int(account.get("api", {}).get("total", 0)),
-        api_errors=int(account.get("api", {}).get("errors", 0)),
-        traffic=traffic,
-        reconnects=int(stats.get("reconnects", 0)),
-        disk_path=str(disk),
-        disk_free=free,
-        disk_total=total,
-    )

@@ -1,26 +1,25 @@
-"""Streams and consumers as the console shows them, with rates and consumer health.
+"""Streams and consumers as the console shows them, with rates, consumer health and purge.
 
-One ``NatsConsole`` per runtime (``console_for``) keeps the in-memory samples rates are
-computed from: a rate needs two readings at least a second apart, so the first view of
-a page shows "–" and later ones the slope over the last minute.
+One ``StreamService`` per process (the ``nats_streams`` service) keeps the in-memory
+samples rates are computed from: a rate needs two readings at least a second apart, so
+the first view of a page shows "–" and later ones the slope over the last minute.
 """
 
 from __future__ import annotations
 
 import time
-import weakref
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
+from nats.aio.client import Client as NATS
 
+from core.errors import Invalid, NotFound, Unavailable
 from core.subjects import visibility
 from fabric.api import ApiError, Rates, request
 from fabric.messages import Reader
+from services.audit import Actor, AuditService
 from services.nats_console import health
-
-if TYPE_CHECKING:
-    from app.runtime import Runtime
 
 MAX_TREE_ROWS = 1000  # subject rows shown on a stream page
 STREAM_CONFIG_FIELDS = (
@@ -117,6 +116,15 @@ class StreamDetail(msgspec.Struct, frozen=True):
     consumers: list[ConsumerRow]
 
 
+def api_failure(exc: ApiError, what: str) -> Exception:
+    """The domain error (404, 503 or 422) for a JetStream API error about ``what``."""
+    if exc.code == 404:
+        return NotFound(f"{what} not found")
+    if exc.code == 503:
+        return Unavailable(f"{what}: {exc.description}")
+    return Invalid(f"{what}: {exc.description}")
+
+
 def _iso(value: Any) -> str:
     text = str(value or "")
     return "" if text.startswith("0001-01-01") else text
@@ -150,22 +158,18 @@ def subject_tree(counts: dict[str, int], limit: int = MAX_TREE_ROWS) -> list[Sub
     return rows[:limit]
 
 
-class NatsConsole:
-    """Reads streams, consumers and server usage for the console pages."""
+class StreamService:
+    """Reads streams and consumers for the console pages; purges (audited)."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, nc: NATS, audit: AuditService, prefix: str = "$JS.API") -> None:
+        self.nc = nc
+        self.audit = audit
+        self.prefix = prefix  # the JetStream API prefix ($JS.API unless a domain is configured)
         self.rates = Rates()
         self._delivered: dict[str, tuple[int, float]] = {}  # consumer → (delivered seq, since when)
 
-    @property
-    def prefix(self) -> str:
-        """The JetStream API prefix (``$JS.API`` unless a domain is configured)."""
-        return str(getattr(self.runtime.js, "_prefix", "$JS.API"))
-
     async def _api(self, what: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        assert self.runtime.nc is not None
-        return await request(self.runtime.nc, f"{self.prefix}.{what}", body)
+        return await request(self.nc, f"{self.prefix}.{what}", body)
 
     def _row(self, info: dict[str, Any]) -> StreamRow:
         cfg, state = info.get("config", {}), info.get("state", {})
@@ -211,6 +215,10 @@ class NatsConsole:
         body = {"subjects_filter": subjects_filter} if subjects_filter else None
         return await self._api(f"STREAM.INFO.{name}", body)
 
+    async def row(self, name: str) -> StreamRow:
+        """One stream's list row (``ApiError`` 404 when the stream does not exist)."""
+        return self._row(await self.info(name))
+
     async def subject_counts(self, name: str, subjects_filter: str = ">") -> dict[str, int]:
         """Messages per subject (all pages of the server's answer)."""
         counts: dict[str, int] = {}
@@ -243,8 +251,7 @@ class NatsConsole:
 
     def reader(self, row: StreamRow) -> Reader:
         """A message reader for the stream (direct gets when the stream allows them)."""
-        assert self.runtime.nc is not None
-        return Reader(self.runtime.nc, row.name, row.allow_direct, self.prefix)
+        return Reader(self.nc, row.name, row.allow_direct, self.prefix)
 
     # ------------------------------------------------------------ consumers
     def _consumer(self, info: dict[str, Any], now: float) -> ConsumerRow:
@@ -317,22 +324,21 @@ class NatsConsole:
             return int((await self.info(stream)).get("state", {}).get("messages", 0))
         return sum((await self.subject_counts(stream, subject)).values())
 
-    async def purge(self, stream: str, subject: str) -> int:
-        """Purge ``subject`` (empty = everything); returns the number of messages removed."""
+    async def purge(self, actor: Actor, stream: str, subject: str) -> int:
+        """Purge ``subject`` (empty = everything), audited; returns the number of messages removed."""
         body = {"filter": subject} if subject else None
-        result = await self._api(f"STREAM.PURGE.{stream}", body)
-        return int(result.get("purged", 0))
+        try:
+            result = await self._api(f"STREAM.PURGE.{stream}", body)
+        except ApiError as exc:
+            await self.audit.record(
+                actor, "nats.stream.purge", target=stream, outcome="failure", detail=exc.description
+            )
+            raise
+        purged = int(result.get("purged", 0))
+        await self.audit.record(
+            actor, "nats.stream.purge", target=stream, detail=f"subject={subject or '(all)'} purged={purged}"
+        )
+        return purged
 
 
-_CONSOLES: weakref.WeakKeyDictionary[Runtime, NatsConsole] = weakref.WeakKeyDictionary()
-
-
-def console_for(runtime: Runtime) -> NatsConsole:
-    """The runtime's console service (created on first use; it only holds samples)."""
-    found = _CONSOLES.get(runtime)
-    if found is None:
-        found = _CONSOLES[runtime] = NatsConsole(runtime)
-    return found
-
-
-__all__ = ["ApiError", "ConsumerRow", "NatsConsole", "StreamDetail", "StreamRow", "console_for", "subject_tree"]
+__all__ = ["ApiError", "api_failure", "ConsumerRow", "StreamDetail", "StreamRow", "StreamService", "subject_tree"]

@@ -89,7 +89,8 @@ async def test_metrics_need_credentials_unless_public(
 
 async def test_sampler_stores_prunes_and_the_page_charts_it(runtime: Runtime, client: httpx.AsyncClient) -> None:
     await _camera(runtime)
-    sampler = Sampler(runtime)
+    s = runtime.settings
+    sampler = Sampler(runtime.metrics, runtime.db, runtime.hub, s.metrics_interval, s.metrics_retention_hours)
     await metrics_db.insert_samples(runtime.db, time.time() - 30 * 3600, [("sse.clients", 1.0)])  # beyond retention
     for _ in range(3):
         await client.get("/fleet")

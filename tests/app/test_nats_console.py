@@ -22,9 +22,9 @@ from core.subjects import org_of_subject, visibility
 from db import audit as audit_db
 from fabric.messages import page_backward, page_forward
 from services.nats_console import health
-from services.nats_console.streams import console_for, subject_tree
+from services.nats_console.messages import subject_matches
+from services.nats_console.streams import subject_tree
 from tests.conftest import LiveServer
-from web.nats.tail import subject_matches
 
 ALL = health.HealthInputs(
     lag=0, ack_pending=0, max_ack_pending=1000, processing_ratio=1.0, redelivery_ratio=0.0, connection="stable"
@@ -133,7 +133,7 @@ async def test_stream_list_detail_and_subject_counts(runtime: Runtime, client: h
     assert page.status_code == 200
     for name in ("BROWSE", topology.STREAM_TELEMETRY, topology.STREAM_COMMANDS):
         assert name in page.text
-    detail = await console_for(runtime).stream("BROWSE", None)
+    detail = await runtime.services.nats_streams.stream("BROWSE", None)
     assert detail.row.messages == 30 and detail.row.first_seq == 1 and detail.row.last_seq == 30
     counts = {n.path: n.count for n in detail.subjects}
     assert counts == {"browse": 30, "browse.a": 15, "browse.b": 15}
@@ -145,7 +145,7 @@ async def test_stream_list_detail_and_subject_counts(runtime: Runtime, client: h
 
 async def test_rate_needs_two_samples(runtime: Runtime) -> None:
     await _browse_stream(runtime, 10)
-    console = console_for(runtime)
+    console = runtime.services.nats_streams
     rows = {r.name: r for r in await console.streams()}
     assert rows["BROWSE"].rate is None
     await asyncio.sleep(1.1)
@@ -170,18 +170,18 @@ async def test_purge_dry_run_then_by_subject_admin_only(
     await _browse_stream(runtime, 40)
     preview = await client.get("/nats/streams/BROWSE/purge", params={"subject": "browse.a"})
     assert preview.status_code == 200 and 'id="purge-count">20<' in preview.text
-    assert (await console_for(runtime).info("BROWSE"))["state"]["messages"] == 40  # a dry run purges nothing
+    assert (await runtime.services.nats_streams.info("BROWSE"))["state"]["messages"] == 40  # a dry run purges nothing
     # Viewers see no purge controls and are refused when calling them directly.
     vpage = await viewer.get("/nats/streams/BROWSE")
     assert vpage.status_code == 200 and "nats-purge" not in vpage.text and "Dry run" not in vpage.text
     assert (await viewer.get("/nats/streams/BROWSE/purge")).status_code == 403
     assert (await viewer.post("/nats/streams/BROWSE/purge", data={"subject": "browse.a"})).status_code == 403
-    assert (await console_for(runtime).info("BROWSE"))["state"]["messages"] == 40
+    assert (await runtime.services.nats_streams.info("BROWSE"))["state"]["messages"] == 40
     done = await client.post("/nats/streams/BROWSE/purge", data={"subject": "browse.a"})
     assert done.status_code == 303 and done.headers["location"].endswith("purged=20")
-    state = (await console_for(runtime).info("BROWSE"))["state"]
+    state = (await runtime.services.nats_streams.info("BROWSE"))["state"]
     assert state["messages"] == 20
-    assert await console_for(runtime).subject_counts("BROWSE") == {"browse.b": 20}
+    assert await runtime.services.nats_streams.subject_counts("BROWSE") == {"browse.b": 20}
     rows = await audit_db.query_audit(runtime.db, action="nats.stream.purge")
     assert rows and rows[0].target == "BROWSE" and "purged=20" in rows[0].detail
     assert (await client.get("/nats/streams/BROWSE/purge", params={"subject": "bad subject"})).status_code == 422
@@ -192,8 +192,8 @@ async def test_purge_dry_run_then_by_subject_admin_only(
 # ---------------------------------------------------------------- message browser
 async def test_paging_by_sequence_and_time(runtime: Runtime, client: httpx.AsyncClient) -> None:
     middle = await _browse_stream(runtime, 300)
-    console = console_for(runtime)
-    row = console._row(await console.info("BROWSE"))
+    console = runtime.services.nats_streams
+    row = await console.row("BROWSE")
     reader = console.reader(row)
     every = visibility(None)
     bounds = (row.first_seq, row.last_seq)
@@ -244,8 +244,8 @@ async def test_empty_and_work_queue_streams_browse_without_consumers(
         assert page.status_code == 200 and "/nats/messages/WORK/4" in page.text or "work.job3" in page.text
     assert (await client.get("/nats/messages/WORK/3")).status_code == 200
     assert (await client.get("/nats/streams/WORK")).status_code == 200
-    assert (await console_for(runtime).info("WORK"))["state"]["consumer_count"] == 0
-    assert (await console_for(runtime).info("WORK"))["state"]["messages"] == 5
+    assert (await runtime.services.nats_streams.info("WORK"))["state"]["consumer_count"] == 0
+    assert (await runtime.services.nats_streams.info("WORK"))["state"]["messages"] == 5
 
 
 async def test_binary_large_and_hostile_payloads(runtime: Runtime, client: httpx.AsyncClient) -> None:
@@ -272,7 +272,7 @@ async def test_org_scoped_callers_see_only_their_subjects(
     runtime: Runtime, client: httpx.AsyncClient, org1_viewer: httpx.AsyncClient
 ) -> None:
     stream = topology.STREAM_COMMANDS
-    before = (await console_for(runtime).info(stream))["state"]["last_seq"]
+    before = (await runtime.services.nats_streams.info(stream))["state"]["last_seq"]
     for org in ("org1", "org2", "org1"):
         await runtime.js.publish(topology.command_ack_subject(org, "e1"), b'{"status": "accepted"}')
     await runtime.js.publish(topology.dlq_subject("X"), b"{}")

@@ -15,11 +15,10 @@ from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, Template
 
-from app.runtime import Runtime
 from core.errors import Invalid, NotFound
 from services.audit import Actor
 from services.auth.principal import Principal
-from services.nats_console.dlq import DeadLetter, DeadLetters, ReplayError
+from services.nats_console.dlq import DeadLetter, DlqService
 from web.auth.guards import authorize, deny, origin_of, principal_of, requires
 
 Req = Request[Any, Any, Any]
@@ -69,7 +68,7 @@ def _seqs(values: list[str]) -> list[int]:
     return sorted(set(seqs))
 
 
-async def _load(request: Req, dlq: DeadLetters, seqs: list[int]) -> list[DeadLetter]:
+async def _load(request: Req, dlq: DlqService, seqs: list[int]) -> list[DeadLetter]:
     """The selected dead letters the caller sees (``NotFound`` if one is gone or hidden)."""
     principal = principal_of(request)
     items = []
@@ -91,7 +90,7 @@ class DlqController(Controller):
     async def dead_letters(
         self,
         request: Req,
-        runtime: NamedDependency[Runtime],
+        nats_dlq: NamedDependency[DlqService],
         before: BeforeQuery = 0,
         replayed: CountQuery = 0,
         discarded: CountQuery = 0,
@@ -99,12 +98,12 @@ class DlqController(Controller):
     ) -> Template:
         """Dead letters newest first with reason and original subject; older pages by ``before``."""
         principal = principal_of(request)
-        page = await DeadLetters(runtime).page(before or None, lambda item: _sees(principal, item))
+        page = await nats_dlq.page(before or None, lambda item: _sees(principal, item))
         rows = [(item, _can(principal, "commands", item), _can(principal, "admin", item)) for item in page.items]
         # Dead letters refused since start because an organisation's quota was full (only orgs the caller sees).
         refused = sorted(
             (org or "(no organisation)", n)
-            for org, n in runtime.workers.dlq_refused().items()
+            for org, n in nats_dlq.refused().items()
             if n and (principal.org_ids is None or (org and principal.sees(org)))
         )
         return Template(
@@ -113,7 +112,7 @@ class DlqController(Controller):
                 page=page,
                 rows=rows,
                 refused=refused,
-                quota=runtime.settings.dlq_max_per_subject,
+                quota=nats_dlq.quota,
                 before=before,
                 can_replay=any(r[1] for r in rows),
                 can_discard=any(r[2] for r in rows),
@@ -122,10 +121,10 @@ class DlqController(Controller):
         )
 
     @get("/nats/dlq/{seq:int}")
-    async def dead_letter(self, request: Req, seq: SeqPath, runtime: NamedDependency[Runtime]) -> Template:
+    async def dead_letter(self, request: Req, seq: SeqPath, nats_dlq: NamedDependency[DlqService]) -> Template:
         """One dead letter: why, where from, headers and payload."""
         principal = principal_of(request)
-        item = await DeadLetters(runtime).get(seq)
+        item = await nats_dlq.get(seq)
         if item is None or not _sees(principal, item):
             raise NotFound(f"dead letter {seq} not found (already replayed or discarded?)")
         return Template(
@@ -136,58 +135,21 @@ class DlqController(Controller):
         )
 
     @post("/nats/dlq/replay", guards=[requires("commands")])
-    async def replay(self, request: Req, runtime: NamedDependency[Runtime]) -> Redirect:
+    async def replay(self, request: Req, nats_dlq: NamedDependency[DlqService]) -> Redirect:
         """Replay the selected messages to their original subjects (operators+ of their organisations)."""
         form = await request.form()
-        dlq = DeadLetters(runtime)
-        items = await _load(request, dlq, _seqs(form.getall("seq") if "seq" in form else []))
+        items = await _load(request, nats_dlq, _seqs(form.getall("seq") if "seq" in form else []))
         actors = [await _actor_for(request, item, "commands") for item in items]  # all allowed, or nothing is done
-        replayed = failed = 0
-        for item, actor in zip(items, actors, strict=True):
-            target = f"{item.seq}:{item.subject}"
-            try:
-                done = await dlq.replay(item)
-            except ReplayError as exc:
-                failed += 1
-                await runtime.services.audit.record(
-                    actor,
-                    "nats.dlq.replay",
-                    target=target,
-                    org_id=item.org_id or "",
-                    outcome="failure",
-                    detail=str(exc),
-                )
-                continue
-            replayed += 1
-            await runtime.services.audit.record(
-                actor,
-                "nats.dlq.replay",
-                target=target,
-                org_id=item.org_id or "",
-                detail=f"republished as {done.stream} seq {done.new_seq}"
-                + (" (duplicate)" if done.duplicate else "")
-                + ("" if done.removed else "; the dead letter was already gone"),
-            )
+        replayed, failed = await nats_dlq.replay_all(list(zip(items, actors, strict=True)))
         return Redirect("/nats/dlq?" + urlencode({"replayed": replayed, "failed": failed}), status_code=303)
 
     @post("/nats/dlq/discard", guards=[requires("admin")])
-    async def discard(self, request: Req, runtime: NamedDependency[Runtime]) -> Template | Redirect:
+    async def discard(self, request: Req, nats_dlq: NamedDependency[DlqService]) -> Template | Redirect:
         """First submit: the confirmation page. Second (``confirm=yes``): delete for good and audit."""
         form = await request.form()
-        dlq = DeadLetters(runtime)
-        items = await _load(request, dlq, _seqs(form.getall("seq") if "seq" in form else []))
+        items = await _load(request, nats_dlq, _seqs(form.getall("seq") if "seq" in form else []))
         actors = [await _actor_for(request, item, "admin") for item in items]  # all allowed, or nothing is done
         if form.get("confirm") != "yes":
             return Template("pages/nats-dlq-discard.html", context=_ctx(items=items))
-        discarded = 0
-        for item, actor in zip(items, actors, strict=True):
-            removed = await dlq.discard(item.seq)
-            discarded += int(removed)
-            await runtime.services.audit.record(
-                actor,
-                "nats.dlq.discard",
-                target=f"{item.seq}:{item.subject}",
-                org_id=item.org_id or "",
-                detail=f"reason was: {item.reason}" if removed else "already gone",
-            )
+        discarded = await nats_dlq.discard_all(list(zip(items, actors, strict=True)))
         return Redirect("/nats/dlq?" + urlencode({"discarded": discarded}), status_code=303)

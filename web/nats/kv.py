@@ -25,25 +25,24 @@ from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import Redirect, ServerSentEvent, Template
 
-from app.runtime import Runtime
 from core import topology
 from core.errors import Invalid, NotFound
-from services.audit import Actor, diff
+from services.audit import Actor
 from services.hub import Update
-from services.nats_console.access import entity_of_key, key_filter, org_of_key
+from services.nats_console.access import entity_of_key
 from services.nats_console.kv import (
     LIVE_BUCKETS,
     KeyDetail,
-    KvBrowser,
+    KvService,
     check_bucket,
     check_key,
     check_state_value,
     read_only_reason,
     writable,
 )
-from services.nats_console.values import Diff, json_object, line_diff
+from services.nats_console.values import Diff, line_diff
 from web.auth.guards import authorize, deny, origin_of, principal_of, requires
-from web.sse.live import Messages, event, page_stream
+from web.sse.live import LiveStreams, Messages
 
 Req = Request[Any, Any, Any]
 BucketPath = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
@@ -78,9 +77,9 @@ def _stream_url(bucket: str, key: str = "", a: int = 0, b: int = 0) -> str:
     return "/events/nats-kv?" + urlencode(params)
 
 
-async def _visible_key(request: Req, runtime: Runtime, bucket: str, key: str) -> str | None:
+async def _visible_key(request: Req, kv: KvService, bucket: str, key: str) -> str | None:
     """The key's organisation, or ``NotFound`` when the caller may not see the key."""
-    org = await org_of_key(runtime, bucket, key)
+    org = await kv.org_of_key(bucket, key)
     principal = principal_of(request)
     if principal.org_ids is not None and (org is None or not principal.sees(org)):
         raise NotFound(f"key {key} not found in bucket {bucket}")
@@ -94,13 +93,13 @@ async def _writable(request: Req, bucket: str) -> None:
         await deny(request, principal_of(request), read_only_reason(bucket))
 
 
-async def _admin_of_key(request: Req, runtime: Runtime, bucket: str, key: str) -> tuple[Actor, str | None]:
+async def _admin_of_key(request: Req, kv: KvService, bucket: str, key: str) -> tuple[Actor, str | None]:
     """Admin in the key's organisation (every organisation for keys that have none), as an Actor.
 
     The bucket must be writable at all first: no role writes the registry or a foreign bucket here.
     """
     await _writable(request, bucket)
-    org = await org_of_key(runtime, bucket, key)
+    org = await kv.org_of_key(bucket, key)
     if org is not None:
         return await authorize(request, org, "admin"), org
     principal = principal_of(request)
@@ -109,18 +108,18 @@ async def _admin_of_key(request: Req, runtime: Runtime, bucket: str, key: str) -
     return Actor(principal, origin_of(request)), None
 
 
-async def _key_context(request: Req, runtime: Runtime, bucket: str, key: str, a: int = 0, b: int = 0) -> dict[str, Any]:
+async def _key_context(request: Req, kv: KvService, bucket: str, key: str, a: int = 0, b: int = 0) -> dict[str, Any]:
     """Everything the key page and its live regions show."""
-    org = await _visible_key(request, runtime, bucket, key)
-    detail, raw = await KvBrowser(runtime).detail(bucket, key, org)
+    org = await _visible_key(request, kv, bucket, key)
+    detail, raw = await kv.detail(bucket, key, org)
     if not detail.history:
         raise NotFound(f"key {key} not found in bucket {bucket}")
     changes: Diff | None = None
     if a and b:
-        changes = KvBrowser.diff(raw, a, b)
+        changes = KvService.diff(raw, a, b)
     elif len(detail.history) >= 2:  # by default: what the latest write changed
         a, b = detail.history[1].revision, detail.history[0].revision
-        changes = KvBrowser.diff(raw, a, b)
+        changes = KvService.diff(raw, a, b)
     principal = principal_of(request)
     can_write = writable(bucket) and (principal.can_in("admin", org) if org is not None else principal.is_global_admin)
     return {
@@ -142,16 +141,6 @@ def _normalise(text: str) -> bytes:
         return text.encode("utf-8")
 
 
-def _audit_changes(before: bytes | None, after: bytes | None) -> dict[str, list[Any]]:
-    old, new = json_object(before), json_object(after)
-    if (old is not None or not before) and (new is not None or not after):
-        return diff(old, new)
-    limit = 2000
-    return {
-        "value": [(before or b"").decode("utf-8", "replace")[:limit], (after or b"").decode("utf-8", "replace")[:limit]]
-    }
-
-
 async def _form(request: Req) -> dict[str, str]:
     form = await request.form()
     return {k: v for k, v in form.items() if isinstance(v, str)}
@@ -171,9 +160,9 @@ class KvController(Controller):
     guards = [requires("read")]
 
     @get("/nats/kv")
-    async def buckets(self, runtime: NamedDependency[Runtime]) -> Template:
+    async def buckets(self, nats_kv: NamedDependency[KvService]) -> Template:
         """Every bucket: keys, values, bytes, history depth and TTL."""
-        rows = await KvBrowser(runtime).buckets()
+        rows = await nats_kv.buckets()
         return Template("pages/nats-kv.html", context=_ctx(buckets=rows))
 
     @get("/nats/kv/{bucket:str}")
@@ -181,13 +170,13 @@ class KvController(Controller):
         self,
         request: Req,
         bucket: BucketPath,
-        runtime: NamedDependency[Runtime],
+        nats_kv: NamedDependency[KvService],
         filter: FilterQuery = "",
         deleted: FlagQuery = "",
     ) -> Template:
         """A bucket's keys matching ``filter`` (``org1.*``, ``ent-1.>`` or a plain substring)."""
-        visible = await key_filter(runtime, bucket, principal_of(request).org_ids)
-        listing = await KvBrowser(runtime).keys(bucket, filter.strip(), visible, include_deleted=deleted in ("1", "on"))
+        visible = await nats_kv.key_filter(bucket, principal_of(request).org_ids)
+        listing = await nats_kv.keys(bucket, filter.strip(), visible, include_deleted=deleted in ("1", "on"))
         stream = _stream_url(bucket) if listing.bucket.live else ""
         return Template(
             "pages/nats-kv-bucket.html",
@@ -205,14 +194,14 @@ class KvController(Controller):
         self,
         request: Req,
         bucket: BucketPath,
-        runtime: NamedDependency[Runtime],
+        nats_kv: NamedDependency[KvService],
         key: KeyQuery,
         a: RevQuery = 0,
         b: RevQuery = 0,
     ) -> Template:
         """The key's latest value, its kept revisions, and the diff of two (``a`` → ``b``)."""
         check_key(key)
-        ctx = await _key_context(request, runtime, bucket, key, a, b)
+        ctx = await _key_context(request, nats_kv, bucket, key, a, b)
         live = bucket in LIVE_BUCKETS
         return Template(
             "pages/nats-kv-key.html",
@@ -223,7 +212,8 @@ class KvController(Controller):
     async def watch(
         self,
         request: Req,
-        runtime: NamedDependency[Runtime],
+        nats_kv: NamedDependency[KvService],
+        live: NamedDependency[LiveStreams],
         bucket: BucketQuery,
         key: OptKeyQuery = "",
         a: RevQuery = 0,
@@ -235,17 +225,24 @@ class KvController(Controller):
             raise Invalid(f"bucket {bucket} cannot be watched live (only {', '.join(sorted(LIVE_BUCKETS))})")
         if key:
             check_key(key)
-            await _visible_key(request, runtime, bucket, key)
-            return self._key_stream(request, runtime, topic, bucket, key, a, b)
-        return await self._bucket_stream(request, runtime, topic, bucket)
+            await _visible_key(request, nats_kv, bucket, key)
+            return self._key_stream(request, nats_kv, live, topic, bucket, key, a, b)
+        return self._bucket_stream(request, nats_kv, live, topic, bucket)
 
     @staticmethod
     def _key_stream(
-        request: Req, runtime: Runtime, topic: str, bucket: str, key: str, a: int, b: int
+        request: Req,
+        kv: KvService,
+        live: LiveStreams,
+        topic: str,
+        bucket: str,
+        key: str,
+        a: int,
+        b: int,
     ) -> ServerSentEvent:
         async def resync() -> Messages:
-            ctx = await _key_context(request, runtime, bucket, key, a, b)
-            return [event(runtime, request, "nats-kv-value", ctx), event(runtime, request, "nats-kv-history", ctx)]
+            ctx = await _key_context(request, kv, bucket, key, a, b)
+            return [live.event(request, "nats-kv-value", ctx), live.event(request, "nats-kv-history", ctx)]
 
         async def render(batch: Sequence[Update]) -> Messages:
             if topic == "registry" and not any(u.key == key for u in batch):
@@ -254,43 +251,42 @@ class KvController(Controller):
 
         # State updates are keyed by entity: a sub-key's page follows its entity's updates.
         keys = {entity_of_key(bucket, key) or key} if topic == "state" else None
-        return page_stream(request, runtime, {topic}, resync, render, max_fps=2.0, keys=keys)
+        return live.page_stream(request, {topic}, resync, render, max_fps=2.0, keys=keys)
 
     @staticmethod
-    async def _bucket_stream(request: Req, runtime: Runtime, topic: str, bucket: str) -> ServerSentEvent:
+    def _bucket_stream(request: Req, kv: KvService, live: LiveStreams, topic: str, bucket: str) -> ServerSentEvent:
         recent: deque[Change] = deque(maxlen=RECENT_CHANGES)
         principal = principal_of(request)
-        cache = runtime.services.state_cache
 
         async def resync() -> Messages:
-            return [event(runtime, request, "nats-kv-changes", {"changes": list(recent), "bucket": bucket})]
+            return [live.event(request, "nats-kv-changes", {"changes": list(recent), "bucket": bucket})]
 
         async def render(batch: Sequence[Update]) -> Messages:
             now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
             for update in batch:
                 if principal.org_ids is not None and topic == "registry":
-                    org = await org_of_key(runtime, bucket, update.key)
+                    org = await kv.org_of_key(bucket, update.key)
                     if org is None or not principal.sees(org):
                         continue  # (state updates were filtered by organisation when offered)
-                revision = cache.revisions.get(update.key, 0) if topic == "state" else 0
+                revision = kv.state_revision(update.key) if topic == "state" else 0
                 recent.appendleft(Change(update.key, now, revision))
             return await resync()
 
-        return page_stream(request, runtime, {topic}, resync, render, max_fps=2.0)
+        return live.page_stream(request, {topic}, resync, render, max_fps=2.0)
 
     @get("/nats/kv/{bucket:str}/edit", guards=[requires("admin")])
     async def edit(
-        self, request: Req, bucket: BucketPath, runtime: NamedDependency[Runtime], key: OptKeyQuery = ""
+        self, request: Req, bucket: BucketPath, nats_kv: NamedDependency[KvService], key: OptKeyQuery = ""
     ) -> Template:
         """The put form (admins): the current value to edit, or an empty one for a new key."""
         await _writable(request, bucket)
         detail: KeyDetail | None = None
         if key:
             check_key(key)
-            await _admin_of_key(request, runtime, bucket, key)
-            detail, _raw = await KvBrowser(runtime).detail(bucket, key, None)
+            await _admin_of_key(request, nats_kv, bucket, key)
+            detail, _raw = await nats_kv.detail(bucket, key, None)
         else:
-            await KvBrowser(runtime).bucket(bucket)
+            await nats_kv.bucket(bucket)
         value = detail.latest.value.body if detail and detail.exists and detail.latest else ""
         return Template(
             "pages/nats-kv-edit.html",
@@ -298,19 +294,18 @@ class KvController(Controller):
         )
 
     @post("/nats/kv/{bucket:str}/put", guards=[requires("admin")])
-    async def put(self, request: Req, bucket: BucketPath, runtime: NamedDependency[Runtime]) -> Template | Redirect:
+    async def put(self, request: Req, bucket: BucketPath, nats_kv: NamedDependency[KvService]) -> Template | Redirect:
         """First submit: review the diff. Second (``confirm=yes``): write CAS and audit."""
         form = await _form(request)
         key = check_key(form.get("key", "").strip())
         expected = _revision(form)
-        actor, org = await _admin_of_key(request, runtime, bucket, key)
+        actor, org = await _admin_of_key(request, nats_kv, bucket, key)
         value = _normalise(form.get("value", ""))
         if len(value) > MAX_VALUE:
             raise Invalid(f"value of {len(value)} bytes exceeds {MAX_VALUE}")
         if bucket == topology.BUCKET_STATE:
             check_state_value(key, value, org)
-        browser = KvBrowser(runtime)
-        detail, raw = await browser.detail(bucket, key, org)
+        detail, raw = await nats_kv.detail(bucket, key, org)
         current = raw.get(detail.revision) if detail.exists else None
         if form.get("confirm") != "yes":
             changes = line_diff(
@@ -329,32 +324,19 @@ class KvController(Controller):
                     d=detail,
                 ),
             )
-        try:
-            revision = await browser.put(bucket, key, value, expected)
-        except Exception as exc:
-            await runtime.services.audit.record(
-                actor, "nats.kv.put", target=f"{bucket}/{key}", org_id=org or "", outcome="failure", detail=str(exc)
-            )
-            raise
-        await runtime.services.audit.record(
-            actor,
-            "nats.kv.put",
-            target=f"{bucket}/{key}",
-            org_id=org or "",
-            detail=f"revision {expected} -> {revision}",
-            changes=_audit_changes(current, value),
-        )
+        await nats_kv.write(actor, bucket, key, org, value, expected, current)
         return Redirect(f"/nats/kv/{bucket}/key?{_query(key)}", status_code=303)
 
     @post("/nats/kv/{bucket:str}/delete", guards=[requires("admin")])
-    async def delete(self, request: Req, bucket: BucketPath, runtime: NamedDependency[Runtime]) -> Template | Redirect:
+    async def delete(
+        self, request: Req, bucket: BucketPath, nats_kv: NamedDependency[KvService]
+    ) -> Template | Redirect:
         """First submit: review what goes. Second (``confirm=yes``): delete CAS and audit."""
         form = await _form(request)
         key = check_key(form.get("key", "").strip())
         expected = _revision(form)
-        actor, org = await _admin_of_key(request, runtime, bucket, key)
-        browser = KvBrowser(runtime)
-        detail, raw = await browser.detail(bucket, key, org)
+        actor, org = await _admin_of_key(request, nats_kv, bucket, key)
+        detail, raw = await nats_kv.detail(bucket, key, org)
         if not detail.exists:
             raise NotFound(f"key {key} not found in bucket {bucket}")
         current = raw.get(detail.revision)
@@ -373,21 +355,7 @@ class KvController(Controller):
                     d=detail,
                 ),
             )
-        try:
-            await browser.delete(bucket, key, expected)
-        except Exception as exc:
-            await runtime.services.audit.record(
-                actor, "nats.kv.delete", target=f"{bucket}/{key}", org_id=org or "", outcome="failure", detail=str(exc)
-            )
-            raise
-        await runtime.services.audit.record(
-            actor,
-            "nats.kv.delete",
-            target=f"{bucket}/{key}",
-            org_id=org or "",
-            detail=f"revision {expected} deleted",
-            changes=_audit_changes(current, None),
-        )
+        await nats_kv.remove(actor, bucket, key, org, expected, current)
         return Redirect(f"/nats/kv/{bucket}/key?{_query(key)}", status_code=303)
 
 
