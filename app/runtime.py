@@ -23,6 +23,7 @@ from nats.js.kv import KeyValue
 from app.metric_sources import metric_sources
 from app.services import Services, build_services
 from core import topology
+from core.clock import SYSTEM_CLOCK, Clock
 from core.settings import Settings, parse_size
 from db.database import Database, DatabaseError
 from fabric.client import NatsConnectError, close_quietly, connect
@@ -98,8 +99,11 @@ def client_auth(settings: Settings) -> dict[str, Any]:
 class Runtime:
     """Owns the long-lived parts of one server process."""
 
-    def __init__(self, settings: Settings, worker_factories: Sequence[WorkerFactory] = ()) -> None:
+    def __init__(
+        self, settings: Settings, worker_factories: Sequence[WorkerFactory] = (), clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.settings = settings
+        self.clock = clock  # every time-driven service and worker reads time here (tests pass a manual one)
         self.worker_factories = list(worker_factories)
         self.hub = Hub()
         self.db = Database(settings.db_path)
@@ -156,6 +160,7 @@ class Runtime:
             db=self.db,
             hub=self.hub,
             tracer=self.tracing.tracer,
+            clock=self.clock,
         )
 
     async def start(self) -> None:

@@ -102,13 +102,20 @@ def build_services(rt: Runtime) -> Services:
     audit = AuditService(rt.db)
     templates = build_environment()
     console = ConsoleData(rt.db, cache, rt.hub, rt.nc, embedded_nats=rt.nats_server is not None)
-    sessions = SessionService(rt.db, rt.settings, rt.secret, audit=audit)
-    users = UserService(rt.db, audit, rt.settings, sessions=sessions)
+    sessions = SessionService(rt.db, rt.settings, rt.secret, rt.clock, audit=audit)
+    users = UserService(rt.db, audit, rt.settings, rt.clock, sessions=sessions)
     nats_url = rt.nats_server.url if rt.nats_server else ", ".join(rt.settings.nats_servers)
     registry = RegistryService(rt.kv_registry, rt.js, rt.db, rt.hub, audit)
     alerts = AlertService(rt.db, rt.hub, audit)
     commands = CommandService(
-        rt.db, rt.js, StateStore(rt.kv_state, "commands"), cache, rt.hub, rt.settings.command_ttl, audit
+        rt.db,
+        rt.js,
+        StateStore(rt.kv_state, "commands"),
+        cache,
+        rt.hub,
+        rt.settings.command_ttl,
+        audit,
+        rt.clock,
     )
     video = VideoRegistry()
     tracks = TrackService(rt.db, console)

@@ -18,6 +18,7 @@ import msgspec
 from nats.js import JetStreamContext
 
 from core import topology
+from core.clock import SYSTEM_CLOCK, Clock, utc_iso
 from core.contracts.commands import CommandMessage, check_params
 from core.contracts.common import DecodeError, encode, new_id, utc_now
 from core.errors import AppError, Invalid, NotFound
@@ -81,7 +82,9 @@ class CommandService:
         hub: Hub,
         default_ttl: float,
         audit: AuditService,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self.clock = clock
         self.db = db
         self.js = js
         self.store = store
@@ -114,7 +117,7 @@ class CommandService:
                 detail=str(exc),
             )
             raise Invalid(str(exc)) from None
-        now = datetime.now(UTC)
+        now = datetime.fromtimestamp(self.clock.now(), UTC)
         issued_by = actor.label
         ttl = body.ttl_s or self.default_ttl
         row = CommandRow(
@@ -172,7 +175,7 @@ class CommandService:
         """Publish every queued command of an entity that just came back."""
         sent = 0
         for row in await commands_db.queued_for(self.db, entity_id):
-            if row.expires_at > utc_now() and await self.dispatch(row) is not None:
+            if row.expires_at > utc_iso(self.clock) and await self.dispatch(row) is not None:
                 sent += 1
         if sent:
             log.info("delivered %d queued command(s) to %s", sent, entity_id)
@@ -226,7 +229,7 @@ class CommandService:
     async def expire_due(self) -> int:
         """Expire every open command past its TTL."""
         expired = 0
-        now = utc_now()
+        now = utc_iso(self.clock)
         for row in await commands_db.due_to_expire(self.db, now):
             updated = await commands_db.advance(
                 self.db, row.command_id, "expired", f"no completion before {row.expires_at}", now

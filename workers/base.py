@@ -33,6 +33,7 @@ from nats.js.errors import APIError
 from opentelemetry.trace import NoOpTracer, SpanKind, Tracer
 
 from core import topology
+from core.clock import SYSTEM_CLOCK, Clock
 from core.errors import InvalidMessage, TransientError
 from core.subjects import org_of_subject
 from fabric.pull import PullConsumer
@@ -89,6 +90,7 @@ class WorkerContext:
     db: Database
     hub: Hub
     tracer: Tracer = field(default_factory=NoOpTracer)  # a real one only when OTLP export is on
+    clock: Clock = SYSTEM_CLOCK  # time for time-driven workers (rules, liveness sweep, expiry)
 
 
 @dataclass

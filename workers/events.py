@@ -126,7 +126,7 @@ class EventWorker(ConsumerWorker):
         if time.monotonic() - self._last_prune > 300:
             self._last_prune = time.monotonic()
             hours = self.ctx.settings.detection_retention_hours
-            await retention.prune(self.ctx.db, "detections", hours * 3600)
+            await retention.prune(self.ctx.db, "detections", hours * 3600, now=self.ctx.clock.now())
 
     async def _process(self, msg: Msg) -> DetectionRow | None:
         self.reject_server_reply(msg)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 from db.rules import RuleRow
@@ -101,7 +100,7 @@ class RuleEvaluator(Worker):
                 self.reload = False
                 await self._load()
                 self.full_due = True
-            now = time.time()
+            now = self.ctx.clock.now()
             try:
                 if now >= next_tick:
                     next_tick = now + TICK_S
@@ -119,7 +118,7 @@ class RuleEvaluator(Worker):
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("rule evaluation failed")
             try:
-                await asyncio.wait_for(self.wake.wait(), max(0.05, next_tick - time.time()))
+                await asyncio.wait_for(self.wake.wait(), max(0.05, next_tick - self.ctx.clock.now()))
             except TimeoutError:
                 pass
 
@@ -140,7 +139,7 @@ class RuleEvaluator(Worker):
         So are active built-in alerts raised before they were default rules (no firing behind
         them): they clear like a firing when their condition no longer holds.
         """
-        now = time.time()
+        now = self.ctx.clock.now()
         try:
             for event in await self.service.open_events():
                 self._resume((event.rule_id, event.subject), event.entity_id, now)

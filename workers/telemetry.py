@@ -220,7 +220,7 @@ class TelemetryWorker(ConsumerWorker):
         position = position_of(p.patch)
         if position is None:
             return
-        now = time.time()
+        now = self.ctx.clock.now()
         if now - self.last_track.get(entity_id, 0.0) < self.ctx.settings.track_interval:
             return
         self.last_track[entity_id] = now
@@ -257,7 +257,8 @@ class TelemetryWorker(ConsumerWorker):
                 if time.monotonic() - last_prune > 300:
                     last_prune = time.monotonic()
                     s = self.ctx.settings
-                    await retention.prune(self.ctx.db, "tracks", s.track_retention_hours * 3600)
+                    keep_s = s.track_retention_hours * 3600
+                    await retention.prune(self.ctx.db, "tracks", keep_s, now=self.ctx.clock.now())
             except Exception:
                 log.exception("liveness sweep failed")
             try:
@@ -269,7 +270,7 @@ class TelemetryWorker(ConsumerWorker):
         """Mark live entities whose last telemetry is older than the timeout offline."""
         timeout = self.ctx.settings.offline_after
         cache = self.state_cache
-        now = time.time()
+        now = self.ctx.clock.now()
         marked = 0
         for entity_id, view in list(cache.all().items()):
             if not view.get("is_live") or "." in entity_id:
@@ -288,7 +289,7 @@ class TelemetryWorker(ConsumerWorker):
 
         def mutate(doc: dict[str, Any]) -> bool:
             deadline = offline_deadline(doc, timeout)
-            if not doc.get("is_live") or (deadline is not None and time.time() < deadline):
+            if not doc.get("is_live") or (deadline is not None and self.ctx.clock.now() < deadline):
                 return False  # fresh telemetry arrived (maybe on another node)
             doc["is_live"] = False
             if doc.get("status") != "error":

@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 from typing import Any
 
 import msgspec
 from litestar.connection import ASGIConnection
 
+from core.clock import SYSTEM_CLOCK, Clock
 from core.contracts.common import new_id
 from core.settings import Settings
 from db import sessions as sessions_db
@@ -61,7 +61,15 @@ class SessionView(msgspec.Struct, kw_only=True):
 class SessionService:
     """Start, resolve, list and revoke sessions."""
 
-    def __init__(self, db: Database, settings: Settings, secret: str, audit: AuditService | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        secret: str,
+        clock: Clock = SYSTEM_CLOCK,
+        audit: AuditService | None = None,
+    ) -> None:
+        self.clock = clock
         self.db = db
         self.idle = settings.session_idle_minutes * 60
         self.max_age = settings.session_max_hours * 3600
@@ -79,7 +87,7 @@ class SessionService:
     async def start(self, user_id: str, ip: str, user_agent: str) -> str:
         """Create a session; return the cookie token (shown to the browser only)."""
         token = secrets.token_urlsafe(32)
-        now = time.time()
+        now = self.clock.now()
         await sessions_db.insert_session(
             self.db,
             SessionRow(
@@ -101,7 +109,7 @@ class SessionService:
         if not token or len(token) > 100:
             return None
         row = await sessions_db.by_token_hash(self.db, token_hash(token))
-        now = time.time()
+        now = self.clock.now()
         if row is None or row.revoked_at is not None or row.expires_at <= now or now - row.last_seen_at > self.idle:
             return None
         user = await users_db.get_user(self.db, row.user_id)
@@ -114,7 +122,7 @@ class SessionService:
 
     async def revoke(self, session_id: str, user_id: str | None = None) -> bool:
         """End a session (only the owner's when ``user_id`` is given)."""
-        return await sessions_db.revoke(self.db, session_id, time.time(), user_id)
+        return await sessions_db.revoke(self.db, session_id, self.clock.now(), user_id)
 
     async def end(self, actor: Actor, session_id: str, user_id: str | None = None) -> bool:
         """``revoke`` on someone's request (only the owner's when ``user_id`` is given), audited if it ended."""
@@ -125,11 +133,11 @@ class SessionService:
 
     async def revoke_all(self, user_id: str) -> int:
         """End every session of a user."""
-        return await sessions_db.revoke_all(self.db, user_id, time.time())
+        return await sessions_db.revoke_all(self.db, user_id, self.clock.now())
 
     async def active(self, user_id: str | None = None) -> list[SessionView]:
         """Live sessions (of one user, or all)."""
-        now = time.time()
+        now = self.clock.now()
         users = {u.user_id: u.email for u in await users_db.list_users(self.db)}
         out = []
         for row in await sessions_db.active_sessions(self.db, now, user_id):
@@ -151,4 +159,4 @@ class SessionService:
 
     async def purge(self) -> int:
         """Delete long-dead sessions (a day after expiry or revocation)."""
-        return await sessions_db.purge_old(self.db, time.time() - 86400)
+        return await sessions_db.purge_old(self.db, self.clock.now() - 86400)

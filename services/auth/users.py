@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import msgspec
 
+from core.clock import SYSTEM_CLOCK, Clock
 from core.contracts.common import new_id, utc_now
 from core.errors import Conflict, Invalid, NotFound
 from core.settings import Settings
@@ -61,8 +61,14 @@ class UserService:
     """Account management and password sign-in."""
 
     def __init__(
-        self, db: Database, audit: AuditService, settings: Settings, sessions: SessionService | None = None
+        self,
+        db: Database,
+        audit: AuditService,
+        settings: Settings,
+        clock: Clock = SYSTEM_CLOCK,
+        sessions: SessionService | None = None,
     ) -> None:
+        self.clock = clock
         self.db = db
         self.audit = audit
         self.settings = settings
@@ -76,7 +82,7 @@ class UserService:
             name=row.name,
             role=row.role,
             disabled=bool(row.disabled),
-            locked=bool(row.locked_until and row.locked_until > time.time()),
+            locked=bool(row.locked_until and row.locked_until > self.clock.now()),
             org_ids=await users_db.user_orgs(self.db, row.user_id),
             last_login_at=row.last_login_at,
             created_at=row.created_at,
@@ -270,7 +276,7 @@ class UserService:
         keeps the real reason.
         """
         email = email.strip().lower()[:254]
-        now = time.time()
+        now = self.clock.now()
         lock_seconds = self.settings.lockout_minutes * 60
         max_failures = self.settings.login_max_failures
         attempt = await users_db.reserve_attempt(self.db, email, now, FAILURE_WINDOW, max_failures, lock_seconds)
@@ -300,7 +306,7 @@ class UserService:
                 detail=f"wrong password ({attempt.count} in the last minute)",
             )
             locked = await users_db.login_failed(
-                self.db, row.user_id, attempt.count, max_failures, time.time(), lock_seconds
+                self.db, row.user_id, attempt.count, max_failures, self.clock.now(), lock_seconds
             )
             if locked:
                 await self._locked(row.email, attempt.count, origin)

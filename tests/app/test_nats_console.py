@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -25,6 +26,7 @@ from services.nats_console import health
 from services.nats_console.messages import subject_matches
 from services.nats_console.streams import subject_tree
 from tests.conftest import LiveServer
+from tests.helpers import eventually
 
 ALL = health.HealthInputs(
     lag=0, ack_pending=0, max_ack_pending=1000, processing_ratio=1.0, redelivery_ratio=0.0, connection="stable"
@@ -119,9 +121,9 @@ async def _browse_stream(runtime: Runtime, n: int = 300) -> datetime:
     middle = datetime.now(UTC)
     for i in range(1, n + 1):
         if i == n // 2 + 1:
-            await asyncio.sleep(0.02)
+            # Message n/2 was stamped by the server before its ack came back, and message n/2 + 1 is stamped
+            # after this publish starts: one clock (this machine's) orders the three, with a round trip between.
             middle = datetime.now(UTC)
-            await asyncio.sleep(0.02)
         await runtime.js.publish("browse.a" if i % 2 else "browse.b", f'{{"i": {i}}}'.encode())
     return middle
 
@@ -148,11 +150,15 @@ async def test_rate_needs_two_samples(runtime: Runtime) -> None:
     console = runtime.services.nats_streams
     rows = {r.name: r for r in await console.streams()}
     assert rows["BROWSE"].rate is None
-    await asyncio.sleep(1.1)
     for _ in range(22):
         await runtime.js.publish("browse.a", b"{}")
-    rate = {r.name: r for r in await console.streams()}["BROWSE"].rate
-    assert rate is not None and 10 < rate < 25
+
+    async def rate() -> float | None:
+        return {r.name: r for r in await console.streams()}["BROWSE"].rate
+
+    # A rate once two samples are at least a second apart: 22 messages over just over a second.
+    measured = await eventually(rate, timeout=5, what="a rate")
+    assert 10 < measured < 25
 
 
 async def test_consumers_pages_show_health(runtime: Runtime, client: httpx.AsyncClient) -> None:
@@ -314,14 +320,19 @@ async def test_tail_streams_new_messages_with_rate_cap_and_org_filter(
     url = f"{live_server.url}/events/nats-tail?stream={topology.STREAM_COMMANDS}"
     events: list[tuple[str, str]] = []
     reader = asyncio.create_task(_read_events(url, headers, events))
-    while not any(n == "nats-tail-status" for n, _ in events):
-        await asyncio.sleep(0.05)
+    await eventually(lambda: any(n == "nats-tail-status" for n, _ in events), what="the first status")
     assert runtime.nc is not None
     await runtime.nc.publish(topology.command_ack_subject("org2", "e9"), b"other org")
     for i in range(100):  # a burst: 20 pass, the rest are counted as skipped
         await runtime.nc.publish(topology.command_ack_subject("org1", "e1"), f"burst {i}".encode())
     await runtime.nc.flush()
-    await asyncio.sleep(2.5)
+
+    def accounted() -> bool:
+        # A status that counts all 100 of org1's messages, shown or skipped, comes after every row it counts.
+        counts = [re.search(r"(\d+) shown · (\d+) skipped", d) for n, d in events if n == "nats-tail-status"]
+        return any(m and int(m[1]) + int(m[2]) == 100 for m in counts)
+
+    await eventually(accounted, timeout=10, what="a status counting the whole burst")
     reader.cancel()
     rows = [d for n, d in events if n == "nats-tail-row"]
     assert rows and all("org2" not in d for d in rows)
