@@ -43,7 +43,7 @@ from web.errors import (
     internal_error_handler,
 )
 from web.health import HealthController
-from web.metrics.pages import MetricsController
+from web.metrics import MetricsController
 from web.nats.consumers import ConsumersController
 from web.nats.dlq import DlqController
 from web.nats.kv import KvController

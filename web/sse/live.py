@@ -157,33 +157,3 @@ class LiveStreams:
             return out
 
         return ServerSentEvent(event_stream(self.hub, client, first, updates, max_fps=max_fps))
-
-
-# Transitional: the former module functions, for stream handlers not yet converted to
-# ``live: LiveStreams`` (#12). Removed once the last caller is gone.
-def event(
-    runtime: Any, request: Request[Any, Any, Any] | None, partial: str, context: dict[str, Any], key: str = ""
-) -> ServerSentEventMessage:
-    """Deprecated: ``LiveStreams.event``."""
-    live: LiveStreams = runtime.services.live
-    return live.event(request, partial, context, key)
-
-
-def cached_event(runtime: Any, partial: str, key: str, context: Callable[[], dict[str, Any]]) -> ServerSentEventMessage:
-    """Deprecated: ``LiveStreams.cached_event``."""
-    live: LiveStreams = runtime.services.live
-    return live.cached_event(partial, key, context)
-
-
-def page_stream(
-    request: Request[Any, Any, Any],
-    runtime: Any,
-    topics: set[str],
-    resync: Callable[[], Awaitable[Messages]],
-    render_updates: Renderer,
-    max_fps: float = 10.0,
-    keys: set[str] | None = None,
-) -> ServerSentEvent:
-    """Deprecated: ``LiveStreams.page_stream``."""
-    live: LiveStreams = runtime.services.live
-    return live.page_stream(request, topics, resync, render_updates, max_fps, keys)
