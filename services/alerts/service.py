@@ -24,7 +24,7 @@ from services.alerts import defaults
 from services.alerts.defaults import DEFAULT_RULE_IDS, alert_id_of
 from services.alerts.model import RuleSpec, describe
 from services.alerts.sources import Reading
-from services.alerts.store import RULES_TOPIC, AlertService
+from services.alerts.store import RULES_TOPIC, SEVERITY_RANK, AlertService
 from services.audit import Actor, AuditService, diff
 from services.hub import Hub, Update
 
@@ -221,15 +221,22 @@ class RuleService:
         )
         if rule.builtin:
             spec = defaults.alert_of(rule, reading, entity_id, name or entity_id)
-            await self.show(spec, org_id=org_id, entity_id=entity_id)
-            shown = await self.alerts.find(alert_id)
-            if shown is not None and shown.status == "active" and shown.acknowledged_at:
-                # Still active and acknowledged (raised before this firing): the history says so too.
-                event = msgspec.structs.replace(
-                    event, acknowledged_by=shown.acknowledged_by, acknowledged_at=shown.acknowledged_at
-                )
             event = msgspec.structs.replace(event, severity=spec.severity)
+            current = await self.alerts.find(alert_id)
+            if (
+                current is not None
+                and current.status == "active"
+                and current.acknowledged_at
+                and current.org_id in ("", org_id)
+                and SEVERITY_RANK[spec.severity] <= SEVERITY_RANK.get(current.severity, 0)
+            ):
+                # Still active and acknowledged (raised before this firing, not escalated by it):
+                # the history says so too.
+                event = msgspec.structs.replace(
+                    event, acknowledged_by=current.acknowledged_by, acknowledged_at=current.acknowledged_at
+                )
             await rules_db.insert_event(self.db, event)
+            await self.show(spec, org_id=org_id, entity_id=entity_id)
             self.hub.publish(Update(RULES_TOPIC, f"event:{event.event_id}"))
             return event
         await rules_db.insert_event(self.db, event)
