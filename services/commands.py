@@ -142,8 +142,8 @@ class CommandService:
             detail=f"command {row.command_id}",
             changes={"params": [None, body.params]},
         )
-        view = self.cache.get(entity_id) or {}
-        if view.get("is_live"):
+        view = self.cache.view(entity_id)
+        if view is not None and view.is_live:
             row = await self.dispatch(row) or row
         else:
             await self._changed(row)

@@ -88,6 +88,7 @@ class EntityView(msgspec.Struct, frozen=True, kw_only=True):
     status: str  # as stored (``status_word`` maps it for display)
     is_live: bool
     last_seen: str
+    updated_at: str
     last_seen_ms: int
     last_seen_s: float | None  # epoch seconds of last_seen (or updated_at); None when unknown
     reported_s: float | None  # epoch seconds of last_seen alone (None: the entity never reported)
@@ -198,6 +199,7 @@ def entity_view(entity_id: str, org_id: str, doc: dict[str, Any], revision: int 
         status=text(doc.get("status")),
         is_live=doc.get("is_live") is True,
         last_seen=text(seen),
+        updated_at=text(doc.get("updated_at")),
         last_seen_ms=epoch_ms(seen),
         last_seen_s=when.timestamp() if when else None,
         reported_s=reported.timestamp() if (reported := parse_time(doc.get("last_seen"))) else None,
