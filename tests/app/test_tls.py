@@ -155,7 +155,7 @@ async def test_self_signed_certificate_serves_https_and_nats_tls(tls_runtime: Ru
     assert rt.http_tls.key.stat().st_mode & 0o777 == 0o600
     assert rt.nats_server is not None and rt.nats_server.url.startswith("tls://")
     # The server's own connection runs over TLS (pinned to its certificate) and everything is ready.
-    checks = await rt.readiness()
+    checks = await rt.services.health.readiness()
     assert all(c["ok"] for c in checks.values()), checks
     assert rt.nc is not None and rt.nc.connected_url is not None and rt.nc.connected_url.scheme == "tls"
     # A second start reuses the certificate instead of making a new one.

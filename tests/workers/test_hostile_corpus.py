@@ -123,7 +123,7 @@ async def test_hostile_corpus(runtime: Runtime) -> None:
         assert doc
     assert all(w.stats.restarts == 0 for w in runtime.workers.workers), runtime.workers.stats()
     assert all(runtime.workers.status().values())
-    checks = await runtime.readiness()
+    checks = await runtime.services.health.readiness()
     assert all(c["ok"] for c in checks.values()), checks
     await asyncio.sleep(0)
 
