@@ -138,7 +138,12 @@ class LiveStreams:
             view = cache.get(update.key)
             return view is not None and principal.sees(str(view.get("org_id") or ""))
 
-        client = self.hub.subscribe(accepts)
+        keyed = {"state", "commands", "detections"} if keys is not None else set()
+        client = self.hub.subscribe(
+            accepts,
+            topics=wanted - keyed,
+            keys=[(topic, key) for topic in wanted & keyed for key in keys or ()],
+        )
 
         async def first() -> Messages:
             out: Messages = [ServerSentEventMessage(comment="resync", retry=RETRY_MS, data=None)]
