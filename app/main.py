@@ -69,14 +69,12 @@ def create_app(runtime: Runtime) -> Litestar:
     """Build the Litestar application around a started ``Runtime``."""
     env = runtime.services.templates
 
-    def provide_runtime() -> Runtime:
-        return runtime
-
     # Each service is its own dependency, named as in ``Services``: a handler declares the one
     # it uses (``alerts: AlertService``) and receives nothing else.
-    dependencies: dict[str, Provide] = {"runtime": Provide(provide_runtime, sync_to_thread=False)}
-    for name, service in runtime.services.provided().items():
-        dependencies[name] = Provide(_constant(service), use_cache=True, sync_to_thread=False)
+    dependencies = {
+        name: Provide(_constant(service), use_cache=True, sync_to_thread=False)
+        for name, service in runtime.services.provided().items()
+    }
 
     return Litestar(
         route_handlers=[
@@ -141,7 +139,6 @@ def create_app(runtime: Runtime) -> Litestar:
         # Guards cannot use dependency injection (web/auth/guards.py): the services they use.
         state=State(
             {
-                "runtime": runtime,
                 "sessions": runtime.services.sessions,
                 "apikeys": runtime.services.apikeys,
                 "audit": runtime.services.audit,

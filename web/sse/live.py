@@ -135,8 +135,8 @@ class LiveStreams:
                 return update.key in keys
             if principal.org_ids is None:
                 return True
-            view = cache.get(update.key)
-            return view is not None and principal.sees(str(view.get("org_id") or ""))
+            view = cache.view(update.key)
+            return view is not None and principal.sees(view.org_id)
 
         keyed = {"state", "commands", "detections"} if keys is not None else set()
         client = self.hub.subscribe(
