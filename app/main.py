@@ -21,16 +21,16 @@ from web.admin.audit import AuditController
 from web.admin.keys import KeysController
 from web.admin.sessions import AccountController, SessionsController
 from web.admin.users import UsersController
-from web.api.alerts import AlertController
-from web.api.entities import EntityController
-from web.api.export import ExportController
-from web.api.live import LiveEntityController
-from web.api.organizations import OrganizationController
+from web.api.alerts import AlertsApiController
+from web.api.entities import EntitiesApiController
+from web.api.export import ExportApiController
+from web.api.live import LiveEntitiesApiController
+from web.api.organizations import OrganizationsApiController
 from web.auth.guards import authenticate
 from web.auth.login import LoginController
 from web.console.alerts import AlertsController
 from web.console.embed import EmbedController
-from web.console.entity import EntityPageController
+from web.console.entity import EntityController
 from web.console.fleet import FleetController
 from web.console.map import MapController
 from web.console.overview import OverviewController
@@ -82,7 +82,7 @@ def create_app(runtime: Runtime) -> Litestar:
             LoginController,
             OverviewController,
             FleetController,
-            EntityPageController,
+            EntityController,
             AlertsController,
             RulesController,
             MetricsController,
@@ -96,11 +96,11 @@ def create_app(runtime: Runtime) -> Litestar:
             VideoController,
             MuxController,
             EmbedController,
-            OrganizationController,
-            EntityController,
-            LiveEntityController,
-            ExportController,
-            AlertController,
+            OrganizationsApiController,
+            EntitiesApiController,
+            LiveEntitiesApiController,
+            ExportApiController,
+            AlertsApiController,
             UsersController,
             KeysController,
             AuditController,

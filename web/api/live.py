@@ -15,7 +15,7 @@ from web.api.schemas import LiveEntity
 from web.auth.guards import authorize, principal_of, requires
 
 
-class LiveEntityController(Controller):
+class LiveEntitiesApiController(Controller):
     """Live entities straight from the state cache (no database query)."""
 
     path = "/api/entities"

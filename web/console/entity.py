@@ -115,7 +115,7 @@ async def _visible_entity(request: Req, page: EntityPage, entity_id: str) -> str
     return org_id
 
 
-class EntityPageController(Controller):
+class EntityController(Controller):
     """``/entities/{entity_id}`` and its stream and forms."""
 
     include_in_schema = False
