@@ -22,6 +22,7 @@ from core.clock import SYSTEM_CLOCK, Clock, utc_iso
 from core.contracts.commands import CommandMessage, check_params
 from core.contracts.common import DecodeError, encode, new_id, utc_now
 from core.errors import AppError, Invalid, NotFound
+from core.topics import Topic
 from db import commands as commands_db
 from db import registry as registry_db
 from db.commands import CommandRow
@@ -35,7 +36,6 @@ from services.state_cache import StateCache
 
 log = logging.getLogger(__name__)
 
-COMMANDS_TOPIC = "commands"
 RECENT_IN_STATE = 10
 
 
@@ -259,7 +259,7 @@ class CommandService:
         return to_view(row)
 
     async def _changed(self, row: CommandRow) -> None:
-        self.hub.publish(Update(COMMANDS_TOPIC, row.entity_id, row.command_id))
+        self.hub.publish(Update(Topic.COMMANDS, row.entity_id, row.command_id))
         recent = await commands_db.list_commands(self.db, row.entity_id, RECENT_IN_STATE)
         scope: dict[str, Any] = {
             "timestamp": utc_now(),

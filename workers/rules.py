@@ -16,15 +16,16 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from core.topics import Topic
 from db.rules import RuleRow
 from services.alerts import defaults, engine
 from services.alerts.defaults import BATTERY_MARGIN, DEFAULT_RULE_IDS
 from services.alerts.model import KINDS, RuleSpec
-from services.alerts.service import RULES_TOPIC, RuleService
+from services.alerts.service import RuleService
 from services.alerts.sources import Reading, entity_readings, system_values
 from services.hub import Update
 from services.metrics.probe import SystemProbe
-from services.state_cache import STATE_TOPIC, StateCache
+from services.state_cache import StateCache
 from services.state_view import EntityView
 from workers.base import Worker, WorkerContext
 
@@ -77,11 +78,11 @@ class RuleEvaluator(Worker):
         ctx.hub.add_listener(self._on_update)
 
     def _on_update(self, update: Update) -> None:
-        if update.topic == STATE_TOPIC:
+        if update.topic == Topic.STATE:
             if self.watch_entities:  # called for every state change: keep it to a flag check
                 self.dirty[update.key] = None
                 self.wake.set()
-        elif update.topic == RULES_TOPIC and update.key.startswith("rule:"):
+        elif update.topic == Topic.RULES and update.key.startswith("rule:"):
             self.reload = True
             self.wake.set()
 

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 
+from core.topics import Topic
 from db import metrics as metrics_db
 from db.database import Database
 from services.hub import Hub, Update
@@ -19,7 +20,6 @@ from services.metrics.otel import Metrics
 
 log = logging.getLogger("overwatch.metrics")
 
-METRICS_TOPIC = "metrics"
 PRUNE_EVERY = 30  # rounds between prunes
 
 
@@ -80,7 +80,7 @@ class Sampler:
         self.rounds += 1
         if self.rounds % PRUNE_EVERY == 1:
             await metrics_db.prune_samples(self.db, now - self.retention_hours * 3600)
-        self.hub.publish(Update(METRICS_TOPIC, "sample"))
+        self.hub.publish(Update(Topic.METRICS, "sample"))
         return len(samples)
 
     async def run(self, stopping: asyncio.Event) -> None:

@@ -20,14 +20,13 @@ from jinja2 import Environment
 from litestar import Request
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from core.topics import Topic
 from services.hub import Hub, Update
 from services.state_cache import StateCache
 from web.auth.guards import principal_of
 from web.sse.stream import event_stream
 
 RETRY_MS = 2000  # how soon a browser reconnects after the stream drops (server restart)
-ALERTS_TOPIC = "alerts"
-TOAST_TOPIC = "toasts"  # rule firings (services.alerts.service): a ``toast`` event on every page stream
 
 Messages = list[ServerSentEventMessage]
 Renderer = Callable[[Sequence[Update]], Awaitable[Messages]]
@@ -119,17 +118,17 @@ class LiveStreams:
         only ever holds what it will send: its topics, only ``keys`` when given (a page
         about one entity), and only entities of organisations the caller may see.
         """
-        wanted = topics | {ALERTS_TOPIC, TOAST_TOPIC}
+        wanted = topics | {Topic.ALERTS, Topic.TOASTS}
         principal = principal_of(request)
         cache = self.state
 
         def accepts(update: Update) -> bool:
             if update.topic not in wanted:
                 return False
-            if update.topic == TOAST_TOPIC:
+            if update.topic == Topic.TOASTS:
                 org_id = str(getattr(update.payload, "org_id", ""))
                 return principal.sees(org_id) if org_id else principal.org_ids is None
-            if update.topic == ALERTS_TOPIC or update.topic not in ("state", "commands", "detections"):
+            if update.topic == Topic.ALERTS or update.topic not in (Topic.STATE, Topic.COMMANDS, Topic.DETECTIONS):
                 return True
             if keys is not None:
                 return update.key in keys
@@ -138,7 +137,7 @@ class LiveStreams:
             view = cache.view(update.key)
             return view is not None and principal.sees(view.org_id)
 
-        keyed = {"state", "commands", "detections"} if keys is not None else set()
+        keyed = {Topic.STATE, Topic.COMMANDS, Topic.DETECTIONS} if keys is not None else set()
         client = self.hub.subscribe(
             accepts,
             topics=wanted - keyed,
@@ -153,9 +152,9 @@ class LiveStreams:
 
         async def updates(batch: Sequence[Update]) -> Messages:
             out: Messages = []
-            if any(u.topic == ALERTS_TOPIC for u in batch):
+            if any(u.topic == Topic.ALERTS for u in batch):
                 out.append(await self.nav_alerts(request))
-            out.extend(self.event(request, "toast", {"toast": u.payload}) for u in batch if u.topic == TOAST_TOPIC)
+            out.extend(self.event(request, "toast", {"toast": u.payload}) for u in batch if u.topic == Topic.TOASTS)
             relevant = [u for u in batch if u.topic in topics]
             if relevant:
                 out.extend(await render_updates(relevant))
