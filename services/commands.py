@@ -22,6 +22,7 @@ from core.clock import SYSTEM_CLOCK, Clock, utc_iso
 from core.contracts.commands import CommandMessage, check_params
 from core.contracts.common import DecodeError, encode, new_id, utc_now
 from core.errors import AppError, Invalid, NotFound
+from core.structs import as_view
 from core.topics import Topic
 from db import commands as commands_db
 from db import registry as registry_db
@@ -54,20 +55,7 @@ def _is_admin(actor: Actor, org_id: str) -> bool:
 
 def to_view(row: CommandRow) -> CommandView:
     """API view of a command row."""
-    return CommandView(
-        command_id=row.command_id,
-        org_id=row.org_id,
-        entity_id=row.entity_id,
-        command=row.command,
-        params=row.params_dict,
-        status=row.status,
-        detail=row.detail,
-        issued_by=row.issued_by,
-        issued_at=row.issued_at,
-        updated_at=row.updated_at,
-        expires_at=row.expires_at,
-        delivered_at=row.delivered_at,
-    )
+    return as_view(row, CommandView, params=row.params_dict)
 
 
 class CommandService:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from core.structs import as_view
 from core.topics import Topic
 from db.rules import RuleRow
 from services.alerts import defaults, engine
@@ -41,18 +42,7 @@ Key = tuple[str, str]  # (rule_id, subject)
 
 def spec_of(row: RuleRow) -> RuleSpec:
     """The evaluable part of a stored rule."""
-    return RuleSpec(
-        name=row.name,
-        kind=row.kind,
-        threshold=row.threshold,
-        severity=row.severity,
-        duration_s=row.duration_s,
-        cooldown_s=row.cooldown_s,
-        window_s=row.window_s,
-        enabled=row.enabled,
-        org_id=row.org_id,
-        entity_id=row.entity_id,
-    )
+    return as_view(row, RuleSpec)
 
 
 class RuleEvaluator(Worker):

@@ -17,6 +17,7 @@ from db import metrics as metrics_db
 from db.database import Database
 from services.hub import Hub, Update
 from services.metrics.otel import Metrics
+from services.state_view import number
 
 log = logging.getLogger("overwatch.metrics")
 
@@ -59,7 +60,7 @@ class Sampler:
         self._last, self._last_at = totals, now
         views = metrics.entity_views()
         out.append(("sse.clients", float(metrics.sse_clients())))
-        out.append(("entities.live", float(sum(1 for v in views.values() if v.get("is_live")))))
+        out.append(("entities.live", float(sum(1 for v in views.values() if v.is_live))))
         out += [(f"consumer.lag:{name}", float(c.pending)) for name, c in probe.consumers.items()]
         if probe.dlq_messages is not None:
             out.append(("dlq.messages", float(probe.dlq_messages)))
@@ -67,9 +68,9 @@ class Sampler:
             out.append(("disk.free", probe.disk_free_percent))
         for entity_id, pipeline in metrics.pipelines().items():
             for field, series in (("fps", "detect.fps"), ("inference_ms_p50", "detect.inference_ms")):
-                value = pipeline.get(field)
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    out.append((f"{series}:{entity_id}", float(value)))
+                value = number(pipeline.get(field))
+                if value is not None:
+                    out.append((f"{series}:{entity_id}", value))
         return out
 
     async def sample_once(self) -> int:
