@@ -188,15 +188,7 @@ class RegistryService:
 
     async def update_org(self, org_id: str, body: OrgUpdate, actor: Actor = SYSTEM_ACTOR) -> OrgRecord:
         """Change the given fields of an organisation."""
-        changes = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not msgspec.UNSET}
-        rec: OrgRecord = await self._cas(
-            registry_org_key(org_id),
-            OrgRecord,
-            lambda rec: msgspec.structs.replace(rec, **changes, updated_at=utc_now()),
-            f"organization {org_id}",
-            actor,
-        )
-        return rec
+        return await self._patch(registry_org_key(org_id), OrgRecord, body, f"organization {org_id}", actor)
 
     async def delete_org(self, org_id: str, actor: Actor = SYSTEM_ACTOR) -> None:
         """Delete an organisation and all its entities."""
@@ -268,15 +260,7 @@ class RegistryService:
     ) -> EntityRecord:
         """Change the given fields of an entity."""
         await self.get_entity(org_id, entity_id)
-        changes = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not msgspec.UNSET}
-        rec: EntityRecord = await self._cas(
-            registry_entity_key(entity_id),
-            EntityRecord,
-            lambda r: msgspec.structs.replace(r, **changes, updated_at=utc_now()),
-            f"entity {entity_id}",
-            actor,
-        )
-        return rec
+        return await self._patch(registry_entity_key(entity_id), EntityRecord, body, f"entity {entity_id}", actor)
 
     async def delete_entity(self, org_id: str, entity_id: str, actor: Actor = SYSTEM_ACTOR) -> None:
         """Delete an entity (registry, then lifecycle event, then projection)."""
@@ -304,6 +288,14 @@ class RegistryService:
         return Page(items=[r.to_record() for r in rows], total=total, limit=limit, offset=offset)
 
     # ------------------------------------------------------------ internals
+    async def _patch(self, key: str, type_: type[T], body: msgspec.Struct, what: str, actor: Actor) -> T:
+        """Set the fields ``body`` gives (the rest are ``UNSET``) on the record at ``key``, stamping ``updated_at``."""
+        changes = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not msgspec.UNSET}
+        rec: T = await self._cas(
+            key, type_, lambda r: msgspec.structs.replace(r, **changes, updated_at=utc_now()), what, actor
+        )
+        return rec
+
     async def _cas(
         self, key: str, type_: type[Any], change: Callable[[Any], Any], what: str, actor: Actor = SYSTEM_ACTOR
     ) -> Any:
