@@ -31,6 +31,7 @@ from core.contracts.registry import (
     registry_org_key,
 )
 from core.errors import Conflict, Invalid, NotFound, Unavailable
+from core.structs import as_view
 from core.topics import Topic
 from db import registry as registry_db
 from db.database import Database
@@ -169,15 +170,7 @@ class RegistryService:
     async def create_org(self, body: OrgCreate, actor: Actor = SYSTEM_ACTOR) -> OrgRecord:
         """Create an organisation; 409 if the id exists."""
         now = utc_now()
-        rec = OrgRecord(
-            org_id=body.org_id or new_id(),
-            name=body.name,
-            org_type=body.org_type,
-            description=body.description,
-            metadata=body.metadata,
-            created_at=now,
-            updated_at=now,
-        )
+        rec = as_view(body, OrgRecord, org_id=body.org_id or new_id(), created_at=now, updated_at=now)
         await self._create(rec, actor)
         return rec
 
@@ -210,19 +203,8 @@ class RegistryService:
         """Create an entity under an existing organisation; 409 if the id exists."""
         await self.get_org(org_id)
         now = utc_now()
-        rec = EntityRecord(
-            entity_id=body.entity_id or new_id(),
-            org_id=org_id,
-            name=body.name,
-            entity_type=body.entity_type,
-            status=body.status,
-            priority=body.priority,
-            affiliation=body.affiliation,
-            position=body.position,
-            metadata=body.metadata,
-            video_config=body.video_config,
-            created_at=now,
-            updated_at=now,
+        rec = as_view(
+            body, EntityRecord, entity_id=body.entity_id or new_id(), org_id=org_id, created_at=now, updated_at=now
         )
         return await self.register_entity(rec, actor)
 
