@@ -95,9 +95,12 @@ async def _connect(url: str, cred: Credential, timeout: float = 10.0) -> nats.NA
     return connected
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    """``overwatch serve --demo`` on free ports, with reader and device credentials issued by the CLI."""
+    """``overwatch serve --demo`` on free ports, with reader and device credentials issued by the CLI.
+
+    Package-scoped: the demo (its detector busy on a CPU) stops after the contract tests, not at the end of the
+    session; under xdist one worker runs all of them (``pytest_xdist_make_scheduler`` in tests/conftest.py)."""
     data = tmp_path_factory.mktemp("contract") / "data"
     nats_port = free_port()
     proc = ServerProcess(data, env={"NATS_PORT": str(nats_port), "OVERWATCH_ADMIN_PASSWORD": "contract-admin-pw"})
