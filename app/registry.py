@@ -24,6 +24,7 @@ from nats.js.kv import KeyValue
 from app import topology
 from app.api.schemas import EntityCreate, EntityUpdate, OrgCreate, OrgUpdate, Page
 from app.audit import SYSTEM_ACTOR, Actor, AuditService, diff
+from app.camera.pose import PoseError, camera_config
 from app.contracts.common import DecodeError, decode, encode, new_id, utc_now
 from app.contracts.events import EntityLifecycleEvent, LifecycleData
 from app.contracts.registry import (
@@ -130,6 +131,15 @@ async def apply_registry_entry(db: Database, hub: Hub | None, key: str, value: b
     return changed
 
 
+def check_camera_metadata(metadata: dict[str, Any]) -> None:
+    """A camera pose in ``metadata.camera`` must be a valid one (422 naming the field otherwise)."""
+    if "camera" in metadata:
+        try:
+            camera_config(metadata["camera"])
+        except PoseError as exc:
+            raise Invalid(str(exc)) from None
+
+
 class RegistryService:
     """Create, read, update and delete organisations and entities."""
 
@@ -208,6 +218,7 @@ class RegistryService:
     # ------------------------------------------------------------ entities
     async def create_entity(self, org_id: str, body: EntityCreate, actor: Actor = SYSTEM_ACTOR) -> EntityRecord:
         """Create an entity under an existing organisation; 409 if the id exists."""
+        check_camera_metadata(body.metadata)
         await self.get_org(org_id)
         now = utc_now()
         rec = EntityRecord(
@@ -249,6 +260,8 @@ class RegistryService:
         self, org_id: str, entity_id: str, body: EntityUpdate, actor: Actor = SYSTEM_ACTOR
     ) -> EntityRecord:
         """Change the given fields of an entity."""
+        if body.metadata is not msgspec.UNSET:
+            check_camera_metadata(body.metadata)
         await self.get_entity(org_id, entity_id)
         changes = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not msgspec.UNSET}
         rec: EntityRecord = await self._cas(
