@@ -23,6 +23,12 @@ MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "detector.onnx"  # ours, trained on the synthetic scene only
 COCO_MODEL = MODELS_DIR / "coco" / "nanodet-g-coco.onnx"  # NanoDet-g, COCO-80 (models/coco/SOURCE.json)
 DEFAULT_CONF = 0.3  # publish threshold of a model that does not recommend its own
+# Per-class thresholds a shipped model starts with (DETECT_CLASS_CONF overrides them): street
+# furniture and indoor objects the COCO model sees in real footage that is not there — a bollard
+# as a fire hydrant, a car seat as a chair or couch (docs/detection.md).
+RECOMMENDED_CLASS_CONF: dict[str, dict[str, float]] = {
+    "nanodet-g-coco": {"fire hydrant": 0.6, "parking meter": 0.6, "chair": 0.5, "couch": 0.5, "toothbrush": 0.6},
+}
 
 
 def model_for_source(kind: str) -> Path:

@@ -38,7 +38,7 @@ from workers.detect.config import DetectSettings
 from workers.detect.events import Identity, Outgoing, Snapshot, boot_event, detection_event, publish_reason
 from workers.detect.events import shutdown_event as make_shutdown
 from workers.detect.frames import FrameEncoder, VideoPublisher
-from workers.detect.model import Detections, Detector, ModelError, model_for_source
+from workers.detect.model import RECOMMENDED_CLASS_CONF, Detections, Detector, ModelError, model_for_source
 from workers.detect.objects import ObjectBook, TrackedObject
 from workers.detect.persistence import Persistence
 from workers.detect.report import Metrics, device_id_for, entity_scopes, fingerprint
@@ -83,7 +83,8 @@ class DetectionWorker:
         low = min(0.1, settings.conf if settings.conf is not None else 0.1)
         self.detector = detector or Detector(model, labels, conf=low, iou=settings.iou, threads=settings.threads)
         self.conf = settings.conf if settings.conf is not None else self.detector.recommended_conf
-        self.class_conf = self._class_thresholds(settings.class_thresholds)
+        recommended = RECOMMENDED_CLASS_CONF.get(self.detector.model_type, {}) if settings.conf is None else {}
+        self.class_conf = self._class_thresholds(recommended | settings.class_thresholds)
         self.ident = Identity(settings.org_id, settings.entity_id, self.ident_device, self.detector.model_type)
         self.subject = topology.detection_subject(settings.org_id, settings.entity_id)
         self.video_subject = topology.video_subject(settings.entity_id)
