@@ -25,6 +25,7 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 
 from app.auth.guards import principal_of, requires
+from app.console.camera_map import camera_layer
 from app.console.live import Messages, page_stream
 from app.console.views import EntityCard
 from app.cot.types import AFFILIATIONS, entity_sidc
@@ -39,9 +40,9 @@ TileIndex = Annotated[int, PathParameter(ge=0, le=1 << 24)]
 MAX_RANGE = 4 * 1024 * 1024  # bytes served per range request
 
 
-def marker(card: EntityCard) -> dict[str, Any]:
-    """The JSON a map marker is drawn from."""
-    return {
+def marker(card: EntityCard, view: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON a map marker is drawn from (with a camera's footprint and ground objects when it has them)."""
+    out: dict[str, Any] = {
         "id": card.entity_id,
         "name": card.name,
         "type": card.entity_type,
@@ -58,6 +59,10 @@ def marker(card: EntityCard) -> dict[str, Any]:
         "affiliation": card.affiliation,
         "sidc": card.sidc,
     }
+    layer = camera_layer(view)
+    if layer is not None:
+        out["camera"] = layer
+    return out
 
 
 # The legend: one air and one ground symbol per affiliation.
@@ -121,7 +126,8 @@ class MapController(Controller):
         data = runtime.services.console
 
         async def resync() -> Messages:
-            return [_json_event("map-reset", [marker(c) for c in data.cards(principal.visible_orgs)])]
+            cards = data.cards(principal.visible_orgs)
+            return [_json_event("map-reset", [marker(c, data.cache.get(c.entity_id)) for c in cards])]
 
         async def render(batch: Sequence[Update]) -> Messages:
             if any(u.topic == "registry" for u in batch):
@@ -130,7 +136,7 @@ class MapController(Controller):
             for update in batch:
                 card = data.card(update.key)
                 if card is not None and principal.sees(card.org_id):
-                    out.append(_json_event("map-entity", marker(card)))
+                    out.append(_json_event("map-entity", marker(card, data.cache.get(update.key))))
             return out
 
         return page_stream(request, runtime, {"state", "registry"}, resync, render, max_fps=4.0)

@@ -1,0 +1,83 @@
+"""Chromium: a camera's footprint and its tracked objects on the map, live; toggled; a click opens the camera.
+
+The demo seed registers the gate camera with the synthetic scene's pose; the detection
+worker runs on the synthetic camera in this process, so the objects on the map are the
+ones in its video, projected onto the ground.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from app.demo import DEMO_CAMERA_ID, seed_demo
+from app.runtime import Runtime
+from tests.browser.conftest import open_page, sign_in, wait_js
+from tests.conftest import LiveServer
+from tests.helpers import eventually
+from workers.detect.config import DetectSettings
+from workers.detect.worker import DetectionWorker
+
+PASSWORD = "camera-map-password-1"
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(150)]
+
+
+async def test_camera_footprint_and_tracked_objects_on_the_map(browser: Any, make_runtime: Any) -> None:
+    rt: Runtime = await make_runtime()
+    await seed_demo(rt)
+    await eventually(lambda: (rt.services.state_cache.get(DEMO_CAMERA_ID) or {}).get("camera"), what="camera pose")
+    await rt.services.users.create("tests", "map@example.com", "admin", [], PASSWORD)
+    settings = DetectSettings(
+        org_id="demo", entity_id=DEMO_CAMERA_ID, nats_url=rt.settings.nats_url, kv_hz=4.0, threads=1, video=False
+    )
+    worker = DetectionWorker(settings)
+    stopping = asyncio.Event()
+    task = asyncio.create_task(worker.run(stopping))
+    server = LiveServer(rt)
+    await server.start()
+    context, page, log = await open_page(browser)
+    try:
+        await sign_in(page, server.url, "map@example.com", PASSWORD)
+        await page.goto(server.url + "/map")
+        await wait_js(page, "document.getElementById('map').dataset.loaded === '1'", what="map loaded")
+        await wait_js(page, "document.getElementById('map').dataset.footprints === '1'", timeout=20, what="footprint")
+        await wait_js(page, "document.querySelectorAll('.track-marker').length > 0", timeout=40, what="object markers")
+        # Each marker sits where the worker projected it (the geo in the camera's EntityState).
+        drawn = await page.evaluate(
+            "[...document.querySelectorAll('.track-marker')].map(n => [n.dataset.trackId, +n.dataset.lat, +n.dataset.lon])"
+        )
+        objects = (rt.services.state_cache.get(DEMO_CAMERA_ID) or {})["detections"]["objects"]
+        placed = {k: o["geo"] for k, o in objects.items() if "geo" in o}
+        assert any(tid in placed for tid, _, _ in drawn), (drawn, list(placed))
+        for tid, lat, lon in drawn:
+            if tid in placed:
+                assert abs(placed[tid]["latitude"] - lat) < 5e-4 and abs(placed[tid]["longitude"] - lon) < 5e-4
+        # Live: the markers move as the objects walk and drive.
+        first = await page.evaluate("[...document.querySelectorAll('.track-marker')].map(n => n.dataset.lon).join()")
+        await wait_js(
+            page,
+            f"[...document.querySelectorAll('.track-marker')].map(n => n.dataset.lon).join() !== {first!r}",
+            timeout=20,
+            what="markers moving",
+        )
+        # Toggling hides them (and shows them again).
+        await page.click("#show-tracks")
+        assert await page.evaluate("[...document.querySelectorAll('.track-marker')].every(n => n.hidden)")
+        await page.click("#show-tracks")
+        await wait_js(page, "[...document.querySelectorAll('.track-marker')].some(n => !n.hidden)", what="shown again")
+        # A click opens the camera page with that track highlighted.
+        tid = await page.evaluate("document.querySelector('.track-marker').dataset.trackId")
+        await page.evaluate("document.querySelector('.track-marker').click()")
+        await page.wait_for_url(f"**/entities/{DEMO_CAMERA_ID}?track=*", timeout=10_000)
+        assert page.url.endswith(tid)
+        await wait_js(
+            page, f"document.querySelector('tr.track-highlight[data-track-id=\"{tid}\"]')", timeout=15, what="row lit"
+        )
+        assert not [e for e in log.errors if "Content Security Policy" in e], log.errors
+    finally:
+        await context.close()
+        stopping.set()
+        await asyncio.wait_for(task, 20)
+        await server.stop()
