@@ -41,12 +41,13 @@ async def test_camera_footprint_and_tracked_objects_on_the_map(browser: Any, mak
     try:
         await sign_in(page, server.url, "map@example.com", PASSWORD)
         await page.goto(server.url + "/map")
-        await wait_js(page, "document.getElementById('map').dataset.loaded === '1'", what="map loaded")
+        await wait_js(page, "document.getElementById('map').dataset.loaded === '1'", timeout=40, what="map loaded")
         await wait_js(page, "document.getElementById('map').dataset.footprints === '1'", timeout=20, what="footprint")
         await wait_js(page, "document.querySelectorAll('.track-marker').length > 0", timeout=40, what="object markers")
         # Each marker sits where the worker projected it (the geo in the camera's EntityState).
         drawn = await page.evaluate(
-            "[...document.querySelectorAll('.track-marker')].map(n => [n.dataset.trackId, +n.dataset.lat, +n.dataset.lon])"
+            "[...document.querySelectorAll('.track-marker')]"
+            ".map(n => [n.dataset.trackId, +n.dataset.lat, +n.dataset.lon])"
         )
         objects = (rt.services.state_cache.get(DEMO_CAMERA_ID) or {})["detections"]["objects"]
         placed = {k: o["geo"] for k, o in objects.items() if "geo" in o}
