@@ -176,6 +176,7 @@ if (el && !el.dataset.ready) {
   }
 
   function upsert(m) {
+    updateCamera(m);  // a fixed camera may have a pose (and objects) without a telemetry position
     if (m.lat == null || m.lon == null) { return; }
     let entry = markers.get(m.id);
     if (!entry) {
@@ -209,7 +210,6 @@ if (el && !el.dataset.ready) {
       }).catch(() => { /* the label still shows */ });
     }
     entry.popup.setDOMContent(popupFor(m));
-    updateCamera(m);
   }
 
   function reset(list) {
