@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint typecheck pytest bench model coco-model screenshots clean
+.PHONY: help run test lint typecheck layers pytest bench model coco-model screenshots clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -25,9 +25,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed ## set up the venv and start the demo server (http://localhost:8080)
 	$(BIN)/overwatch serve --demo
 
-test: $(VENV)/.installed-dev ## set up the dev venv; lint, type-check and run the whole test suite
+test: $(VENV)/.installed-dev ## set up the dev venv; lint, type-check, check the import layers, run the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-dev ## ruff only
@@ -35,6 +36,9 @@ lint: $(VENV)/.installed-dev ## ruff only
 
 typecheck: $(VENV)/.installed-dev ## mypy only
 	$(BIN)/mypy
+
+layers: $(VENV)/.installed-dev ## the one-way import layers (import-linter; docs/architecture.md)
+	$(BIN)/lint-imports
 
 pytest: $(VENV)/.installed-dev ## tests only (pass ARGS=... to pytest)
 	$(BIN)/python -m pytest $(ARGS)

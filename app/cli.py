@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from app import __version__
-from app.settings import ConfigError, Settings, load_settings
+from core import __version__
+from core.settings import ConfigError, Settings, load_settings
 
 EXIT_CONFIG = 2
 EXIT_STARTUP = 1

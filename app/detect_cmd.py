@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from app.logs import setup_logging
-from app.settings import ConfigError
+from core.settings import ConfigError
 from workers.detect.config import EXIT_CONFIG, DetectSettings, load_detect_settings
 
 FLAGS: dict[str, tuple[str, type, str]] = {

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from app.logs import setup_logging
-from app.mavlink.config import EXIT_CONFIG, MavlinkSettings, load_mavlink_settings
-from app.mavlink.mapping import MappingError, load_mapping
-from app.settings import ConfigError, Settings
+from core.settings import ConfigError, Settings
+from services.mavlink.config import EXIT_CONFIG, MavlinkSettings, load_mavlink_settings
+from services.mavlink.mapping import MappingError, load_mapping
 
 FLAGS: dict[str, tuple[str, type, str]] = {
     "org": ("org_id", str, "organisation new vehicles are registered in (MAVLINK_ORG)"),
@@ -50,11 +50,11 @@ def settings_from(args: argparse.Namespace) -> MavlinkSettings:
 def nats_target(s: MavlinkSettings, server: Settings) -> tuple[list[str], dict[str, Any]]:
     """Servers and connect options: the configured NATS with its credentials, or the local embedded one."""
     if not s.servers:
-        from app.nats_client import client_auth
+        from app.runtime import client_auth
 
         local = server.nats_servers or [f"nats://127.0.0.1:{server.nats_port}"]
         return local, client_auth(server)
-    from app.tls import ca_context
+    from fabric.tls import ca_context
 
     options: dict[str, Any] = {
         "token": s.nats_token,
@@ -71,8 +71,8 @@ def nats_target(s: MavlinkSettings, server: Settings) -> tuple[list[str], dict[s
 
 
 async def _run(s: MavlinkSettings, server: Settings) -> int:
-    from app.mavlink.bridge import Bridge, BridgeError
-    from app.nats_client import NatsConnectError, close_quietly, connect
+    from fabric.client import NatsConnectError, close_quietly, connect
+    from services.mavlink.bridge import Bridge, BridgeError
 
     try:
         mapping = load_mapping(s.mapping) if s.mapping else {}

@@ -9,12 +9,13 @@ import signal
 import sys
 from typing import Any
 
-from app import topology
-from app.contracts.common import encode, new_id, utc_now
-from app.contracts.events import EntityLifecycleEvent, LifecycleData
 from app.logs import setup_logging
-from app.nats_client import NatsConnectError, client_auth, close_quietly, connect
-from app.settings import Settings
+from app.runtime import client_auth
+from core import topology
+from core.contracts.common import encode, new_id, utc_now
+from core.contracts.events import EntityLifecycleEvent, LifecycleData
+from core.settings import Settings
+from fabric.client import NatsConnectError, close_quietly, connect
 from workers.simulator import KINDS, FaultConfig, Simulator, make_fleet
 
 log = logging.getLogger("overwatch.simulator")

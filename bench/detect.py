@@ -35,8 +35,8 @@ import cv2
 import numpy as np
 from _server import BenchServer, proc_stats
 
-from app.nats_auth import INTERNAL_USER
 from models.evaluate import evaluate
+from services.nats_auth import INTERNAL_USER
 from workers.detect.boxes import letterbox, to_tensor
 from workers.detect.config import DetectSettings
 from workers.detect.model import COCO_MODEL, DEFAULT_MODEL, Detector

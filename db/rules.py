@@ -28,6 +28,7 @@ class RuleRow(msgspec.Struct, kw_only=True):
     created_by: str
     created_at: str
     updated_at: str
+    builtin: str = ""  # a default rule: the built-in alert it stands for (offline, battery, threat)
 
 
 class RuleEventRow(msgspec.Struct, kw_only=True):
@@ -113,12 +114,12 @@ async def get_event(db: Database, event_id: str) -> RuleEventRow | None:
     return await db.fetch_one(RuleEventRow, "SELECT * FROM rule_events WHERE event_id = ?", (event_id,))
 
 
-async def acknowledge_events(db: Database, alert_id: str, user: str, at: str) -> int:
-    """Acknowledge every unacknowledged firing behind one alert."""
+async def acknowledge_events(db: Database, alert_id: str, org_id: str, user: str, at: str) -> int:
+    """Acknowledge every unacknowledged firing behind one alert of one organisation."""
     return await db.execute(
         "UPDATE rule_events SET acknowledged_by = ?, acknowledged_at = ?"
-        " WHERE alert_id = ? AND acknowledged_at IS NULL",
-        (user, at, alert_id),
+        " WHERE alert_id = ? AND org_id = ? AND acknowledged_at IS NULL",
+        (user, at, alert_id, org_id),
     )
 
 
@@ -137,3 +138,9 @@ async def list_events(db: Database, *, org_ids: list[str] | None = None, limit: 
 async def open_events(db: Database) -> list[RuleEventRow]:
     """Firings not yet resolved (the evaluator resumes them after a restart)."""
     return await db.fetch_all(RuleEventRow, "SELECT * FROM rule_events WHERE resolved_at IS NULL")
+
+
+async def firing_counts(db: Database) -> dict[str, int]:
+    """``{rule_id: open firings}`` of every rule that is firing."""
+    rows = await db.fetch_rows("SELECT rule_id, COUNT(*) FROM rule_events WHERE resolved_at IS NULL GROUP BY rule_id")
+    return {str(r[0]): int(r[1]) for r in rows}

@@ -25,10 +25,12 @@ import uvicorn
 
 from app.bootstrap import worker_factories
 from app.main import create_app
-from app.nats_server import EmbeddedNats
 from app.runtime import Runtime
 from app.server import EmbeddedServer
-from app.settings import Settings
+from core.clock import SYSTEM_CLOCK, Clock
+from core.settings import Settings
+from fabric.server import EmbeddedNats
+from tests.helpers import eventually, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 OVERWATCH = str(Path(sys.executable).parent / "overwatch")
@@ -77,14 +79,15 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
 
 @pytest.fixture
 async def make_runtime(settings: Settings) -> AsyncIterator[Any]:
-    """Factory for extra runtimes with setting overrides (each its own data dir unless given)."""
+    """Factory for extra runtimes with setting overrides (each its own data dir unless given), optionally on a
+    ``ManualClock`` (``clock=``)."""
     started: list[Runtime] = []
     counter = [0]
 
-    async def make(**overrides: Any) -> Runtime:
+    async def make(clock: Clock = SYSTEM_CLOCK, **overrides: Any) -> Runtime:
         counter[0] += 1
         overrides.setdefault("data_dir", f"{settings.data_dir}-{counter[0]}")
-        rt = Runtime(msgspec.structs.replace(settings, **overrides), worker_factories())
+        rt = Runtime(msgspec.structs.replace(settings, **overrides), worker_factories(), clock=clock)
         await rt.start()
         started.append(rt)
         return rt
@@ -143,12 +146,10 @@ class LiveServer:
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self.task = asyncio.create_task(self.server.serve())
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or self.task.done():
-                raise RuntimeError("live server did not start")
-            await asyncio.sleep(0.02)
+        task = self.task = asyncio.create_task(self.server.serve())
+        await eventually(lambda: self.server.started or task.done(), interval=0.02, what="the live server")
+        if task.done():
+            raise RuntimeError("live server did not start")
 
     async def stop(self) -> None:
         self.runtime.hub.close_all()
@@ -205,15 +206,22 @@ class ServerProcess:
     def wait_ready(self, timeout: float = 15.0) -> float:
         """Wait for ``/health/ready`` = 200; return seconds waited."""
         start = time.monotonic()
-        while time.monotonic() - start < timeout:
+
+        def ready() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.output()}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/health/ready", timeout=1.0).status_code == 200:
-                    return time.monotonic() - start
-            time.sleep(0.05)
-        raise AssertionError(f"server not ready after {timeout}s:\n{self.output()}")
+                return httpx.get(f"{self.url}/health/ready", timeout=1.0).status_code == 200
+            return False
+
+        try:
+            wait_until(ready, timeout=timeout, what="/health/ready")
+        except AssertionError as exc:
+            if str(exc).startswith("timed out"):
+                raise AssertionError(f"{exc}:\n{self.output()}") from None
+            raise
+        return time.monotonic() - start
 
     def api_key(self, role: str = "admin", org: str | None = None) -> str:
         """Create an API key with ``overwatch apikey create`` on this server's data dir."""

@@ -11,8 +11,8 @@ import msgspec
 import nats
 import pytest
 
-from app import topology
-from app.nats_auth import INTERNAL_USER, internal_password
+from core import topology
+from services.nats_auth import INTERNAL_USER, internal_password
 from tests.conftest import ServerProcess, free_port
 from tests.helpers import telemetry
 

@@ -17,11 +17,13 @@ import logging
 
 from nats.aio.msg import Msg
 
-from app import topology
-from app.contracts.commands import CommandAck, CommandMessage
-from app.contracts.common import DecodeError, decode
-from app.errors import Invalid, NotFound
-from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext
+from core import topology
+from core.contracts.commands import CommandAck, CommandMessage
+from core.contracts.common import DecodeError, decode
+from core.errors import Invalid, InvalidMessage, NotFound, TransientError
+from services.commands import CommandService
+from services.state_cache import StateCache
+from workers.base import ConsumerWorker, WorkerContext
 
 log = logging.getLogger("overwatch.workers.commands")
 
@@ -36,10 +38,12 @@ class CommandWorker(ConsumerWorker):
     durable = topology.CONSUMER_COMMAND
     batch_size = 200
 
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __init__(self, ctx: WorkerContext, state_cache: StateCache, commands: CommandService) -> None:
         super().__init__(ctx)
+        self.state_cache = state_cache
+        self.commands = commands
         self.came_back: asyncio.Queue[str] = asyncio.Queue()
-        ctx.services.state_cache.on_live_change(self._on_live_change)
+        self.state_cache.on_live_change(self._on_live_change)
 
     def _on_live_change(self, entity_id: str, live: bool, _view: dict[str, object]) -> None:
         if live:
@@ -55,7 +59,7 @@ class CommandWorker(ConsumerWorker):
             await asyncio.gather(side, return_exceptions=True)
 
     async def _dispatch_loop(self) -> None:
-        service = self.ctx.services.commands
+        service = self.commands
         while not self.stopping.is_set():
             try:
                 entity_id = await asyncio.wait_for(self.came_back.get(), 1.0)
@@ -78,7 +82,7 @@ class CommandWorker(ConsumerWorker):
         org_id, entity_id = parts[2], parts[3]
         if len(msg.data) > MAX_PAYLOAD:
             raise InvalidMessage(f"payload of {len(msg.data)} bytes exceeds {MAX_PAYLOAD}")
-        service = self.ctx.services.commands
+        service = self.commands
         if is_ack:
             if entity_id == "broadcast":
                 raise InvalidMessage("acks must come from an entity, not 'broadcast'")

@@ -24,16 +24,17 @@ from typing import Any
 import msgspec
 from nats.aio.msg import Msg
 
-from app import topology
-from app.camera.pose import PoseError, camera_config
-from app.contracts.common import DecodeError, decode, utc_now
-from app.contracts.events import EntityLifecycleEvent
-from app.contracts.registry import ENTITY_TYPES, EntityRecord
-from app.contracts.state import STATUS_ALIASES, STATUSES, new_state, status_word
-from app.errors import Conflict
+from core import topology
+from core.camera.pose import PoseError, camera_config
+from core.contracts.common import DecodeError, decode, utc_now
+from core.contracts.events import EntityLifecycleEvent
+from core.contracts.registry import ENTITY_TYPES, EntityRecord
+from core.contracts.state import STATUS_ALIASES, STATUSES, new_state, status_word
+from core.errors import Conflict, InvalidMessage, TransientError
 from db import registry as registry_db
-from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext
-from workers.state_store import StateStore
+from fabric.state_store import StateStore
+from services.registry import RegistryService
+from workers.base import ConsumerWorker, WorkerContext
 
 log = logging.getLogger("overwatch.workers.entity")
 
@@ -60,8 +61,9 @@ class EntityWorker(ConsumerWorker):
     durable = topology.CONSUMER_ENTITY
     batch_size = 200
 
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __init__(self, ctx: WorkerContext, registry: RegistryService) -> None:
         super().__init__(ctx)
+        self.registry = registry
         self.store = StateStore(ctx.kv_state, "registry")
 
     async def handle(self, msg: Msg) -> None:
@@ -188,7 +190,7 @@ class EntityWorker(ConsumerWorker):
         except msgspec.ValidationError as exc:
             raise InvalidMessage(f"cannot register entity: {exc}") from None
         try:
-            await self.ctx.services.registry.register_entity(rec)
+            await self.registry.register_entity(rec)
             log.info("entity %s registered itself in organisation %s", data.entity_id, org_id)
         except Conflict:
             pass  # registered meanwhile (another node, or a retry)

@@ -23,17 +23,19 @@ from typing import Any
 import msgspec
 from nats.aio.msg import Msg
 
-from app import topology
-from app.contracts.common import DecodeError, decode, decode_object, utc_now
-from app.contracts.events import DetectionEvent, GenericEvent
-from app.contracts.state import THREAT_ALIASES, THREAT_LEVELS, new_state, threat_word
-from app.directory import EntityDirectory, EntityInfo
-from app.sse.hub import Update
+from core import topology
+from core.contracts.common import DecodeError, decode, decode_object, utc_now
+from core.contracts.events import DetectionEvent, GenericEvent
+from core.contracts.state import THREAT_ALIASES, THREAT_LEVELS, new_state, threat_word
+from core.errors import InvalidMessage, TransientError
 from db import detections as detections_db
 from db import retention
 from db.detections import DetectionRow
-from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext
-from workers.state_store import StateStore
+from fabric.state_store import StateStore
+from services.alerts.store import AlertService
+from services.directory import EntityDirectory, EntityInfo
+from services.hub import Update
+from workers.base import ConsumerWorker, WorkerContext
 
 log = logging.getLogger("overwatch.workers.events")
 
@@ -65,8 +67,9 @@ class EventWorker(ConsumerWorker):
     durable = topology.CONSUMER_EVENT
     batch_size = 500
 
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __init__(self, ctx: WorkerContext, alerts: AlertService) -> None:
         super().__init__(ctx)
+        self.alerts = alerts
         self.directory = EntityDirectory(ctx.db, ctx.hub)
         self.store = StateStore(ctx.kv_state, "events")
         self.by_type: dict[str, int] = {}
@@ -123,7 +126,7 @@ class EventWorker(ConsumerWorker):
         if time.monotonic() - self._last_prune > 300:
             self._last_prune = time.monotonic()
             hours = self.ctx.settings.detection_retention_hours
-            await retention.prune(self.ctx.db, "detections", hours * 3600)
+            await retention.prune(self.ctx.db, "detections", hours * 3600, now=self.ctx.clock.now())
 
     async def _process(self, msg: Msg) -> DetectionRow | None:
         self.reject_server_reply(msg)
@@ -183,7 +186,7 @@ class EventWorker(ConsumerWorker):
             raise InvalidMessage(f"unknown threat_level {str(raw_threat)[:40]!r}: use one of {accepted}")
         lost = event.event_type in LOST_TYPES or det.metadata.get("event_reason") in LOST_TYPES
         alert_id = f"threat:{entity_id}:{det.track_id}"
-        alerts = self.ctx.services.alerts
+        alerts = self.alerts
         if lost:
             await alerts.clear(alert_id, f"{det.label} no longer detected")
         elif threat in THREATS:
@@ -250,9 +253,9 @@ class EventWorker(ConsumerWorker):
             raise InvalidMessage(f"alert code must be a string, got {type(raw_code).__name__}")
         code = checked_id(str(raw_code), CODE_RE, "alert code")
         if doc.get("cleared") is True:
-            await self.ctx.services.alerts.clear(f"device:{entity_id}:{code}", message)
+            await self.alerts.clear(f"device:{entity_id}:{code}", message)
             return
-        await self.ctx.services.alerts.raise_alert(
+        await self.alerts.raise_alert(
             f"device:{entity_id}:{code}",
             kind="device",
             severity=severity,

@@ -5,7 +5,7 @@ Bursts coalesce per entity: messages fetched within one write interval are merge
 ``OVERWATCH_TELEMETRY_MAX_HZ`` times per second per entity. A message is acknowledged
 only after the write that contains it succeeded, so ``kill -9`` at any moment loses
 nothing JetStream acknowledged. The liveness sweep marks silent entities offline
-(``workers/state_alerts.py`` turns that transition into an alert and a status event).
+(the default offline rule, ``workers/rules.py``, alerts on it; ``workers/status_events.py`` publishes it).
 """
 
 from __future__ import annotations
@@ -19,17 +19,19 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from app import topology
-from app.contracts.common import DecodeError, decode_object, utc_now
-from app.contracts.state import new_state
-from app.contracts.telemetry import position_of, to_patch
-from app.directory import EntityDirectory, EntityInfo
-from app.templating import parse_time
+from core import topology
+from core.contracts.common import DecodeError, decode_object, utc_now
+from core.contracts.state import new_state
+from core.contracts.telemetry import position_of, to_patch
+from core.errors import InvalidMessage, TransientError
+from core.timefmt import parse_time
 from db import retention
 from db import tracks as tracks_db
 from db.tracks import TrackPoint
-from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext
-from workers.state_store import Job, StateStore, deep_merge
+from fabric.state_store import Job, StateStore, deep_merge
+from services.directory import EntityDirectory, EntityInfo
+from services.state_cache import StateCache
+from workers.base import ConsumerWorker, WorkerContext
 
 log = logging.getLogger("overwatch.workers.telemetry")
 
@@ -71,8 +73,9 @@ class TelemetryWorker(ConsumerWorker):
     durable = topology.CONSUMER_TELEMETRY
     batch_size = 2000
 
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __init__(self, ctx: WorkerContext, state_cache: StateCache) -> None:
         super().__init__(ctx)
+        self.state_cache = state_cache
         s = ctx.settings
         self.store = StateStore(ctx.kv_state, "telemetry")
         self.directory = EntityDirectory(ctx.db, ctx.hub)
@@ -217,7 +220,7 @@ class TelemetryWorker(ConsumerWorker):
         position = position_of(p.patch)
         if position is None:
             return
-        now = time.time()
+        now = self.ctx.clock.now()
         if now - self.last_track.get(entity_id, 0.0) < self.ctx.settings.track_interval:
             return
         self.last_track[entity_id] = now
@@ -254,7 +257,8 @@ class TelemetryWorker(ConsumerWorker):
                 if time.monotonic() - last_prune > 300:
                     last_prune = time.monotonic()
                     s = self.ctx.settings
-                    await retention.prune(self.ctx.db, "tracks", s.track_retention_hours * 3600)
+                    keep_s = s.track_retention_hours * 3600
+                    await retention.prune(self.ctx.db, "tracks", keep_s, now=self.ctx.clock.now())
             except Exception:
                 log.exception("liveness sweep failed")
             try:
@@ -265,8 +269,8 @@ class TelemetryWorker(ConsumerWorker):
     async def sweep(self) -> int:
         """Mark live entities whose last telemetry is older than the timeout offline."""
         timeout = self.ctx.settings.offline_after
-        cache = self.ctx.services.state_cache
-        now = time.time()
+        cache = self.state_cache
+        now = self.ctx.clock.now()
         marked = 0
         for entity_id, view in list(cache.all().items()):
             if not view.get("is_live") or "." in entity_id:
@@ -285,7 +289,7 @@ class TelemetryWorker(ConsumerWorker):
 
         def mutate(doc: dict[str, Any]) -> bool:
             deadline = offline_deadline(doc, timeout)
-            if not doc.get("is_live") or (deadline is not None and time.time() < deadline):
+            if not doc.get("is_live") or (deadline is not None and self.ctx.clock.now() < deadline):
                 return False  # fresh telemetry arrived (maybe on another node)
             doc["is_live"] = False
             if doc.get("status") != "error":

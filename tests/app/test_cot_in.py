@@ -17,8 +17,8 @@ import httpx
 import pytak
 import pytest
 
-from app import topology
 from app.runtime import Runtime
+from core import topology
 from tests.app.test_cot_out import tcp_port, udp_port
 from tests.conftest import LiveServer
 from tests.helpers import eventually, seed, telemetry

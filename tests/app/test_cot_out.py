@@ -18,13 +18,13 @@ import pytest
 import takproto
 from lxml import etree
 
-from app.cot.types import cot_type
 from app.demo import DEMO_FLEET, seed_demo, start_demo_fleet
 from app.runtime import Runtime
-from app.sse.hub import Update
+from fabric.state_store import StateStore
+from services.cot.types import cot_type
+from services.hub import Update
 from tests.helpers import eventually
 from workers.simulator import FaultConfig
-from workers.state_store import StateStore
 
 Received = list[tuple[float, dict[str, Any]]]
 

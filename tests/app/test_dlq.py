@@ -13,13 +13,12 @@ import httpx
 import pytest
 from nats.js.api import RawStreamMsg
 
-from app import topology
-from app.api.schemas import EntityCreate
-from app.contracts.registry import Position
 from app.main import create_app
-from app.nats_data.dlq import DeadLetters
 from app.runtime import Runtime
+from core import topology
+from core.contracts.registry import Position
 from db import audit as audit_db
+from services.schemas import EntityCreate
 from tests.helpers import dlq, eventually, seed, state, telemetry
 from workers import base
 
@@ -99,7 +98,7 @@ async def test_invalid_message_replayed_dead_letters_again(runtime: Runtime, org
     replayed = await runtime.js.get_msg(topology.STREAM_TELEMETRY, before + 1)
     assert replayed.subject == subject and replayed.data == first.data
     assert not any(k.startswith("Overwatch-Dlq") for k in (replayed.headers or {}))
-    assert await DeadLetters(runtime).get(first.seq) is None
+    assert await runtime.services.nats_dlq.get(first.seq) is None
     # ... and, still invalid, it is dead-lettered again: one message in the queue, a new sequence.
     again = await eventually(lambda: _after(runtime, first.seq), 15, what="second dead letter")
     assert len(await dlq(runtime.js)) == 1 and again.headers[base.DLQ_SUBJECT] == subject

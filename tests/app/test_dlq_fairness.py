@@ -20,11 +20,11 @@ import nats
 import pytest
 from nats.js.api import DiscardPolicy
 
-from app import topology
 from app.main import create_app
-from app.nats_data.dlq import DeadLetters, ReplayError, dead_letter
-from app.nats_server import EmbeddedNats
 from app.runtime import Runtime
+from core import topology
+from fabric.server import EmbeddedNats
+from services.nats_console.dlq import ReplayError, dead_letter
 from tests.helpers import dlq, eventually, seed, telemetry
 from workers import base
 
@@ -124,7 +124,7 @@ async def test_a_flood_of_one_organisation_evicts_nobody_and_is_counted(rt: Runt
     # A cut dead letter says so and is not replayed as if it were whole.
     item = dead_letter(stored["orga"][0])
     with pytest.raises(ReplayError, match="first 4096 bytes"):
-        await DeadLetters(rt).replay(item)
+        await rt.services.nats_dlq.replay(item)
 
 
 async def _count(rt: Runtime, org: str, n: int) -> list[Any] | None:

@@ -15,11 +15,11 @@ import msgspec
 import pytest
 from nats.js.api import KeyValueConfig
 
-from app import topology
 from app.main import create_app
-from app.nats_data.values import format_value, line_diff
 from app.runtime import Runtime
+from core import topology
 from db import audit as audit_db
+from services.nats_console.values import format_value, line_diff
 from tests.conftest import LiveServer
 from tests.helpers import eventually, seed
 

@@ -25,14 +25,14 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 
-from app import topology
-from app.api.schemas import EntityCreate
-from app.auth.apikeys import NewKey
-from app.errors import Invalid
 from app.main import create_app
-from app.nats_auth import inbox_prefix, state_bucket
 from app.runtime import Runtime
+from core import topology
+from core.errors import Invalid
 from db import audit as audit_db
+from services.auth.apikeys import NewKey
+from services.nats_auth import inbox_prefix, state_bucket
+from services.schemas import EntityCreate
 from tests.conftest import OVERWATCH
 from tests.helpers import dlq, eventually, seed, state, stream_messages, telemetry
 from workers.base import DLQ_REASON, DLQ_SUBJECT, REPLY_INJECTION

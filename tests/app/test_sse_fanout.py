@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from app import topology
 from app.runtime import Runtime
+from core import topology
 from tests.conftest import LiveServer
 from tests.helpers import eventually, seed, telemetry
 

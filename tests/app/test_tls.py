@@ -16,14 +16,14 @@ import msgspec
 import nats
 import pytest
 
-from app import topology
 from app.main import create_app
-from app.nats_auth import inbox_prefix
-from app.nats_client import client_auth, close_quietly, connect
-from app.runtime import Runtime
+from app.runtime import Runtime, client_auth
 from app.server import EmbeddedServer, http_config
-from app.settings import ConfigError, Settings, load_settings
-from app.tls import CertPair, ca_context, nats_cert, self_signed
+from core import topology
+from core.settings import ConfigError, Settings, load_settings
+from fabric.client import close_quietly, connect
+from fabric.tls import CertPair, ca_context, nats_cert, self_signed
+from services.nats_auth import inbox_prefix
 from tests.conftest import free_port
 from tests.helpers import eventually, seed, state, telemetry
 

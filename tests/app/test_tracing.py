@@ -12,8 +12,8 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from app import topology
 from app.main import create_app
+from core import topology
 from tests.helpers import eventually, seed, telemetry
 
 pytestmark = pytest.mark.timeout(60)

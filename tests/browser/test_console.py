@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from app import topology
-from app.api.schemas import EntityCreate
 from app.runtime import Runtime
+from core import topology
+from services.schemas import EntityCreate
 from tests.browser.conftest import open_page, sign_in, wait_js
 from tests.conftest import LiveServer, ServerProcess, free_port
 from tests.helpers import eventually, seed, telemetry

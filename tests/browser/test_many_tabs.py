@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 import pytest
 
-from app import topology
-from app.api.schemas import EntityCreate
 from app.demo import DEMO_CAMERA_ID
 from app.runtime import Runtime
+from core import topology
+from services.schemas import EntityCreate
 from tests.browser.conftest import PageLog, open_page, sign_in, wait_js
 from tests.conftest import LiveServer
 from tests.helpers import eventually, seed, telemetry

@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 
-from app.audit import Actor
-from app.rules.model import RuleForm, validate
-from app.rules.service import RuleService
 from app.runtime import Runtime
 from db import rules as rules_db
+from services.alerts.model import RuleForm, validate
+from services.audit import Actor
 from tests.browser.conftest import open_page, sign_in, wait_js
 from tests.conftest import LiveServer
 from tests.helpers import eventually, seed
@@ -49,7 +48,7 @@ async def test_offline_rule_toasts_open_pages_of_users_who_see_it(
             await wait_js(p, "document.getElementById('conn').classList.contains('is-live')", what="stream open")
         assert await page.evaluate("document.querySelectorAll('#toasts [data-toast]').length") == 0
         form = RuleForm(name="Lost link", kind="offline", threshold=5, severity="high", enabled="on", org_id="org1")
-        await RuleService.of(runtime).create(Actor("tests"), validate(form))
+        await runtime.services.rules.create(Actor("tests"), validate(form))
 
         sim.pause("ent-0")
         text = await wait_js(

@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
-from app import topology
-from app.api.schemas import EntityCreate
 from app.demo import DEMO_FLEET, seed_demo, start_demo_fleet
 from app.runtime import Runtime
+from core import topology
+from services.schemas import EntityCreate
 from tests.browser.conftest import open_page, sign_in, wait_js
 from tests.conftest import LiveServer
 from tests.helpers import eventually, telemetry

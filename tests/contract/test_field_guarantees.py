@@ -12,7 +12,7 @@ import nats
 import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from app.contracts.state import THREAT_LEVELS, violations
+from core.contracts.state import THREAT_LEVELS, violations
 from tests.contract.conftest import CAMERA, Demo
 
 pytestmark = pytest.mark.timeout(150)

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from app.mavlink import protocol
-from app.mavlink.emulator import Emulator
 from app.runtime import Runtime
+from services.mavlink import protocol
+from services.mavlink.emulator import Emulator
 from tests.browser.conftest import CHROMIUM, FLAGS, PageLog, sign_in, wait_js
 from tests.conftest import LiveServer
 from tests.helpers import eventually

@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 from bs4 import BeautifulSoup
 
-from app.mavlink.emulator import Emulator
 from app.runtime import Runtime
 from db import audit as audit_db
 from db import commands as commands_db
+from services.mavlink.emulator import Emulator
 from tests.helpers import eventually
 
 HX = {"HX-Request": "true"}

@@ -8,10 +8,10 @@ import socket
 import tty
 from typing import Any
 
-from app.mavlink import protocol
-from app.mavlink.bridge import Bridge
-from app.mavlink.config import LinkSpec, MavlinkSettings
 from app.runtime import Runtime
+from services.mavlink import protocol
+from services.mavlink.bridge import Bridge
+from services.mavlink.config import LinkSpec, MavlinkSettings
 from tests.helpers import eventually
 
 M = protocol.MAV

@@ -10,8 +10,8 @@ from urllib.parse import quote
 import msgspec
 import pytest
 
-from app import topology
 from app.runtime import Runtime
+from core import topology
 from tests.helpers import dlq, eventually, seed, state, telemetry
 from workers import base
 

@@ -10,10 +10,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from app import topology
-from app.contracts.commands import CommandMessage
-from app.nats_server import EmbeddedNats
 from app.runtime import Runtime
+from core import topology
+from core.contracts.commands import CommandMessage
+from fabric.server import EmbeddedNats
 from tests.conftest import OVERWATCH
 from tests.helpers import dlq, eventually, seed, state
 from workers.simulator import FaultConfig, SimEntity, Simulator, distance_bearing, make_fleet

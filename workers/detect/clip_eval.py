@@ -23,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from app.contracts.common import utc_now
+from core.contracts.common import utc_now
 from workers.detect.boxes import iou_matrix
 from workers.detect.sources import Frame
 from workers.detect.worker import DetectionWorker

@@ -14,8 +14,8 @@ from typing import Any
 
 import msgspec
 
-from app.settings import ConfigError, SettingSpec, raw_values, redacted_repr
-from app.topology import TOKEN_RE
+from core.settings import ConfigError, SettingSpec, raw_values, redacted_repr
+from core.topology import TOKEN_RE
 
 EXIT_CONFIG = 78  # EX_CONFIG: what the upstream deploy wrappers use for bad configuration
 
@@ -215,7 +215,7 @@ def validate(s: DetectSettings) -> None:
     if not 1 <= s.min_hits <= s.hit_window <= 64:
         raise ConfigError(f"need 1 ≤ DETECT_MIN_HITS ≤ DETECT_HIT_WINDOW ≤ 64, got {s.min_hits} of {s.hit_window}")
     if s.camera_pose:
-        from app.camera.pose import PoseError, parse_pose_setting
+        from core.camera.pose import PoseError, parse_pose_setting
 
         try:
             parse_pose_setting(s.camera_pose)

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from app.contracts.common import utc_now
+from core.contracts.common import utc_now
 
 BOOT_MESSAGE = "Overwatch ISR component initialized: {model_type}"
 # A tracked object's events: ``detection`` is a detection (new, moved, changed); an object that

@@ -13,8 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.camera.pose import CameraPose
-from app.camera.projection import project_box
+from core.camera.pose import CameraPose
+from core.camera.projection import project_box
 from workers.detect import threats
 from workers.detect.tracker import Track
 

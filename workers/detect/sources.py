@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import cv2
 import numpy as np
 
-from app.contracts.common import utc_now
+from core.contracts.common import utc_now
 from workers.detect.synth import Truth
 from workers.detect.video_scene import VideoScene
 

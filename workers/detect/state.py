@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from app.contracts.common import utc_now
-from app.contracts.state import new_state
-from workers.state_store import StateStore
+from core.contracts.common import utc_now
+from core.contracts.state import new_state
+from fabric.state_store import StateStore
 
 log = logging.getLogger("overwatch.detect.state")
 

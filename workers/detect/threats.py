@@ -9,7 +9,7 @@ bags that may be left unattended (handbag, backpack, suitcase) and large vehicle
 the COCO model cannot report either (a drone may come out as airplane, bird or kite).
 Levels are the seeds' three (``LOW_THREAT``, ``MODERATE_THREAT``,
 ``HIGH_THREAT``); the upstream client's words are accepted in an operator's table and
-normalised (``app/contracts/state.THREAT_ALIASES``). Operators replace or extend the table
+normalised (``core/contracts/state.THREAT_ALIASES``). Operators replace or extend the table
 with a JSON file ``{label: level}``. Unknown and harmless labels are ``LOW_THREAT``.
 """
 
@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.contracts.state import THREAT_ALIASES, THREAT_LEVELS, threat_word
+from core.contracts.state import THREAT_ALIASES, THREAT_LEVELS, threat_word
 
 LEVELS = THREAT_LEVELS  # LOW, MODERATE, HIGH
 RANK = {level: i + 1 for i, level in enumerate(LEVELS)}  # LOW 1 … HIGH 3

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from app.camera.projection import Pinhole
+from core.camera.projection import Pinhole
 from workers.detect.painters import PAINTERS, SIZES, Patch
 from workers.detect.synth import (
     Photometric,

@@ -27,12 +27,13 @@ import numpy as np
 from nats.aio.client import Client as NATS
 from nats.js.errors import KeyNotFoundError
 
-from app import topology
-from app.camera.pose import CameraConfig, CameraPose, parse_pose_setting, resolve_pose
-from app.contracts.common import utc_now
-from app.nats_auth import state_bucket
-from app.nats_client import NatsConnectError, close_quietly, connect
-from app.tls import ca_context
+from core import topology
+from core.camera.pose import CameraConfig, CameraPose, parse_pose_setting, resolve_pose
+from core.contracts.common import utc_now
+from fabric.client import NatsConnectError, close_quietly, connect
+from fabric.state_store import StateStore
+from fabric.tls import ca_context
+from services.nats_auth import state_bucket
 from workers.detect import threats
 from workers.detect.config import DetectSettings
 from workers.detect.events import Identity, Outgoing, Snapshot, boot_event, detection_event, publish_reason
@@ -46,7 +47,6 @@ from workers.detect.sender import EventSender
 from workers.detect.sources import Frame, LatestFrame, Source, open_source, parse_source
 from workers.detect.state import StateWriter
 from workers.detect.tracker import Track, Tracker, TrackerConfig
-from workers.state_store import StateStore
 
 log = logging.getLogger("overwatch.detect")
 

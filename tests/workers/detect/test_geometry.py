@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from app.camera.pose import CameraConfig, PoseError, camera_config, parse_pose_setting, resolve_pose
-from app.camera.projection import Pinhole, enu, footprint, latlon_offset, offset_latlon, project_box
+from core.camera.pose import CameraConfig, PoseError, camera_config, parse_pose_setting, resolve_pose
+from core.camera.projection import Pinhole, enu, footprint, latlon_offset, offset_latlon, project_box
 from workers.detect.model import DEFAULT_MODEL, Detector
 from workers.detect.video_scene import SCENE_CAMERA, Actor, VideoScene
 

@@ -12,8 +12,8 @@ import msgspec
 import nats
 import pytest
 
-from app import topology
-from app.nats_server import EmbeddedNats
+from core import topology
+from fabric.server import EmbeddedNats
 from tests.helpers import eventually, stream_messages
 from tests.workers.detect.test_worker import CAMERA, detect_settings
 from workers.detect.worker import DetectionWorker

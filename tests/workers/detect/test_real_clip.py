@@ -18,9 +18,9 @@ import msgspec
 import numpy as np
 import pytest
 
-from app import topology
-from app.api.schemas import EntityCreate
 from app.runtime import Runtime
+from core import topology
+from services.schemas import EntityCreate
 from tests.conftest import OVERWATCH
 from tests.helpers import eventually, seed, state, stream_messages
 from workers.detect.clip_eval import read_frames, score_clip
