@@ -69,13 +69,24 @@ async def test_camera_footprint_and_tracked_objects_on_the_map(browser: Any, mak
         await page.click("#show-tracks")
         await wait_js(page, "[...document.querySelectorAll('.track-marker')].some(n => !n.hidden)", what="shown again")
         # A click opens the camera page with that track highlighted.
-        tid = await page.evaluate("document.querySelector('.track-marker').dataset.trackId")
-        await page.evaluate("document.querySelector('.track-marker').click()")
+        # The object least likely to leave before the page is up: a bag lying there, else the longest seen.
+        on_map = set(await page.evaluate("[...document.querySelectorAll('.track-marker')].map(n => n.dataset.trackId)"))
+        objects = (rt.services.state_cache.get(DEMO_CAMERA_ID) or {})["detections"]["objects"]
+        candidates = [o for o in objects.values() if o["track_id"] in on_map] or [{"track_id": next(iter(on_map))}]
+        pick = max(candidates, key=lambda o: (o.get("label") == "bag", o.get("frame_count", 0)))
+        tid = pick["track_id"]
+        await page.evaluate(f"document.querySelector('.track-marker[data-track-id=\"{tid}\"]').click()")
         await page.wait_for_url(f"**/entities/{DEMO_CAMERA_ID}?track=*", timeout=10_000)
         assert page.url.endswith(tid)
-        await wait_js(
-            page, f"document.querySelector('tr.track-highlight[data-track-id=\"{tid}\"]')", timeout=15, what="row lit"
+        rows = "[...document.querySelectorAll('tr[data-track-id]')]"
+        lit = await wait_js(
+            page,
+            f"{rows}.some(r => r.classList.contains('track-highlight')) && "
+            f"{rows}.filter(r => r.classList.contains('track-highlight')).map(r => r.dataset.trackId)",
+            timeout=15,
+            what=f"row of {tid} highlighted",
         )
+        assert lit == [tid]
         assert not [e for e in log.errors if "Content Security Policy" in e], log.errors
     finally:
         await context.close()
