@@ -61,8 +61,7 @@ class MapData:
 
     def camera(self, entity_id: str) -> dict[str, Any] | None:
         """A camera's footprint and placed objects (``camera_layer``), ``None`` for anything else."""
-        view = self.console.view(entity_id)
-        return camera_layer(view.doc) if view is not None else None
+        return camera_layer(self.console.view(entity_id))
 
     async def trails(self, org_ids: list[str] | None, since: float, until: float) -> list[TrackPoint]:
         """Stored positions of every visible entity in the window."""
