@@ -8,9 +8,10 @@ order, as ``overwatch detect --every-frame`` processes a recording. Two figures:
   person counts as found when a *published* track labelled ``person`` overlaps it at
   IoU ≥ 0.5;
 * **false tracks**: published track ids that never overlap a ground-truth object of a
-  compatible label (IoU ≥ 0.5 on some ground-truth frame) nor lie mostly inside an
-  ``ignore`` region on the ground-truth frames it is alive on. A published track alive on
-  no ground-truth frame cannot be judged; it is reported apart (``unchecked``).
+  compatible label (IoU ≥ 0.5 on some ground-truth frame) nor lie mostly inside an ignored
+  region (the union of ``ignore`` boxes covers half of it or more) on the ground-truth
+  frames it is alive on. A published track alive on no ground-truth frame cannot be
+  judged; it is reported apart (``unchecked``).
 """
 
 from __future__ import annotations
@@ -112,19 +113,18 @@ def score_clip(worker: DetectionWorker, clip: Path, truth_file: Path, min_height
                 score.people += 1
                 score.people_found += any(labels[j] == "person" for j in hit)
         for j, track in enumerate(step.tracks):
-            if len(ignore) and _inside(boxes[j], ignore) >= 0.5:
+            if len(ignore) and _inside(boxes[j], ignore, image.shape[:2]) >= 0.5:
                 score.verified.add(track.track_id)
     score.false_tracks = [t for t in score.tracks if t not in score.verified and alive_on_truth[t]]
     score.unchecked = [t for t in score.tracks if not alive_on_truth[t]]
     return score
 
 
-def _inside(box: np.ndarray, regions: np.ndarray) -> float:
-    """The largest share of ``box``'s area inside one of ``regions``."""
-    x1 = np.maximum(box[0], regions[:, 0])
-    y1 = np.maximum(box[1], regions[:, 1])
-    x2 = np.minimum(box[2], regions[:, 2])
-    y2 = np.minimum(box[3], regions[:, 3])
-    inter = (x2 - x1).clip(0) * (y2 - y1).clip(0)
-    area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-6)
-    return float(inter.max() / area)
+def _inside(box: np.ndarray, regions: np.ndarray, shape: tuple[int, ...]) -> float:
+    """The share of ``box``'s area (within the frame) that the union of ``regions`` covers."""
+    mask = np.zeros(shape[:2], bool)
+    for x1, y1, x2, y2 in regions.round().astype(int):
+        mask[max(y1, 0) : max(y2, 0), max(x1, 0) : max(x2, 0)] = True
+    x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+    inside = mask[max(y1, 0) : max(y2, 0), max(x1, 0) : max(x2, 0)]
+    return float(inside.mean()) if inside.size else 0.0

@@ -83,7 +83,11 @@ class DetectionWorker:
         low = min(0.1, settings.conf if settings.conf is not None else 0.1)
         self.detector = detector or Detector(model, labels, conf=low, iou=settings.iou, threads=settings.threads)
         self.conf = settings.conf if settings.conf is not None else self.detector.recommended_conf
-        recommended = RECOMMENDED_CLASS_CONF.get(self.detector.model_type, {}) if settings.conf is None else {}
+        # The shipped model's per-class defaults only ever raise a class's threshold; DETECT_CLASS_CONF sets it.
+        recommended = {
+            label: max(value, self.conf)
+            for label, value in RECOMMENDED_CLASS_CONF.get(self.detector.model_type, {}).items()
+        }
         self.class_conf = self._class_thresholds(recommended | settings.class_thresholds)
         self.ident = Identity(settings.org_id, settings.entity_id, self.ident_device, self.detector.model_type)
         self.subject = topology.detection_subject(settings.org_id, settings.entity_id)

