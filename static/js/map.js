@@ -84,8 +84,11 @@ if (el && !el.dataset.ready) {
         entry = { marker, node, trail: [] };
         cam.objects.set(o.id, entry);
       }
-      entry.threat = o.threat;
-      entry.node.className = "track-marker threat-" + o.threat.toLowerCase();
+      if (entry.threat !== o.threat) {  // classList: MapLibre's own marker classes must stay
+        if (entry.threat) { entry.node.classList.remove("threat-" + entry.threat.toLowerCase()); }
+        entry.node.classList.add("threat-" + o.threat.toLowerCase());
+        entry.threat = o.threat;
+      }
       entry.node.title = o.label + " · " + o.threat.replace(/_/g, " ").toLowerCase() + " · " + m.name;
       entry.node.dataset.lat = String(o.lat);
       entry.node.dataset.lon = String(o.lon);
@@ -196,7 +199,13 @@ if (el && !el.dataset.ready) {
       markers.set(m.id, entry);
     }
     entry.marker.setLngLat([m.lon, m.lat]);
-    entry.node.className = "map-marker state-" + m.state;
+    // classList, not className: MapLibre's maplibregl-marker class (position: absolute) must stay, or
+    // each marker is laid out below the previous one and drawn that far from its position.
+    if (entry.state !== m.state) {
+      if (entry.state) { entry.node.classList.remove("state-" + entry.state); }
+      entry.node.classList.add("state-" + m.state);
+      entry.state = m.state;
+    }
     entry.node.dataset.sidc = m.sidc || "";
     entry.label.textContent = m.name;
     entry.symbol.alt = (m.affiliation || "friend") + " " + m.type.replace(/_/g, " ");
