@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from core.camera.pose import PoseError, parse_pose_setting
 from core.settings import ConfigError, SettingSpec, raw_values, redacted_repr
 from core.topology import TOKEN_RE
 
@@ -215,8 +216,6 @@ def validate(s: DetectSettings) -> None:
     if not 1 <= s.min_hits <= s.hit_window <= 64:
         raise ConfigError(f"need 1 ≤ DETECT_MIN_HITS ≤ DETECT_HIT_WINDOW ≤ 64, got {s.min_hits} of {s.hit_window}")
     if s.camera_pose:
-        from core.camera.pose import PoseError, parse_pose_setting
-
         try:
             parse_pose_setting(s.camera_pose)
         except PoseError as exc:

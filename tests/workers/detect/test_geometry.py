@@ -124,3 +124,35 @@ def test_detected_objects_on_the_synthetic_scene_project_within_5_percent() -> N
                 if detector.label(int(cls)) == g.truth.label and inter / union >= 0.5:
                     errors.append(_relative_error(POSE, tuple(box), (g.right_m, g.forward_m, 0.0)))
     assert len(errors) >= 40 and float(np.median(errors)) <= 0.05, (len(errors), float(np.median(errors)))
+
+
+def test_objects_carry_their_ground_position_into_state_and_events() -> None:
+    from workers.detect.events import Identity, detection_event
+    from workers.detect.objects import ObjectBook
+    from workers.detect.tracker import Track, xyxy_to_xyah
+
+    pose = resolve_pose({"camera": POSE})
+    box = np.array([300.0, 300.0, 340.0, 420.0], np.float32)  # a person, feet at row 420 of 640×480
+    track = Track("t1", xyxy_to_xyah(box), np.eye(8), 0.8, 0)
+    book = ObjectBook({})
+    (obj, _), *_ = book.observe([track], ["person"], 640, 480, "2026-01-01T00:00:00Z", 0.0, pose)
+    scope = obj.as_scope()
+    assert scope["geo"] == obj.geo and obj.geo is not None and 15 < obj.geo["range_m"] < 40
+    event = detection_event(
+        Identity("o", "cam", "dev", "m"),
+        "subject",
+        track_id="t1",
+        seq=1,
+        label="person",
+        confidence=0.8,
+        bbox=obj.bbox,
+        frame_timestamp="t",
+        native_id=1,
+        threat_level="LOW_THREAT",
+        indicators=[],
+        reason="new",
+        geo=obj.geo,
+    )
+    assert b'"geo":{"latitude":' in event.payload
+    (obj, _), *_ = book.observe([track], ["person"], 640, 480, "t", 0.1, None)  # no pose: no geo
+    assert "geo" not in obj.as_scope()
