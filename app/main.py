@@ -21,16 +21,16 @@ from web.admin.audit import AuditController
 from web.admin.keys import KeysController
 from web.admin.sessions import AccountController, SessionsController
 from web.admin.users import UsersController
-from web.api.alerts import AlertController
-from web.api.entities import EntityController
-from web.api.export import ExportController
-from web.api.live import LiveEntityController
-from web.api.organizations import OrganizationController
+from web.api.alerts import AlertsApiController
+from web.api.entities import EntitiesApiController
+from web.api.export import ExportApiController
+from web.api.live import LiveEntitiesApiController
+from web.api.organizations import OrganizationsApiController
 from web.auth.guards import authenticate
 from web.auth.login import LoginController
 from web.console.alerts import AlertsController
 from web.console.embed import EmbedController
-from web.console.entity import EntityPageController
+from web.console.entity import EntityController
 from web.console.fleet import FleetController
 from web.console.map import MapController
 from web.console.overview import OverviewController
@@ -43,7 +43,7 @@ from web.errors import (
     internal_error_handler,
 )
 from web.health import HealthController
-from web.metrics.pages import MetricsController
+from web.metrics import MetricsController
 from web.nats.consumers import ConsumersController
 from web.nats.dlq import DlqController
 from web.nats.kv import KvController
@@ -69,14 +69,12 @@ def create_app(runtime: Runtime) -> Litestar:
     """Build the Litestar application around a started ``Runtime``."""
     env = runtime.services.templates
 
-    def provide_runtime() -> Runtime:
-        return runtime
-
     # Each service is its own dependency, named as in ``Services``: a handler declares the one
     # it uses (``alerts: AlertService``) and receives nothing else.
-    dependencies: dict[str, Provide] = {"runtime": Provide(provide_runtime, sync_to_thread=False)}
-    for name, service in runtime.services.provided().items():
-        dependencies[name] = Provide(_constant(service), use_cache=True, sync_to_thread=False)
+    dependencies = {
+        name: Provide(_constant(service), use_cache=True, sync_to_thread=False)
+        for name, service in runtime.services.provided().items()
+    }
 
     return Litestar(
         route_handlers=[
@@ -84,7 +82,7 @@ def create_app(runtime: Runtime) -> Litestar:
             LoginController,
             OverviewController,
             FleetController,
-            EntityPageController,
+            EntityController,
             AlertsController,
             RulesController,
             MetricsController,
@@ -98,11 +96,11 @@ def create_app(runtime: Runtime) -> Litestar:
             VideoController,
             MuxController,
             EmbedController,
-            OrganizationController,
-            EntityController,
-            LiveEntityController,
-            ExportController,
-            AlertController,
+            OrganizationsApiController,
+            EntitiesApiController,
+            LiveEntitiesApiController,
+            ExportApiController,
+            AlertsApiController,
             UsersController,
             KeysController,
             AuditController,
@@ -141,7 +139,6 @@ def create_app(runtime: Runtime) -> Litestar:
         # Guards cannot use dependency injection (web/auth/guards.py): the services they use.
         state=State(
             {
-                "runtime": runtime,
                 "sessions": runtime.services.sessions,
                 "apikeys": runtime.services.apikeys,
                 "audit": runtime.services.audit,

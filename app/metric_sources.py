@@ -47,6 +47,6 @@ def metric_sources(rt: Runtime) -> MetricSources:
         worker_status=workers.status,
         dlq_refused=lambda: workers.dlq_refused().total(),
         kv_writers=lambda: state_writers(rt),
-        entity_views=cache.all,
+        entity_views=cache.views,
         rejected=lambda: rejected(rt),
     )

@@ -25,6 +25,7 @@ from app.services import Services, build_services
 from core import topology
 from core.clock import SYSTEM_CLOCK, Clock
 from core.settings import Settings, parse_size
+from core.topics import Topic
 from db.database import Database, DatabaseError
 from fabric.client import NatsConnectError, close_quietly, connect
 from fabric.server import EmbeddedNats, NatsServerError
@@ -202,7 +203,7 @@ class Runtime:
                 servers,
                 name="overwatch-server",
                 timeout=s.startup_timeout,
-                on_state=lambda _up: self.hub.publish(Update("system", "nats")),
+                on_state=lambda _up: self.hub.publish(Update(Topic.SYSTEM, "nats")),
                 **auth,
             )
         except NatsConnectError as exc:

@@ -71,6 +71,14 @@ class Services:
     sessions: SessionService
     apikeys: ApiKeyService
     signin: SignInService
+    tracks: TrackService
+    detections: DetectionService
+    embeds: EmbedService
+    state_reader: StateReader
+    entity_page: EntityPage
+    fleet: FleetPage
+    map_data: MapData
+    video_feeds: VideoFeeds
     nats_auth: NatsAuthManager | None
     console: ConsoleData
     live: LiveStreams
@@ -81,14 +89,6 @@ class Services:
     nats_dlq: DlqService
     metrics: MetricsService
     health: Health
-    tracks: TrackService
-    detections: DetectionService
-    embeds: EmbedService
-    state_reader: StateReader
-    entity_page: EntityPage
-    fleet: FleetPage
-    map_data: MapData
-    video_feeds: VideoFeeds
 
     def provided(self) -> dict[str, object]:
         """Every service by the name a handler parameter uses to receive it."""
@@ -102,11 +102,17 @@ def build_services(rt: Runtime) -> Services:
     audit = AuditService(rt.db)
     templates = build_environment()
     console = ConsoleData(rt.db, cache, rt.hub, rt.nc, embedded_nats=rt.nats_server is not None)
+    alerts = AlertService(rt.db, rt.hub, audit)
+    streams = StreamService(rt.nc, audit, api_prefix(rt.js))
     sessions = SessionService(rt.db, rt.settings, rt.secret, rt.clock, audit=audit)
     users = UserService(rt.db, audit, rt.settings, rt.clock, sessions=sessions)
     nats_url = rt.nats_server.url if rt.nats_server else ", ".join(rt.settings.nats_servers)
+    apikeys = ApiKeyService(rt.db, audit, rt.secret, nats_url=nats_url)
+    nats_auth = None
+    if rt.nats_server is not None:
+        nats_auth = NatsAuthManager(rt.db, rt.secret, rt.hub, rt.nats_server)
+        apikeys.add_listener(nats_auth.mark_dirty)  # keys created or revoked here re-render at once
     registry = RegistryService(rt.kv_registry, rt.js, rt.db, rt.hub, audit)
-    alerts = AlertService(rt.db, rt.hub, audit)
     commands = CommandService(
         rt.db,
         rt.js,
@@ -121,12 +127,6 @@ def build_services(rt: Runtime) -> Services:
     tracks = TrackService(rt.db, console)
     detections = DetectionService(rt.db)
     embeds = EmbedService(rt.db, audit)
-    streams = StreamService(rt.nc, audit, api_prefix(rt.js))
-    apikeys = ApiKeyService(rt.db, audit, rt.secret, nats_url=nats_url)
-    nats_auth = None
-    if rt.nats_server is not None:
-        nats_auth = NatsAuthManager(rt.db, rt.secret, rt.hub, rt.nats_server)
-        apikeys.add_listener(nats_auth.mark_dirty)  # keys created or revoked here re-render at once
     return Services(
         registry=registry,
         templates=templates,
@@ -147,23 +147,6 @@ def build_services(rt: Runtime) -> Services:
         sessions=sessions,
         apikeys=apikeys,
         signin=SignInService(users, sessions, IpLimiter(), audit),
-        nats_auth=nats_auth,
-        console=console,
-        live=LiveStreams(templates, rt.hub, cache, console.open_alerts),
-        nats_streams=streams,
-        nats_messages=MessageService(rt.nc, rt.hub, streams),
-        nats_server_view=ServerService(
-            rt.nc,
-            rt.nats_server,
-            rt.settings.nats_store_path if rt.settings.embedded_nats else rt.settings.data_path,
-            rt.started_at,
-            api_prefix(rt.js),
-        ),
-        nats_kv=KvService(rt.nc, rt.js, KeyAccess(rt.db, cache), audit),
-        # Workers are built after the services: the dead-letter page reads their refusals when asked.
-        nats_dlq=DlqService(rt.js, audit, lambda: rt.workers.dlq_refused(), rt.settings.dlq_max_per_subject),
-        metrics=MetricsService(rt.metrics, rt.db, cache, rt.settings.metrics_public, rt.settings.metrics_interval),
-        health=Health(rt.started_at, readiness_checks(rt, nats_auth)),
         tracks=tracks,
         detections=detections,
         embeds=embeds,
@@ -182,6 +165,23 @@ def build_services(rt: Runtime) -> Services:
         fleet=FleetPage(console, registry, embeds, commands),
         map_data=MapData(console, tracks, rt.settings.map_pmtiles, rt.settings.map_mbtiles),
         video_feeds=VideoFeeds(video, registry, embeds, rt.shutting_down),
+        nats_auth=nats_auth,
+        console=console,
+        live=LiveStreams(templates, rt.hub, cache, console.open_alerts),
+        nats_streams=streams,
+        nats_messages=MessageService(rt.nc, rt.hub, streams),
+        nats_server_view=ServerService(
+            rt.nc,
+            rt.nats_server,
+            rt.settings.nats_store_path if rt.settings.embedded_nats else rt.settings.data_path,
+            rt.started_at,
+            api_prefix(rt.js),
+        ),
+        nats_kv=KvService(rt.nc, rt.js, KeyAccess(rt.db, cache), audit),
+        # Workers are built after the services: the dead-letter page reads their refusals when asked.
+        nats_dlq=DlqService(rt.js, audit, lambda: rt.workers.dlq_refused(), rt.settings.dlq_max_per_subject),
+        metrics=MetricsService(rt.metrics, rt.db, cache, rt.settings.metrics_public, rt.settings.metrics_interval),
+        health=Health(rt.started_at, readiness_checks(rt, nats_auth)),
     )
 
 

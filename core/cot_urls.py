@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import parse_qs, urlparse
 
 OUT_SCHEMES = ("udp", "udp+wo", "udp+broadcast", "udp+broadcast+wo", "tcp", "tcp+wo", "tls", "tls+wo")
@@ -33,24 +35,13 @@ class OutUrl:
 def parse_out_urls(value: str, default_proto: int) -> list[OutUrl]:
     """``COT_URL`` (comma-separated) → destinations; ``?tak_proto=0|1`` overrides ``TAK_PROTO`` per URL."""
     out = []
-    for raw in (v.strip() for v in value.split(",")):
-        if not raw:
-            continue
-        parsed = urlparse(raw)
-        scheme = parsed.scheme.lower()
-        if scheme not in OUT_SCHEMES:
-            raise CotConfigError(f"COT_URL {raw!r}: scheme must be one of {', '.join(OUT_SCHEMES)}")
-        try:
-            port = parsed.port
-        except ValueError:
-            port = None
-        if not parsed.hostname or not port:
-            raise CotConfigError(f"COT_URL {raw!r}: needs a host and a port, e.g. udp://239.2.3.1:6969")
+    allowed = "one of " + ", ".join(OUT_SCHEMES)
+    for entry in _entries(value, "COT_URL", OUT_SCHEMES, allowed, "udp://239.2.3.1:6969", port_zero=False):
         proto = default_proto
-        query = parse_qs(parsed.query)
+        query = parse_qs(entry.query)
         if "tak_proto" in query:
-            proto = _proto(query["tak_proto"][0], f"COT_URL {raw!r}")
-        out.append(OutUrl(raw.split("?", 1)[0], scheme, parsed.hostname, port, proto))
+            proto = _proto(query["tak_proto"][0], f"COT_URL {entry.raw!r}")
+        out.append(OutUrl(entry.raw.split("?", 1)[0], entry.scheme, entry.host, entry.port, proto))
     return out
 
 
@@ -80,19 +71,35 @@ class ListenUrl:
 
 def parse_listen_urls(value: str) -> list[ListenUrl]:
     """``COT_LISTEN`` (comma-separated ``udp://HOST:PORT`` / ``tcp://HOST:PORT``) → listeners."""
-    out = []
+    return [
+        ListenUrl(e.raw, e.scheme, e.host, e.port)
+        for e in _entries(value, "COT_LISTEN", LISTEN_SCHEMES, "udp or tcp", "udp://0.0.0.0:4242", port_zero=True)
+    ]
+
+
+class _Entry(NamedTuple):
+    raw: str
+    scheme: str
+    host: str
+    port: int
+    query: str
+
+
+def _entries(
+    value: str, setting: str, schemes: tuple[str, ...], allowed: str, example: str, port_zero: bool
+) -> Iterator[_Entry]:
+    """The comma-separated URLs of ``setting``, each with a known scheme, a host and a port (0 if ``port_zero``)."""
     for raw in (v.strip() for v in value.split(",")):
         if not raw:
             continue
         parsed = urlparse(raw)
         scheme = parsed.scheme.lower()
-        if scheme not in LISTEN_SCHEMES:
-            raise CotConfigError(f"COT_LISTEN {raw!r}: scheme must be udp or tcp")
+        if scheme not in schemes:
+            raise CotConfigError(f"{setting} {raw!r}: scheme must be {allowed}")
         try:
             port = parsed.port
         except ValueError:
             port = None
-        if not parsed.hostname or port is None:
-            raise CotConfigError(f"COT_LISTEN {raw!r}: needs a host and a port, e.g. udp://0.0.0.0:4242")
-        out.append(ListenUrl(raw, scheme, parsed.hostname, port))
-    return out
+        if not parsed.hostname or port is None or (port == 0 and not port_zero):
+            raise CotConfigError(f"{setting} {raw!r}: needs a host and a port, e.g. {example}")
+        yield _Entry(raw, scheme, parsed.hostname, port, parsed.query)

@@ -9,10 +9,9 @@ import msgspec
 from db.database import Database
 
 
-class RuleRow(msgspec.Struct, kw_only=True):
-    """One alert rule."""
+class RuleFields(msgspec.Struct, frozen=True, kw_only=True):
+    """What a rule evaluates (``services.alerts.model.RuleSpec``; a stored ``RuleRow`` adds the rest)."""
 
-    rule_id: str
     name: str
     kind: str
     threshold: float
@@ -23,6 +22,12 @@ class RuleRow(msgspec.Struct, kw_only=True):
     enabled: bool
     org_id: str
     entity_id: str
+
+
+class RuleRow(RuleFields, frozen=True, kw_only=True):
+    """One alert rule."""
+
+    rule_id: str
     snoozed_until: float | None
     snoozed_by: str | None
     created_by: str

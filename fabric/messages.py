@@ -50,8 +50,8 @@ class Page(msgspec.Struct, frozen=True):
     truncated_scan: bool  # MAX_SCAN reached before the page filled
 
 
-def _parse_time(text: str) -> datetime | None:
-    # The server sends nanoseconds; Python keeps microseconds.
+def parse_server_time(text: str) -> datetime | None:
+    """A timestamp as the NATS server sends it (UTC, nanoseconds cut to microseconds); None if empty or unreadable."""
     if not text:
         return None
     text = text.replace("Z", "")
@@ -115,7 +115,7 @@ class Reader:
             return StoredMsg(
                 seq,
                 headers.get("Nats-Subject", ""),
-                _parse_time(headers.get("Nats-Time-Stamp", "")),
+                parse_server_time(headers.get("Nats-Time-Stamp", "")),
                 msg.data or b"",
                 user,
             )
@@ -127,7 +127,7 @@ class Reader:
         m = body["message"]
         hdrs = _parse_header_block(base64.b64decode(m["hdrs"])) if m.get("hdrs") else {}
         data = base64.b64decode(m["data"]) if m.get("data") else b""
-        return StoredMsg(int(m["seq"]), m["subject"], _parse_time(m.get("time", "")), data, hdrs)
+        return StoredMsg(int(m["seq"]), m["subject"], parse_server_time(m.get("time", "")), data, hdrs)
 
     async def at_or_after(self, seq: int, subject: str) -> StoredMsg | None:
         """The first message with sequence ≥ ``seq`` whose subject matches ``subject`` (wildcards ok)."""

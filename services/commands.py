@@ -22,6 +22,8 @@ from core.clock import SYSTEM_CLOCK, Clock, utc_iso
 from core.contracts.commands import CommandMessage, check_params
 from core.contracts.common import DecodeError, encode, new_id, utc_now
 from core.errors import AppError, Invalid, NotFound
+from core.structs import as_view
+from core.topics import Topic
 from db import commands as commands_db
 from db import registry as registry_db
 from db.commands import CommandRow
@@ -35,7 +37,6 @@ from services.state_cache import StateCache
 
 log = logging.getLogger(__name__)
 
-COMMANDS_TOPIC = "commands"
 RECENT_IN_STATE = 10
 
 
@@ -54,20 +55,7 @@ def _is_admin(actor: Actor, org_id: str) -> bool:
 
 def to_view(row: CommandRow) -> CommandView:
     """API view of a command row."""
-    return CommandView(
-        command_id=row.command_id,
-        org_id=row.org_id,
-        entity_id=row.entity_id,
-        command=row.command,
-        params=row.params_dict,
-        status=row.status,
-        detail=row.detail,
-        issued_by=row.issued_by,
-        issued_at=row.issued_at,
-        updated_at=row.updated_at,
-        expires_at=row.expires_at,
-        delivered_at=row.delivered_at,
-    )
+    return as_view(row, CommandView, params=row.params_dict)
 
 
 class CommandService:
@@ -142,8 +130,8 @@ class CommandService:
             detail=f"command {row.command_id}",
             changes={"params": [None, body.params]},
         )
-        view = self.cache.get(entity_id) or {}
-        if view.get("is_live"):
+        view = self.cache.view(entity_id)
+        if view is not None and view.is_live:
             row = await self.dispatch(row) or row
         else:
             await self._changed(row)
@@ -259,7 +247,7 @@ class CommandService:
         return to_view(row)
 
     async def _changed(self, row: CommandRow) -> None:
-        self.hub.publish(Update(COMMANDS_TOPIC, row.entity_id, row.command_id))
+        self.hub.publish(Update(Topic.COMMANDS, row.entity_id, row.command_id))
         recent = await commands_db.list_commands(self.db, row.entity_id, RECENT_IN_STATE)
         scope: dict[str, Any] = {
             "timestamp": utc_now(),

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import msgspec
 
+from core.topics import Topic
 from db import registry as registry_db
 from db.database import Database
 from services.hub import Hub, Update
@@ -28,7 +29,6 @@ from services.hub import Hub, Update
 log = logging.getLogger(__name__)
 
 NEGATIVE_TTL = 1.0  # seconds an unknown id is remembered as unknown
-REGISTRY_TOPIC = "registry"  # hub topic of registry projection changes (services.registry publishes it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,7 @@ class EntityDirectory:
         hub.add_listener(self._on_update)
 
     def _on_update(self, update: Update) -> None:
-        if update.topic == REGISTRY_TOPIC and update.key.startswith("entity."):
+        if update.topic == Topic.REGISTRY and update.key.startswith("entity."):
             entity_id = update.key.removeprefix("entity.")
             self._known.pop(entity_id, None)
             self._unknown.pop(entity_id, None)
@@ -109,7 +109,7 @@ class EntityOrgs:
 
     def _on_update(self, update: Update) -> None:
         change = update.payload
-        if update.topic != REGISTRY_TOPIC or not isinstance(change, OrgAssignment):
+        if update.topic != Topic.REGISTRY or not isinstance(change, OrgAssignment):
             return
         if self._orgs.get(change.entity_id) == change.org_id:
             return

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -21,6 +21,7 @@ from fabric.server import EmbeddedNats
 
 Check = dict[str, Any]  # {"ok": bool, "detail": str}
 CheckFn = Callable[[], Awaitable[Check]]
+T = TypeVar("T")
 
 
 class Health:
@@ -53,26 +54,23 @@ def nats_check(nc: NATS) -> CheckFn:
 
 def jetstream_check(js: JetStreamContext, timeout: float = 1.0) -> CheckFn:
     """JetStream answers an account-info request within ``timeout`` seconds."""
-
-    async def check() -> Check:
-        try:
-            info = await asyncio.wait_for(js.account_info(), timeout)
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready
-            return {"ok": False, "detail": str(exc) or type(exc).__name__}
-        return {"ok": True, "detail": f"{info.streams} streams, {info.consumers} consumers"}
-
-    return check
+    return _answers_within(js.account_info, timeout, lambda info: f"{info.streams} streams, {info.consumers} consumers")
 
 
 def database_check(db: Database, timeout: float = 2.0) -> CheckFn:
     """The database takes a write within ``timeout`` seconds."""
+    return _answers_within(db.check_writable, timeout, lambda took: f"write {took * 1000:.1f} ms")
+
+
+def _answers_within(probe: Callable[[], Awaitable[T]], timeout: float, detail: Callable[[T], str]) -> CheckFn:
+    """A check that passes when ``probe`` answers within ``timeout`` seconds (detail: ``detail`` of the answer)."""
 
     async def check() -> Check:
         try:
-            took = await asyncio.wait_for(db.check_writable(), timeout)
+            answer = await asyncio.wait_for(probe(), timeout)
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             return {"ok": False, "detail": str(exc) or type(exc).__name__}
-        return {"ok": True, "detail": f"write {took * 1000:.1f} ms"}
+        return {"ok": True, "detail": detail(answer)}
 
     return check
 

@@ -42,6 +42,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
 from core import topology
+from core.topics import Topic
 from db import apikeys as keys_db
 from db import registry as registry_db
 from db.database import Database
@@ -313,7 +314,7 @@ class NatsAuthManager:
         hub.add_listener(self._on_update)
 
     def _on_update(self, update: Update) -> None:
-        if update.topic == "registry" and update.key.startswith("entity."):
+        if update.topic == Topic.REGISTRY and update.key.startswith("entity."):
             self._dirty.set()
 
     def mark_dirty(self) -> None:

@@ -32,10 +32,11 @@ from core.contracts.registry import (
     registry_org_key,
 )
 from core.errors import Conflict, Invalid, NotFound, Unavailable
+from core.topics import Topic
 from db import registry as registry_db
 from db.database import Database
 from services.audit import SYSTEM_ACTOR, Actor, AuditService, diff
-from services.directory import REGISTRY_TOPIC, OrgAssignment
+from services.directory import OrgAssignment
 from services.hub import Hub, Update
 from services.schemas import EntityCreate, EntityUpdate, OrgCreate, OrgUpdate, Page
 
@@ -127,7 +128,7 @@ async def apply_registry_entry(db: Database, hub: Hub | None, key: str, value: b
     else:
         raise RegistryRejected(key, "unknown_key", "registry keys are org.<org_id> or entity.<entity_id>")
     if changed and hub is not None:
-        hub.publish(Update(REGISTRY_TOPIC, key, assignment))
+        hub.publish(Update(Topic.REGISTRY, key, assignment))
     return changed
 
 

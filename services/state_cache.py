@@ -26,6 +26,7 @@ from nats.aio.client import Client as NATS
 from nats.js.kv import KeyValue
 
 from core.contracts.common import DecodeError, decode_object
+from core.topics import Topic
 from fabric.state_store import deep_merge
 from fabric.watch import follow_bucket
 from services.directory import EntityOrgs
@@ -34,7 +35,6 @@ from services.state_view import EntityView, entity_view
 
 log = logging.getLogger(__name__)
 
-STATE_TOPIC = "state"
 REASONS = ("unregistered", "org_mismatch", "entity_mismatch")  # why a view is withheld
 LiveListener = Callable[[str, bool, dict[str, Any]], None]
 
@@ -166,7 +166,7 @@ class StateCache:
     def _changed(self, entity_id: str, old_live: bool, written: bool) -> None:
         view = self._rebuild(entity_id, written)
         self.versions[entity_id] = self.versions.get(entity_id, 0) + 1
-        self.hub.publish(Update(STATE_TOPIC, entity_id))
+        self.hub.publish(Update(Topic.STATE, entity_id))
         new_live = bool(view and view.get("is_live"))
         if view is not None and new_live != old_live:
             for listener in self._live_listeners:

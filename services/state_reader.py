@@ -12,6 +12,7 @@ from core.errors import NotFound
 from db.database import Database
 from services.registry import entity_in
 from services.state_cache import StateCache
+from services.state_view import EntityView
 
 
 class StoredState(msgspec.Struct, frozen=True):
@@ -29,13 +30,13 @@ class StateReader:
         self.db = db
         self.cache = cache
 
-    def views(self) -> dict[str, dict[str, Any]]:
-        """Every shown entity's merged view (do not modify)."""
-        return self.cache.all()
+    def views(self) -> dict[str, EntityView]:
+        """Every shown entity's typed view (do not modify)."""
+        return self.cache.views()
 
-    def view(self, entity_id: str) -> dict[str, Any] | None:
-        """One entity's merged view (``None`` if it has none or it is withheld)."""
-        return self.cache.get(entity_id)
+    def view(self, entity_id: str) -> EntityView | None:
+        """One entity's typed view (``None`` if it has none or it is withheld)."""
+        return self.cache.view(entity_id)
 
     async def stored(self, entity_id: str) -> StoredState:
         """The root value as stored (``NotFound`` if the entity has stored none yet)."""

@@ -72,6 +72,9 @@ class ThreatAlert(msgspec.Struct, frozen=True, kw_only=True):
 
     alert_type: str
     reason: str
+    track_id: str = ""
+    label: str = ""
+    confidence: float | None = None
 
 
 class EntityView(msgspec.Struct, frozen=True, kw_only=True):
@@ -85,8 +88,10 @@ class EntityView(msgspec.Struct, frozen=True, kw_only=True):
     status: str  # as stored (``status_word`` maps it for display)
     is_live: bool
     last_seen: str
+    updated_at: str
     last_seen_ms: int
     last_seen_s: float | None  # epoch seconds of last_seen (or updated_at); None when unknown
+    reported_s: float | None  # epoch seconds of last_seen alone (None: the entity never reported)
     priority: str
     affiliation: Any
     cot_type: str
@@ -168,8 +173,15 @@ def entity_view(entity_id: str, org_id: str, doc: dict[str, Any], revision: int 
     summary = mapping(intel.get("threat_summary"))
     raw_alerts = intel.get("threat_alerts")
     alerts = tuple(
-        ThreatAlert(alert_type=text(mapping(a).get("alert_type")), reason=text(mapping(a).get("reason")))
+        ThreatAlert(
+            alert_type=text(a.get("alert_type")),
+            reason=text(a.get("reason")),
+            track_id=text(a.get("track_id")),
+            label=text(a.get("label")),
+            confidence=number(a.get("confidence")),
+        )
         for a in (raw_alerts if isinstance(raw_alerts, list) else [])
+        if isinstance(a, dict)
     )
     analytics = mapping(doc.get("analytics"))
     recent = mapping(doc.get("commands")).get("recent")
@@ -187,8 +199,10 @@ def entity_view(entity_id: str, org_id: str, doc: dict[str, Any], revision: int 
         status=text(doc.get("status")),
         is_live=doc.get("is_live") is True,
         last_seen=text(seen),
+        updated_at=text(doc.get("updated_at")),
         last_seen_ms=epoch_ms(seen),
         last_seen_s=when.timestamp() if when else None,
+        reported_s=reported.timestamp() if (reported := parse_time(doc.get("last_seen"))) else None,
         priority=text(doc.get("priority")) or "normal",
         affiliation=doc.get("affiliation"),
         cot_type=text(mapping(extras.get("cot")).get("type")),

@@ -17,9 +17,10 @@ from litestar.params import FromPath
 from litestar.response import Redirect, ServerSentEvent, Template
 
 from core.errors import AppError, NotFound
+from core.topics import Topic
 from db.rules import RuleEventRow, RuleRow
 from services.alerts.model import KINDS, THREAT_LEVELS, RuleForm, describe, validate
-from services.alerts.service import RULES_TOPIC, RuleService
+from services.alerts.service import RuleService
 from services.auth.principal import Principal
 from services.hub import Update
 from web.admin.forms import read_form
@@ -127,7 +128,7 @@ class RulesController(Controller):
         async def render(_batch: Sequence[Update]) -> Messages:
             return await resync()
 
-        return live.page_stream(request, {RULES_TOPIC}, resync, render, max_fps=2.0)
+        return live.page_stream(request, {Topic.RULES}, resync, render, max_fps=2.0)
 
     @post("/alerts/rules")
     async def create_rule(self, request: Req, rules: NamedDependency[RuleService]) -> Template | Redirect:

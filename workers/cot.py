@@ -42,6 +42,7 @@ from core.contracts.common import utc_now
 from core.contracts.registry import EntityRecord
 from core.cot_urls import parse_listen_urls, parse_out_urls
 from core.errors import Conflict
+from core.topics import Topic
 from db import registry as registry_db
 from fabric.pubacks import AckedPublisher
 from services.cot.event import UNKNOWN_ERROR, CotEvent, iso, to_proto, to_xml
@@ -49,11 +50,10 @@ from services.cot.parse import CotRejected, Ping, parse
 from services.cot.picture import entity_events
 from services.cot.transport import Listener, OutLink, TcpPeer
 from services.cot.types import PONG_TYPE, classify
-from services.directory import REGISTRY_TOPIC
 from services.hub import Update
 from services.registry import RegistryService
 from services.schemas import EntityUpdate, OrgCreate
-from services.state_cache import STATE_TOPIC, StateCache
+from services.state_cache import StateCache
 from services.state_view import EntityView
 from workers.base import (
     DLQ_ORIGINAL_SIZE,
@@ -198,10 +198,10 @@ class CotGateway(Worker):
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def _on_update(self, update: Update) -> None:
-        if update.topic == STATE_TOPIC:
+        if update.topic == Topic.STATE:
             self.dirty[update.key] = None
             self.wakeup.set()
-        elif update.topic == REGISTRY_TOPIC and update.key.startswith("entity."):
+        elif update.topic == Topic.REGISTRY and update.key.startswith("entity."):
             entity_id = update.key.removeprefix("entity.")
             self.video.pop(entity_id, None)
             self.known.pop(entity_id, None)

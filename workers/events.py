@@ -28,6 +28,7 @@ from core.contracts.common import DecodeError, decode, decode_object, utc_now
 from core.contracts.events import DetectionEvent, GenericEvent
 from core.contracts.state import THREAT_ALIASES, THREAT_LEVELS, new_state, threat_word
 from core.errors import InvalidMessage, TransientError
+from core.topics import Topic
 from db import detections as detections_db
 from db import retention
 from db.detections import DetectionRow
@@ -44,7 +45,6 @@ THREATS = {"HIGH_THREAT": "high", "MODERATE_THREAT": "elevated"}  # alert severi
 LIVENESS_TYPES = {"bootsequence", "shutdown"}
 LOST_TYPES = {"lost", "object_lost", "detection_lost", "track_lost", "cleared"}
 DEVICE_SEVERITIES = {"critical", "high", "elevated", "warning", "info"}
-DETECTIONS_TOPIC = "detections"
 MAX_EVENT_TYPES = 100  # distinct event types counted by name
 # Ids a device chooses (alert codes, track ids) end up in alert ids, and alert ids in URLs:
 # they follow the subject-token rule, so '/', '.', '?', '#', '%' and ':' never get in.
@@ -115,7 +115,7 @@ class EventWorker(ConsumerWorker):
         self.stats.processed += len(done)
         self.stats.last_message_at = time.time()
         for entity_id in {r.entity_id for r in rows}:
-            self.ctx.hub.publish(Update(DETECTIONS_TOPIC, entity_id))
+            self.ctx.hub.publish(Update(Topic.DETECTIONS, entity_id))
         await self._maybe_prune()
 
     async def idle(self) -> None:

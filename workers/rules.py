@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
+from core.structs import as_view
+from core.topics import Topic
 from db.rules import RuleRow
 from services.alerts import defaults, engine
 from services.alerts.defaults import BATTERY_MARGIN, DEFAULT_RULE_IDS
 from services.alerts.model import KINDS, RuleSpec
-from services.alerts.service import RULES_TOPIC, RuleService
+from services.alerts.service import RuleService
 from services.alerts.sources import Reading, entity_readings, system_values
 from services.hub import Update
 from services.metrics.probe import SystemProbe
-from services.state_cache import STATE_TOPIC, StateCache
+from services.state_cache import StateCache
+from services.state_view import EntityView
 from workers.base import Worker, WorkerContext
 
 log = logging.getLogger("overwatch.rules")
@@ -40,18 +42,7 @@ Key = tuple[str, str]  # (rule_id, subject)
 
 def spec_of(row: RuleRow) -> RuleSpec:
     """The evaluable part of a stored rule."""
-    return RuleSpec(
-        name=row.name,
-        kind=row.kind,
-        threshold=row.threshold,
-        severity=row.severity,
-        duration_s=row.duration_s,
-        cooldown_s=row.cooldown_s,
-        window_s=row.window_s,
-        enabled=row.enabled,
-        org_id=row.org_id,
-        entity_id=row.entity_id,
-    )
+    return as_view(row, RuleSpec)
 
 
 class RuleEvaluator(Worker):
@@ -77,11 +68,11 @@ class RuleEvaluator(Worker):
         ctx.hub.add_listener(self._on_update)
 
     def _on_update(self, update: Update) -> None:
-        if update.topic == STATE_TOPIC:
+        if update.topic == Topic.STATE:
             if self.watch_entities:  # called for every state change: keep it to a flag check
                 self.dirty[update.key] = None
                 self.wake.set()
-        elif update.topic == RULES_TOPIC and update.key.startswith("rule:"):
+        elif update.topic == Topic.RULES and update.key.startswith("rule:"):
             self.reload = True
             self.wake.set()
 
@@ -186,7 +177,7 @@ class RuleEvaluator(Worker):
         entity_rules = self._entity_rules()
         swept = [(r, s) for r, s in entity_rules if full or s.kind == "offline"]  # read on every subject
         recent = set(changed)
-        others = [e for e in self.state_cache.all() if e not in recent]
+        others = [e for e in self.state_cache.views() if e not in recent]
         await self.evaluate_entities(now, others, swept, live)
         if not full:
             await self._pending(now, [(r, s) for r, s in entity_rules if s.kind != "offline"], recent)
@@ -215,7 +206,7 @@ class RuleEvaluator(Worker):
             if rule_id in wanted and track.since is not None and not track.firing and track.entity_id not in skip:
                 pending.setdefault(track.entity_id, set()).add(rule_id)
         for entity_id, rule_ids in pending.items():
-            view = self.state_cache.get(entity_id)
+            view = self.state_cache.view(entity_id)
             if view is not None:
                 chosen = [(row, spec) for row, spec in rules if row.rule_id in rule_ids]
                 await self._evaluate_entity(entity_id, view, chosen, now, set(), changed=False)
@@ -239,7 +230,7 @@ class RuleEvaluator(Worker):
         entity_rules = self._entity_rules() if rules is None else rules
         cache = self.state_cache
         for entity_id in ids:
-            view = cache.get(entity_id)
+            view = cache.view(entity_id)
             seen: set[Key] = set()
             if view is not None and entity_rules:
                 await self._evaluate_entity(entity_id, view, entity_rules, now, seen, changed)
@@ -252,13 +243,13 @@ class RuleEvaluator(Worker):
     async def _evaluate_entity(
         self,
         entity_id: str,
-        view: dict[str, Any],
+        view: EntityView,
         entity_rules: list[tuple[RuleRow, RuleSpec]],
         now: float,
         seen: set[Key],
         changed: bool,
     ) -> None:
-        org_id = str(view.get("org_id") or "")
+        org_id = view.org_id
         for row, spec in entity_rules:
             if (spec.org_id and spec.org_id != org_id) or (spec.entity_id and spec.entity_id != entity_id):
                 continue
@@ -280,7 +271,7 @@ class RuleEvaluator(Worker):
         reading: Reading,
         now: float,
         entity_id: str = "",
-        view: dict[str, Any] | None = None,
+        view: EntityView | None = None,
         changed: bool = False,
     ) -> None:
         key = (row.rule_id, reading.subject)
@@ -305,14 +296,14 @@ class RuleEvaluator(Worker):
             await self._update_alert(row, track, reading, entity_id, view, changed)
 
     async def _update_alert(
-        self, row: RuleRow, track: engine.Track, reading: Reading, entity_id: str, view: dict[str, Any], changed: bool
+        self, row: RuleRow, track: engine.Track, reading: Reading, entity_id: str, view: EntityView, changed: bool
     ) -> None:
         """Keep a firing default rule's alert up to date: escalation, reason, re-raised after a state change."""
-        spec = defaults.alert_of(row, reading, entity_id, str(view.get("name") or entity_id))
+        spec = defaults.alert_of(row, reading, entity_id, view.name)
         if not changed and spec.shown() == track.shown:
             return
         try:
-            await self.service.show(spec, org_id=str(view.get("org_id") or ""), entity_id=entity_id)
+            await self.service.show(spec, org_id=view.org_id, entity_id=entity_id)
             track.shown = spec.shown()
         except Exception as exc:
             self.stats.failed += 1
@@ -347,14 +338,13 @@ class RuleEvaluator(Worker):
         transition: engine.Transition,
         reading: Reading | None = None,
         entity_id: str = "",
-        view: dict[str, Any] | None = None,
+        view: EntityView | None = None,
         why: str = "",
     ) -> None:
         try:
             if transition.action == "fire" and row is not None and reading is not None:
-                view = view or {}
-                name = str(view.get("name") or entity_id or transition.subject)
-                org_id = str(view.get("org_id") or "")
+                name = view.name if view is not None else entity_id or transition.subject
+                org_id = view.org_id if view is not None else ""
                 await self.service.fire(row, reading, org_id=org_id, entity_id=entity_id, name=name)
                 if row.builtin:
                     track = self.tracks.get((rule_id, transition.subject))

@@ -14,8 +14,9 @@ from typing import Any
 from core import topology
 from core.contracts.common import encode, new_id, utc_now
 from core.contracts.events import EntityLifecycleEvent, LifecycleData
+from core.topics import Topic
 from services.hub import Update
-from services.state_cache import STATE_TOPIC, StateCache
+from services.state_cache import StateCache
 from workers.base import Worker, WorkerContext
 
 log = logging.getLogger("overwatch.workers.status_events")
@@ -35,7 +36,7 @@ class StatusEvents(Worker):
         ctx.hub.add_listener(self._on_update)
 
     def _on_update(self, update: Update) -> None:
-        if update.topic == STATE_TOPIC and update.key not in self.queued:
+        if update.topic == Topic.STATE and update.key not in self.queued:
             self.queued.add(update.key)
             self.queue.put_nowait(update.key)
 

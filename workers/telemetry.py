@@ -272,10 +272,10 @@ class TelemetryWorker(ConsumerWorker):
         cache = self.state_cache
         now = self.ctx.clock.now()
         marked = 0
-        for entity_id, view in list(cache.all().items()):
-            if not view.get("is_live") or "." in entity_id:
+        for entity_id, view in list(cache.views().items()):
+            if not view.is_live or "." in entity_id:
                 continue
-            deadline = offline_deadline(view, timeout)
+            deadline = offline_deadline(view.doc, timeout)
             if deadline is None or now < deadline:
                 continue
             if entity_id in self.pending:

@@ -8,6 +8,7 @@ import msgspec
 
 from core.errors import Invalid
 from core.topology import TOKEN_RE
+from db.rules import RuleFields
 from services.alerts.store import SEVERITY_RANK
 
 THREAT_LEVELS = {1: "LOW_THREAT", 2: "MODERATE_THREAT", 3: "HIGH_THREAT"}
@@ -61,19 +62,8 @@ class RuleForm(msgspec.Struct, kw_only=True):
     entity_id: str = ""
 
 
-class RuleSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """A validated rule definition."""
-
-    name: str
-    kind: str
-    threshold: float
-    severity: str
-    duration_s: float
-    cooldown_s: float
-    window_s: float
-    enabled: bool
-    org_id: str
-    entity_id: str
+class RuleSpec(RuleFields, frozen=True, kw_only=True):
+    """A validated rule definition (the fields a stored rule evaluates)."""
 
 
 def validate(form: RuleForm) -> RuleSpec:

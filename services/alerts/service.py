@@ -16,6 +16,7 @@ import msgspec
 
 from core.contracts.common import new_id, utc_now
 from core.errors import Invalid, NotFound
+from core.topics import Topic
 from db import rules as rules_db
 from db.alerts import AlertRow
 from db.database import Database
@@ -24,13 +25,12 @@ from services.alerts import defaults
 from services.alerts.defaults import DEFAULT_RULE_IDS, alert_id_of
 from services.alerts.model import RuleSpec, describe
 from services.alerts.sources import Reading
-from services.alerts.store import RULES_TOPIC, AlertService
+from services.alerts.store import SEVERITY_RANK, AlertService
 from services.audit import Actor, AuditService, diff
 from services.hub import Hub, Update
 
-__all__ = ["RULES_TOPIC", "TOAST_TOPIC", "RuleService", "Toast", "alert_id_of"]
+__all__ = ["RuleService", "Toast", "alert_id_of"]
 
-TOAST_TOPIC = "toasts"
 MAX_SNOOZE_MINUTES = 7 * 24 * 60
 
 
@@ -221,16 +221,23 @@ class RuleService:
         )
         if rule.builtin:
             spec = defaults.alert_of(rule, reading, entity_id, name or entity_id)
-            await self.show(spec, org_id=org_id, entity_id=entity_id)
-            shown = await self.alerts.find(alert_id)
-            if shown is not None and shown.status == "active" and shown.acknowledged_at:
-                # Still active and acknowledged (raised before this firing): the history says so too.
-                event = msgspec.structs.replace(
-                    event, acknowledged_by=shown.acknowledged_by, acknowledged_at=shown.acknowledged_at
-                )
             event = msgspec.structs.replace(event, severity=spec.severity)
+            current = await self.alerts.find(alert_id)
+            if (
+                current is not None
+                and current.status == "active"
+                and current.acknowledged_at
+                and current.org_id in ("", org_id)
+                and SEVERITY_RANK[spec.severity] <= SEVERITY_RANK.get(current.severity, 0)
+            ):
+                # Still active and acknowledged (raised before this firing, not escalated by it):
+                # the history says so too.
+                event = msgspec.structs.replace(
+                    event, acknowledged_by=current.acknowledged_by, acknowledged_at=current.acknowledged_at
+                )
             await rules_db.insert_event(self.db, event)
-            self.hub.publish(Update(RULES_TOPIC, f"event:{event.event_id}"))
+            await self.show(spec, org_id=org_id, entity_id=entity_id)
+            self.hub.publish(Update(Topic.RULES, f"event:{event.event_id}"))
             return event
         await rules_db.insert_event(self.db, event)
         where = name or subject
@@ -245,7 +252,7 @@ class RuleService:
             reason=reason,
             data={"rule_id": rule.rule_id, "event_id": event.event_id, "value": value, "threshold": rule.threshold},
         )
-        self.hub.publish(Update(RULES_TOPIC, f"event:{event.event_id}"))
+        self.hub.publish(Update(Topic.RULES, f"event:{event.event_id}"))
         toast = Toast(
             event_id=event.event_id,
             title=f"{rule.name}: {where}",
@@ -254,7 +261,7 @@ class RuleService:
             org_id=org_id,
             href=f"/entities/{quote(entity_id, safe='')}" if entity_id else "/alerts/rules",
         )
-        self.hub.publish(Update(TOAST_TOPIC, event.event_id, toast))
+        self.hub.publish(Update(Topic.TOASTS, event.event_id, toast))
         return event
 
     async def show(self, spec: defaults.AlertSpec, *, org_id: str, entity_id: str) -> bool:
@@ -284,8 +291,8 @@ class RuleService:
                 why = "condition cleared" if value is None else f"condition cleared: value {value:g}"
         await self.alerts.clear(alert_id, why)
         if event is not None:
-            self.hub.publish(Update(RULES_TOPIC, f"event:{event.event_id}"))
+            self.hub.publish(Update(Topic.RULES, f"event:{event.event_id}"))
         return event
 
     def _changed(self, rule_id: str) -> None:
-        self.hub.publish(Update(RULES_TOPIC, f"rule:{rule_id}"))
+        self.hub.publish(Update(Topic.RULES, f"rule:{rule_id}"))

@@ -16,6 +16,7 @@ import msgspec
 
 from core.contracts.common import utc_now
 from core.errors import NotFound
+from core.topics import Topic
 from db import alerts as alerts_db
 from db import rules as rules_db
 from db.alerts import AlertRow
@@ -26,8 +27,6 @@ from services.registry import entity_in
 
 log = logging.getLogger(__name__)
 
-ALERTS_TOPIC = "alerts"
-RULES_TOPIC = "rules"  # key "rule:<id>" = definition changed, "event:<id>" = firing/resolution, "ack:<alert>"
 SEVERITY_RANK = {"info": 0, "warning": 1, "elevated": 2, "high": 3, "critical": 4}
 
 
@@ -91,7 +90,7 @@ class AlertService:
             # that names it), the new one starts afresh, neither ever touches the other's.
             archived = f"{alert_id}~{current.org_id}"
             await alerts_db.archive_alert(self.db, alert_id, archived, now)
-            self.hub.publish(Update(ALERTS_TOPIC, archived, await alerts_db.get_alert(self.db, archived)))
+            self.hub.publish(Update(Topic.ALERTS, archived, await alerts_db.get_alert(self.db, archived)))
             current = None
         encoded = msgspec.json.encode(data or {}).decode()
         if current is not None and current.status == "active":
@@ -127,7 +126,7 @@ class AlertService:
                 data=encoded,
             )
         await alerts_db.save_alert(self.db, row)
-        self.hub.publish(Update(ALERTS_TOPIC, alert_id, row))
+        self.hub.publish(Update(Topic.ALERTS, alert_id, row))
         return True
 
     async def clear(self, alert_id: str, reason: str = "") -> bool:
@@ -140,7 +139,7 @@ class AlertService:
             current, status="cleared", cleared_at=now, updated_at=now, reason=reason or current.reason
         )
         await alerts_db.save_alert(self.db, row)
-        self.hub.publish(Update(ALERTS_TOPIC, alert_id, row))
+        self.hub.publish(Update(Topic.ALERTS, alert_id, row))
         return True
 
     async def acknowledge(
@@ -166,10 +165,10 @@ class AlertService:
         if current is not None and not current.acknowledged_at:
             current = msgspec.structs.replace(current, acknowledged_by=actor.label, acknowledged_at=now)
             await alerts_db.save_alert(self.db, current)
-            self.hub.publish(Update(ALERTS_TOPIC, alert_id, current))
+            self.hub.publish(Update(Topic.ALERTS, alert_id, current))
             changed = True
         if marked:
-            self.hub.publish(Update(RULES_TOPIC, f"ack:{alert_id}"))
+            self.hub.publish(Update(Topic.RULES, f"ack:{alert_id}"))
         if changed:
             if event_id:
                 await self.audit.record(actor, "rule.acknowledge", target=event_id, org_id=owner, detail=alert_id)

@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 from nats.aio.client import Client as NATS
 
+from core.topics import Topic
 from db import alerts as alerts_db
 from db import detections as detections_db
 from db import registry as registry_db
@@ -54,7 +55,7 @@ class ConsoleData:
     def _on_update(self, update: Update) -> None:
         # An alert changed and the streams re-render the badge now: read its count afresh
         # (a figure memoised just before the change would stay on screen until the next one).
-        if update.topic == "alerts":
+        if update.topic == Topic.ALERTS:
             for key in [k for k in self._memo if isinstance(k, tuple) and k[0] == "alerts"]:
                 del self._memo[key]
 

@@ -32,7 +32,9 @@ from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry, generate_latest
 
 from core import __version__
+from services.metrics.asgi import StatusNoting
 from services.metrics.probe import SystemProbe
+from services.state_view import EntityView, number
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Receive, Scope, Send
@@ -92,15 +94,6 @@ def otlp_reader() -> MetricReader | None:
     return None
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, (int, float)):
-        return None
-    number = float(value)
-    return number if number == number and abs(number) != float("inf") else None
-
-
 class KvWriter(Protocol):
     """An EntityState writer's counters (``fabric.state_store.StateStore``)."""
 
@@ -113,7 +106,7 @@ class KvWriter(Protocol):
         """Compare-and-set writes another writer got in before."""
 
 
-Views = Mapping[str, Mapping[str, Any]]
+Views = Mapping[str, EntityView]
 
 
 @dataclass(frozen=True)
@@ -130,7 +123,7 @@ class MetricSources:
     worker_status: Callable[[], Mapping[str, bool]]  # worker name -> task running
     dlq_refused: Callable[[], int]  # dead letters refused by organisation quotas since start, in total
     kv_writers: Callable[[], Mapping[str, KvWriter]]  # writer name -> its counters
-    entity_views: Callable[[], Views]  # entity id -> the state cache's merged view
+    entity_views: Callable[[], Views]  # entity id -> the state cache's typed view
     rejected: Callable[[], Mapping[str, Mapping[str, int]]]  # source ("state", "registry") -> reason -> count
 
 
@@ -189,18 +182,12 @@ class Metrics:
                 await app(scope, receive, send)
                 return
             started = time.perf_counter()
-            status = [500]
-
-            async def send_wrapper(message: Any) -> None:
-                if message["type"] == "http.response.start":
-                    status[0] = int(message["status"])
-                await send(message)
-
+            noting = StatusNoting(send)
             try:
-                await app(scope, receive, send_wrapper)
+                await app(scope, receive, noting)
             finally:
                 route = str(scope.get("path_template", "") or "unmatched")
-                self.record(str(scope.get("method", "")), route, status[0], started)
+                self.record(str(scope.get("method", "")), route, noting.status, started)
 
         return metered
 
@@ -237,7 +224,7 @@ class Metrics:
         return self.sources.worker_stats() if self.sources is not None else {}
 
     def entity_views(self) -> Views:
-        """Every shown entity's merged state view."""
+        """Every shown entity's typed state view."""
         return self.sources.entity_views() if self.sources is not None else {}
 
     # ------------------------------------------------------------------ export
@@ -311,24 +298,23 @@ class Metrics:
 
     def _entities(self, _options: CallbackOptions) -> Iterable[Observation]:
         views = self.entity_views()
-        live = sum(1 for v in views.values() if v.get("is_live"))
+        live = sum(1 for v in views.values() if v.is_live)
         return [Observation(live, {"state": "live"}), Observation(len(views) - live, {"state": "offline"})]
 
     def pipelines(self) -> dict[str, dict[str, Any]]:
         """``analytics.pipeline`` of every entity that has one (camera entities running detection)."""
         out: dict[str, dict[str, Any]] = {}
         for entity_id, view in list(self.entity_views().items()):
-            analytics = view.get("analytics")
-            pipeline = analytics.get("pipeline") if isinstance(analytics, dict) else None
-            if isinstance(pipeline, dict):
-                out[entity_id] = pipeline
+            if view.pipeline:
+                out[entity_id] = view.pipeline
         return out
 
     def _pipeline(self, field: str) -> Any:
         def observe(_options: CallbackOptions) -> Iterable[Observation]:
             out = []
             for entity_id, pipeline in self.pipelines().items():
-                value = _num(pipeline.get(field))
+                raw = pipeline.get(field)
+                value = float(raw) if isinstance(raw, bool) else number(raw)  # source_connected is a flag
                 if value is not None:
                     out.append(Observation(value, {"entity_id": entity_id}))
             return out

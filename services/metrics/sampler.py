@@ -12,14 +12,15 @@ import contextlib
 import logging
 import time
 
+from core.topics import Topic
 from db import metrics as metrics_db
 from db.database import Database
 from services.hub import Hub, Update
 from services.metrics.otel import Metrics
+from services.state_view import number
 
 log = logging.getLogger("overwatch.metrics")
 
-METRICS_TOPIC = "metrics"
 PRUNE_EVERY = 30  # rounds between prunes
 
 
@@ -59,7 +60,7 @@ class Sampler:
         self._last, self._last_at = totals, now
         views = metrics.entity_views()
         out.append(("sse.clients", float(metrics.sse_clients())))
-        out.append(("entities.live", float(sum(1 for v in views.values() if v.get("is_live")))))
+        out.append(("entities.live", float(sum(1 for v in views.values() if v.is_live))))
         out += [(f"consumer.lag:{name}", float(c.pending)) for name, c in probe.consumers.items()]
         if probe.dlq_messages is not None:
             out.append(("dlq.messages", float(probe.dlq_messages)))
@@ -67,9 +68,9 @@ class Sampler:
             out.append(("disk.free", probe.disk_free_percent))
         for entity_id, pipeline in metrics.pipelines().items():
             for field, series in (("fps", "detect.fps"), ("inference_ms_p50", "detect.inference_ms")):
-                value = pipeline.get(field)
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    out.append((f"{series}:{entity_id}", float(value)))
+                value = number(pipeline.get(field))
+                if value is not None:
+                    out.append((f"{series}:{entity_id}", value))
         return out
 
     async def sample_once(self) -> int:
@@ -80,7 +81,7 @@ class Sampler:
         self.rounds += 1
         if self.rounds % PRUNE_EVERY == 1:
             await metrics_db.prune_samples(self.db, now - self.retention_hours * 3600)
-        self.hub.publish(Update(METRICS_TOPIC, "sample"))
+        self.hub.publish(Update(Topic.METRICS, "sample"))
         return len(samples)
 
     async def run(self, stopping: asyncio.Event) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from core import __version__
+from services.metrics.asgi import StatusNoting
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Receive, Scope, Send
@@ -81,15 +82,9 @@ class Tracing:
                 return
             method = str(scope.get("method", ""))
             with tracer.start_as_current_span(f"{method} {path}", kind=SpanKind.SERVER) as span:
-                status = [500]
-
-                async def send_wrapper(message: Any) -> None:
-                    if message["type"] == "http.response.start":
-                        status[0] = int(message["status"])
-                    await send(message)
-
+                noting = StatusNoting(send)
                 try:
-                    await app(scope, receive, send_wrapper)
+                    await app(scope, receive, noting)
                 finally:
                     # The route template is known only after routing; it names the span.
                     route = str(scope.get("path_template", "") or "")
@@ -98,8 +93,8 @@ class Tracing:
                         span.set_attribute("http.route", route)
                     span.set_attribute("http.request.method", method)
                     span.set_attribute("url.path", path)
-                    span.set_attribute("http.response.status_code", status[0])
-                    if status[0] >= 500:
+                    span.set_attribute("http.response.status_code", noting.status)
+                    if noting.status >= 500:
                         span.set_status(Status(StatusCode.ERROR))
 
         return traced

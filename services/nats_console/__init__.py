@@ -1,1 +1,1 @@
-"""nats_console package."""
+"""The NATS console's services: streams, consumers, messages, the server view, KV buckets, dead letters."""

@@ -32,6 +32,7 @@ from nats.js.kv import KeyValue
 
 from core import topology
 from core.errors import Conflict, Invalid, NotFound, Unavailable
+from core.topics import Topic
 from services.audit import Actor, AuditService, diff
 from services.nats_console.access import KeyAccess
 from services.nats_console.values import Diff, ValueView, format_value, json_object, line_diff
@@ -44,7 +45,7 @@ KEY_RE = re.compile(r"^[-/_=.a-zA-Z0-9]{1,1024}$")
 BUCKET_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _FILTER_TOKEN = re.compile(r"^[-/_=a-zA-Z0-9]+$")
 KV_PREFIX = topology.kv_stream("")  # "KV_"
-LIVE_BUCKETS = {topology.BUCKET_STATE: "state", topology.BUCKET_REGISTRY: "registry"}  # hub topic per bucket
+LIVE_BUCKETS = {topology.BUCKET_STATE: Topic.STATE, topology.BUCKET_REGISTRY: Topic.REGISTRY}  # hub topic per bucket
 WRITABLE_BUCKETS = frozenset({topology.BUCKET_STATE})  # every other bucket is read-only in the console
 
 

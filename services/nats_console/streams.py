@@ -17,7 +17,7 @@ from nats.aio.client import Client as NATS
 from core.errors import Invalid, NotFound, Unavailable
 from core.subjects import visibility
 from fabric.api import ApiError, Rates, request
-from fabric.messages import Reader
+from fabric.messages import Reader, parse_server_time
 from services.audit import Actor, AuditService
 from services.nats_console import health
 
@@ -128,19 +128,6 @@ def api_failure(exc: ApiError, what: str) -> Exception:
 def _iso(value: Any) -> str:
     text = str(value or "")
     return "" if text.startswith("0001-01-01") else text
-
-
-def _parse(text: str) -> datetime | None:
-    if not text:
-        return None
-    text = text.replace("Z", "")
-    if "." in text:
-        head, frac = text.split(".", 1)
-        text = f"{head}.{frac[:6]}"
-    try:
-        return datetime.fromisoformat(text).replace(tzinfo=UTC)
-    except ValueError:
-        return None
 
 
 def subject_tree(counts: dict[str, int], limit: int = MAX_TREE_ROWS) -> list[SubjectNode]:
@@ -272,7 +259,7 @@ class StreamService:
             redelivery = red[1] / dlv[1]
         else:
             redelivery = redelivered / delivered_seq if delivered_seq else 0.0
-        last = _parse(_iso(delivered.get("last_active")))
+        last = parse_server_time(_iso(delivered.get("last_active")))
         idle = (datetime.now(UTC) - last).total_seconds() if last else None
         seen_seq, since = self._delivered.get(key, (-1, now))
         if seen_seq != delivered_seq:

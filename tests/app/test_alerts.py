@@ -141,6 +141,21 @@ async def test_default_rules_are_seeded_with_the_settings_thresholds(make_runtim
     assert await rt.services.rules.find(row.rule_id) is not None
 
 
+async def test_the_rules_page_lists_the_default_rules_which_are_disabled_not_deleted(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    page = await client.get("/alerts/rules")
+    assert page.status_code == 200
+    for name in ("Entity offline", "Battery low", "Threat detected"):
+        assert name in page.text, name
+    assert page.text.count(">default</span>") == 3
+    rule_page = await client.get(f"/alerts/rules/{DEFAULT_RULE_IDS['battery']}")
+    assert rule_page.status_code == 200 and "/delete" not in rule_page.text and 'value="offline"' not in rule_page.text
+    refused = await client.post(f"/alerts/rules/{DEFAULT_RULE_IDS['battery']}/delete")
+    assert refused.status_code == 422 and "disable it instead" in refused.text
+    assert await runtime.services.rules.find(DEFAULT_RULE_IDS["battery"]) is not None
+
+
 async def test_disabling_the_default_offline_rule_stops_offline_alerts(make_runtime: Any) -> None:
     """Acceptance: the built-in offline alert is a default rule, and disabling it stops offline alerts."""
     rt: Runtime = await make_runtime(offline_after=1.0)
@@ -251,7 +266,8 @@ async def test_acknowledging_by_api_console_or_rule_history_is_one_path(
     for entity_id in ids:
         await runtime.js.publish(topology.telemetry_subject("org1", entity_id), telemetry(battery=10.0))
     for entity_id in ids:
-        await eventually(lambda e=entity_id: _events(runtime, f"battery:{e}"), what=f"{entity_id} battery firing")
+        # The firing is recorded before its alert is raised: an alert on the page has its history.
+        await eventually(lambda e=entity_id: alerts_db.get_alert(runtime.db, f"battery:{e}"), what=f"{entity_id} alert")
     via_api, via_page, via_history = (f"battery:{e}" for e in ids)
 
     response = await client.post(f"/api/v1/alerts/{quote(via_api, safe='')}/ack")

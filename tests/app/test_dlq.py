@@ -7,13 +7,11 @@ unknown entity is applied by its worker once the entity exists and it is replaye
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from nats.js.api import RawStreamMsg
 
-from app.main import create_app
 from app.runtime import Runtime
 from core import topology
 from core.contracts.registry import Position
@@ -23,36 +21,6 @@ from tests.helpers import dlq, eventually, seed, state, telemetry
 from workers import base
 
 DLQ_SUBJECT = topology.dlq_subject(topology.STREAM_TELEMETRY)
-
-
-async def _client(runtime: Runtime, scopes: list[str], org: str | None) -> httpx.AsyncClient:
-    key = await runtime.services.apikeys.create("tests", f"dlq-{'-'.join(scopes)}-{org}", scopes, org)
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(runtime)),
-        base_url="http://testserver",
-        headers={"Authorization": f"Bearer {key.key}"},
-    )
-
-
-@pytest.fixture
-async def viewer(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    """Read-only over every organisation."""
-    async with await _client(runtime, ["read"], None) as c:
-        yield c
-
-
-@pytest.fixture
-async def org1_operator(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    """Operator of org1 only."""
-    async with await _client(runtime, ["read", "commands"], "org1") as c:
-        yield c
-
-
-@pytest.fixture
-async def org2_operator(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    """Operator of org2 only."""
-    async with await _client(runtime, ["read", "commands"], "org2") as c:
-        yield c
 
 
 async def _dead_letter(runtime: Runtime, org: str, entity: str, reason: str, payload: bytes = b"{}") -> int:

@@ -15,16 +15,15 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import nats
 import pytest
 from nats.js.api import DiscardPolicy
 
-from app.main import create_app
 from app.runtime import Runtime
 from core import topology
 from fabric.server import EmbeddedNats
 from services.nats_console.dlq import ReplayError, dead_letter
+from tests.conftest import key_client
 from tests.helpers import dlq, eventually, seed, telemetry
 from workers import base
 
@@ -40,15 +39,6 @@ def _by_org(msgs: list[Any]) -> dict[str, list[Any]]:
         org = (msg.headers or {}).get(base.DLQ_SUBJECT, "").split(".")[2]
         out.setdefault(org, []).append(msg)
     return out
-
-
-async def _client(rt: Runtime, scopes: list[str], org: str | None) -> httpx.AsyncClient:
-    key = await rt.services.apikeys.create("tests", f"fair-{'-'.join(scopes)}-{org}", scopes, org)
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(rt)),
-        base_url="http://testserver",
-        headers={"Authorization": f"Bearer {key.key}"},
-    )
 
 
 @pytest.fixture
@@ -105,7 +95,7 @@ async def test_a_flood_of_one_organisation_evicts_nobody_and_is_counted(rt: Runt
     await rt.js.publish(topology.telemetry_subject("orgb", b1), telemetry(battery=12.0))
 
     # The refused count is visible: /metrics (a total) and each caller's dead-letter page.
-    async with await _client(rt, ["read", "commands", "admin"], None) as admin:
+    async with await key_client(rt, ["read", "commands", "admin"], None) as admin:
         metrics = (await admin.get("/metrics")).text
         assert re.search(rf"^overwatch_dlq_refused_total\{{[^}}]*\}} {FLOOD - QUOTA}\.0$", metrics, re.M), metrics
         assert re.search(
@@ -117,7 +107,7 @@ async def test_a_flood_of_one_organisation_evicts_nobody_and_is_counted(rt: Runt
         assert page.status_code == 200
         refused = re.search(r'id="dlq-refused"[^>]*>(.*?)</', page.text, re.S)
         assert refused and "1,800" in refused.group(1) and "orga" in refused.group(1), page.text[:3000]
-    async with await _client(rt, ["read"], "orgb") as viewer_b:
+    async with await key_client(rt, ["read"], "orgb") as viewer_b:
         page_b = await viewer_b.get("/nats/dlq")
         assert page_b.status_code == 200 and "orga" not in page_b.text and 'id="dlq-refused"' not in page_b.text
 

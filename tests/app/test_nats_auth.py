@@ -29,49 +29,20 @@ from db import registry as registry_db
 from db.apikeys import ApiKeyRow
 from fabric.tls import self_signed
 from services.auth.apikeys import NewKey
-from services.nats_auth import inbox_prefix, state_bucket
-from tests.conftest import OVERWATCH
+from services.nats_auth import state_bucket
+from tests.conftest import OVERWATCH, KeyConnection, connect_with_key
 from tests.helpers import dlq, eventually, seed, state, telemetry
 from workers.base import DLQ_REASON
 
 REVOCATION_BUDGET = 2.0  # seconds from revocation to the device being cut off
 
 
-class Device:
-    """A device's NATS connection with its NKey credential; records when the server drops it."""
-
-    def __init__(self, nc: NATS, errors: list[str], closed: asyncio.Event) -> None:
-        self.nc = nc
-        self.errors = errors
-        self.closed = closed
-        self.closed_at = 0.0
+Device = KeyConnection  # a device's connection
 
 
 async def _connect_device(rt: Runtime, key: NewKey) -> Device:
-    assert rt.nats_server is not None and key.nats_seed
-    errors: list[str] = []
-    closed = asyncio.Event()
-    device: list[Device] = []
-
-    async def on_error(exc: Exception) -> None:
-        errors.append(str(exc))
-
-    async def on_closed() -> None:
-        if device and not device[0].closed_at:
-            device[0].closed_at = time.monotonic()
-        closed.set()
-
-    nc = await nats.connect(
-        rt.nats_server.url,
-        nkeys_seed_str=key.nats_seed,
-        inbox_prefix=inbox_prefix(key.key_id),
-        error_cb=on_error,
-        closed_cb=on_closed,
-        disconnected_cb=on_closed,
-        allow_reconnect=False,
-    )
-    device.append(Device(nc, errors, closed))
-    return device[0]
+    device: Device = await connect_with_key(rt, key)
+    return device
 
 
 async def _device(rt: Runtime, org: str) -> tuple[nats.NATS, list[str]]:

@@ -8,15 +8,12 @@ from __future__ import annotations
 import asyncio
 import html
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
 import msgspec
-import pytest
 from nats.js.api import RetentionPolicy, StreamConfig
 
-from app.main import create_app
 from app.runtime import Runtime
 from core import topology
 from core.subjects import org_of_subject, visibility
@@ -90,31 +87,6 @@ def test_subject_layout_org_tokens() -> None:
 
 
 # ---------------------------------------------------------------- fixtures
-async def _client(runtime: Runtime, scopes: list[str], org: str | None) -> httpx.AsyncClient:
-    key = await runtime.services.apikeys.create("tests", f"k-{'-'.join(scopes)}-{org}", scopes, org)
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(runtime)),
-        base_url="http://testserver",
-        headers={"Authorization": f"Bearer {key.key}"},
-    )
-
-
-@pytest.fixture
-async def viewer(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    """A read-only caller over every organisation."""
-    c = await _client(runtime, ["read"], None)
-    async with c:
-        yield c
-
-
-@pytest.fixture
-async def org1_viewer(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    """A read-only caller who sees only ``org1``."""
-    c = await _client(runtime, ["read"], "org1")
-    async with c:
-        yield c
-
-
 async def _browse_stream(runtime: Runtime, n: int = 300) -> datetime:
     """``BROWSE`` with ``n`` messages on two subjects; returns the time just before message n/2 + 1."""
     await runtime.js.add_stream(StreamConfig(name="BROWSE", subjects=["browse.>"], allow_direct=True))

@@ -31,9 +31,9 @@ from core import topology
 from core.errors import Invalid
 from db import audit as audit_db
 from services.auth.apikeys import NewKey
-from services.nats_auth import inbox_prefix, state_bucket
+from services.nats_auth import state_bucket
 from services.schemas import EntityCreate
-from tests.conftest import OVERWATCH
+from tests.conftest import OVERWATCH, KeyConnection, connect_with_key
 from tests.helpers import dlq, eventually, seed, state, stream_messages, telemetry
 from workers.base import DLQ_REASON, DLQ_SUBJECT, REPLY_INJECTION
 
@@ -42,14 +42,11 @@ STATE = topology.BUCKET_STATE
 REFUSED = "permissions violation"
 
 
-class Reader:
+class Reader(KeyConnection):
     """A reader's NATS connection; ``errors`` collects the server's asynchronous refusals."""
 
     def __init__(self, nc: NATS, errors: list[str], closed: asyncio.Event) -> None:
-        self.nc = nc
-        self.errors = errors
-        self.closed = closed
-        self.closed_at = 0.0
+        super().__init__(nc, errors, closed)
         self.js = nc.jetstream(timeout=1.0)
         self.quick = nc.jetstream(timeout=0.5)  # for requests the server drops: they only time out
 
@@ -74,29 +71,8 @@ async def _reader(rt: Runtime, org: str | None, name: str = "reader") -> tuple[R
     manager = rt.services.nats_auth
     assert manager is not None and rt.nats_server is not None and key.nats_seed
     await manager.apply()
-    errors: list[str] = []
-    closed = asyncio.Event()
-    holder: list[Reader] = []
-
-    async def on_error(exc: Exception) -> None:
-        errors.append(str(exc))
-
-    async def on_closed() -> None:
-        if holder and not holder[0].closed_at:
-            holder[0].closed_at = time.monotonic()
-        closed.set()
-
-    nc = await nats.connect(
-        rt.nats_server.url,
-        nkeys_seed_str=key.nats_seed,
-        inbox_prefix=inbox_prefix(key.key_id),
-        error_cb=on_error,
-        closed_cb=on_closed,
-        disconnected_cb=on_closed,
-        allow_reconnect=False,
-    )
-    holder.append(Reader(nc, errors, closed))
-    return holder[0], key
+    reader: Reader = await connect_with_key(rt, key, Reader)
+    return reader, key
 
 
 async def _world(rt: Runtime) -> tuple[str, str]:
@@ -261,8 +237,7 @@ async def test_organisation_reader_sees_only_its_organisation(make_runtime: Any)
         # Its organisation's live subjects; another organisation's subscription is refused.
         mine = await nc.subscribe("constellation.telemetry.orga.*")
         theirs = await nc.subscribe("constellation.telemetry.orgb.*")
-        await nc.flush()
-        await asyncio.sleep(0.2)
+        await nc.flush()  # the server has taken both SUBs (one refused) before it answers the PING
         await rt.js.publish(topology.telemetry_subject("orgb", b1), telemetry())
         await rt.js.publish(topology.telemetry_subject("orga", a1), telemetry())
         assert (await mine.next_msg(timeout=3)).subject == topology.telemetry_subject("orga", a1)

@@ -12,13 +12,13 @@ import pytest
 
 from app.main import create_app
 from app.runtime import Runtime
+from core.topics import Topic
 from db import alerts as alerts_db
 from db import audit as audit_db
 from db import rules as rules_db
 from services.alerts import engine
 from services.alerts.defaults import DEFAULT_RULE_IDS
 from services.alerts.model import RuleForm, RuleSpec, validate
-from services.alerts.service import RULES_TOPIC
 from services.hub import Update
 from services.schemas import EntityCreate
 from tests.helpers import eventually, seed
@@ -123,7 +123,7 @@ async def without_default_rules(runtime: Runtime) -> None:
     """Setup for the tests of added rules: a database with no default rules (they fire on their own)."""
     for rule_id in DEFAULT_RULE_IDS.values():
         await rules_db.delete_rule(runtime.db, rule_id)
-        runtime.hub.publish(Update(RULES_TOPIC, f"rule:{rule_id}"))
+        runtime.hub.publish(Update(Topic.RULES, f"rule:{rule_id}"))
     evaluator = next(w for w in runtime.workers.workers if w.name == "rules")
     await eventually(lambda: not set(DEFAULT_RULE_IDS.values()) & set(evaluator.by_id), what="default rules unloaded")
 

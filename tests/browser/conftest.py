@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import eventually
+
 CHROMIUM = os.environ.get("OVERWATCH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
     "--headless=new",
@@ -76,17 +78,10 @@ async def wait_js(page: Any, expression: str, timeout: float = 10.0, what: str =
     page, which our CSP (rightly) forbids; ``page.evaluate`` goes through the debugger
     protocol and is not affected, so we poll with it.
     """
-    import asyncio
-    import time
-
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = await page.evaluate(expression)
-        except Exception as exc:  # noqa: BLE001 - the page may be navigating
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what or expression} (last: {last!r})")
+    return await eventually(
+        lambda: page.evaluate(expression),
+        timeout=timeout,
+        interval=0.1,
+        what=what or expression,
+        retry_on=(Exception,),  # the page may be navigating
+    )

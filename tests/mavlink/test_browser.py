@@ -3,8 +3,8 @@ and mouse), then a group RTL of three vehicles from the fleet table; MAVLink che
 
 from __future__ import annotations
 
-import asyncio
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +22,42 @@ PASSWORD = "mavlink browser password"
 M = protocol.MAV
 
 
-async def _hold(page: Any, selector: str, *, touch: bool, seconds: float = 2.0) -> None:
-    """Press and hold an element: a finger through CDP touch events, or the mouse."""
+async def _hold(page: Any, selector: str, command: str, *, touch: bool) -> None:
+    """Press and hold an element (a finger through CDP touch events, or the mouse) until the page has confirmed the
+    gesture, then let go; the hold must have lasted the page's HOLD_MS.
+
+    Letting go only after the confirmation is what a person does, and what makes this deterministic: a release
+    after a fixed time could reach a busy page before its hold timer did (Chromium runs input before timers), and the
+    page would rightly call that "released too early" and send nothing.
+    """
+    hold_s = await page.evaluate("window.OverwatchConfirm.HOLD_MS") / 1000
+    await page.locator(selector).hover()  # scrolled into view and stable: the press lands on the button
     box = await page.locator(selector).bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    if touch:
-        cdp = await page.context.new_cdp_session(page)
-        point = [{"x": x, "y": y, "id": 1}]
-        await cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": point})
-        await asyncio.sleep(seconds)
-        await cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    confirmed = (
+        "(document.querySelector('.hold-hint') || {textContent: ''}).textContent"
+        f".includes('Confirmed: sending {command}')"
+        " || (document.querySelector('.flash-ok') || {textContent: ''}).textContent"
+        f".includes('Sent: {command}')"
+    )
+    cdp = await page.context.new_cdp_session(page) if touch else None
+    pressed = time.monotonic()
+    if cdp is not None:
+        await cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y, "id": 1}]})
     else:
-        await page.mouse.move(x, y)
         await page.mouse.down()
-        await asyncio.sleep(seconds)
-        await page.mouse.up()
+    try:
+        hint = "(document.querySelector('.hold-hint') || {textContent: ''}).textContent"
+        await wait_js(page, confirmed, timeout=10.0, what=f"the {command} hold confirmed (hint: see page)")
+        held = time.monotonic() - pressed
+        assert held >= hold_s, f"{command} confirmed after {held:.2f}s, before the {hold_s:.1f}s hold"
+    except AssertionError:
+        raise AssertionError(f"{command} hold not confirmed; the hint says {await page.evaluate(hint)!r}") from None
+    finally:
+        if cdp is not None:
+            await cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        else:
+            await page.mouse.up()
 
 
 async def _sent(page: Any, command: str) -> None:
@@ -52,9 +73,6 @@ def _latest(entity: str) -> str:
     return f"(document.querySelector('#command-list-{entity} li') || {{textContent: ''}}).textContent"
 
 
-# Known flaky under full-suite load (the takeoff hold is sometimes not answered; not root-caused
-# yet, see the closing note of 2026-11-26): one more attempt, never a silent pass.
-@pytest.mark.flaky(reruns=1)
 async def test_console_flies_a_vehicle_and_returns_three(
     browser: Any, runtime: Runtime, live_server: LiveServer, make_bridge: Any, make_vehicle: Any, tmp_path: Path
 ) -> None:
@@ -84,10 +102,13 @@ async def test_console_flies_a_vehicle_and_returns_three(
         await page.select_option("#cmd", "arm")
         assert (await page.text_content(send)) == "Hold to arm"
         await page.click(send)
+        # The page stopped the submission itself (the hint says so) and sent nothing: no request in flight,
+        # no command recorded on the server, nothing at the vehicle.
         await wait_js(page, "document.querySelector('.hold-hint').textContent.includes('Hold the button')")
-        await asyncio.sleep(0.3)  # time enough for a command to reach the vehicle, had one been sent
+        assert await page.evaluate("document.querySelector('.htmx-request') === null")
+        assert (await runtime.services.commands.list_for("org1", "mav-1", 10, 0))[1] == 0
         assert not lead.received
-        await _hold(page, send, touch=True)
+        await _hold(page, send, "arm", touch=True)
         await _sent(page, "arm")
         hint = await page.text_content(".hold-hint")
         await wait_js(
@@ -100,7 +121,7 @@ async def test_console_flies_a_vehicle_and_returns_three(
         # Takeoff (mouse hold): accepted with IN_PROGRESS while it climbs, then completed; Flying.
         await page.select_option("#cmd", "takeoff")
         await page.fill("#cmd-alt", "16")
-        await _hold(page, send, touch=False)
+        await _hold(page, send, "takeoff", touch=False)
         try:
             await _sent(page, "takeoff")
         except AssertionError:
@@ -155,7 +176,10 @@ async def test_console_flies_a_vehicle_and_returns_three(
         await page.wait_for_selector(".conn.is-live")
         await page.check("#select-mav-2")
         await page.check("#select-all")  # the header box ticks every row
-        await asyncio.sleep(0.6)  # rows are replaced by live updates meanwhile (10 per second)
+        # Rows are replaced by live updates (10 per second): wait until each of the three has been replaced.
+        rows = "[1, 2, 3].map(n => document.getElementById('row-mav-' + n))"
+        await page.evaluate(f"{rows}.forEach(row => {{ row.dataset.ticked = '1'; }})")
+        await wait_js(page, f"{rows}.every(row => row && !row.dataset.ticked)", what="every row replaced by an update")
         assert await page.evaluate("document.querySelectorAll('.select-row:checked').length") == 3
         await page.click("#group-commands button[value=rtl]")
         await wait_js(page, "document.querySelectorAll('#group-result li[data-command-id]').length === 3")

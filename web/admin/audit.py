@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 import msgspec
 from litestar import Controller, Response, get
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import QueryParameter
 from litestar.response import Template
 
@@ -23,12 +23,20 @@ Text = Annotated[str, QueryParameter(max_length=200)]
 Outcome = Annotated[str, QueryParameter(pattern="^(|success|denied|failure)$")]
 
 
+def _filters(
+    actor: Text = "", action: Text = "", outcome: Outcome = "", since: Text = "", until: Text = "", text: Text = ""
+) -> AuditFilters:
+    """The audit log filters of the query string (the ``filters`` dependency of the exports)."""
+    return AuditFilters(actor=actor, action=action, outcome=outcome, since=since, until=until, text=text)
+
+
 class AuditController(Controller):
     """Audit log viewer (admins over every organisation only)."""
 
     path = "/admin/audit"
     include_in_schema = False
     guards = [requires_global_admin()]
+    dependencies = {"filters": Provide(_filters, sync_to_thread=False)}
 
     @get("/")
     async def audit(
@@ -43,7 +51,8 @@ class AuditController(Controller):
         page: Annotated[int, QueryParameter(ge=1, le=100_000)] = 1,
     ) -> Template:
         """Filtered, paged audit entries, newest first."""
-        filters = AuditFilters(actor=actor, action=action, outcome=outcome, since=since, until=until, text=text)
+        # The filters are declared here, not taken as the dependency: a bad filter and a bad page are reported together.
+        filters = _filters(actor, action, outcome, since, until, text)
         rows = await audit.search(filters, PAGE, (page - 1) * PAGE)
         total = await audit.count(filters)
         # Filter values are free text: encoded so "&", "#" or "%" cannot change the paging links.
@@ -64,17 +73,10 @@ class AuditController(Controller):
 
     @get("/export.json")
     async def export_json(
-        self,
-        audit: NamedDependency[AuditService],
-        actor: Text = "",
-        action: Text = "",
-        outcome: Outcome = "",
-        since: Text = "",
-        until: Text = "",
-        text: Text = "",
+        self, audit: NamedDependency[AuditService], filters: NamedDependency[AuditFilters]
     ) -> Response[bytes]:
         """The filtered entries as a JSON array (at most 100,000)."""
-        rows = await self._rows(audit, actor, action, outcome, since, until, text)
+        rows = await audit.search(filters, EXPORT_MAX)
         return Response(
             msgspec.json.encode(rows),
             media_type="application/json",
@@ -83,17 +85,10 @@ class AuditController(Controller):
 
     @get("/export.csv")
     async def export_csv(
-        self,
-        audit: NamedDependency[AuditService],
-        actor: Text = "",
-        action: Text = "",
-        outcome: Outcome = "",
-        since: Text = "",
-        until: Text = "",
-        text: Text = "",
+        self, audit: NamedDependency[AuditService], filters: NamedDependency[AuditFilters]
     ) -> Response[str]:
         """The filtered entries as CSV (at most 100,000)."""
-        rows = await self._rows(audit, actor, action, outcome, since, until, text)
+        rows = await audit.search(filters, EXPORT_MAX)
         out = io.StringIO()
         writer = csv.writer(out)
         fields = list(AuditRow.__struct_fields__)
@@ -104,12 +99,6 @@ class AuditController(Controller):
         return Response(
             out.getvalue(), media_type="text/csv", headers={"Content-Disposition": 'attachment; filename="audit.csv"'}
         )
-
-    async def _rows(
-        self, audit: AuditService, actor: str, action: str, outcome: str, since: str, until: str, text: str
-    ) -> list[AuditRow]:
-        filters = AuditFilters(actor=actor, action=action, outcome=outcome, since=since, until=until, text=text)
-        return await audit.search(filters, EXPORT_MAX)
 
 
 def _cell(value: Any) -> Any:

@@ -18,7 +18,7 @@ from web.auth.guards import authorize, principal_of, requires
 Req = Request[Any, Any, Any]
 
 
-class AlertController(Controller):
+class AlertsApiController(Controller):
     """Threat, offline, battery, device and rule alerts."""
 
     path = "/api/v1/alerts"

@@ -26,7 +26,7 @@ from web.auth.guards import authorize, requires
 Req = Request[Any, Any, Any]
 
 
-class EntityController(Controller):
+class EntitiesApiController(Controller):
     """Entities of one organisation and everything attached to them."""
 
     path = "/api/v1/organizations/{org_id:str}/entities"

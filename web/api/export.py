@@ -198,7 +198,7 @@ def _download(body: bytes | dict[str, Any], media_type: str, filename: str) -> R
     )
 
 
-class ExportController(Controller):
+class ExportApiController(Controller):
     """Exports of the picture and of tracks (KML, GeoJSON)."""
 
     path = "/api/v1"

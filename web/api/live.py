@@ -15,18 +15,7 @@ from web.api.schemas import LiveEntity
 from web.auth.guards import authorize, principal_of, requires
 
 
-def _active_objects(view: dict[str, object]) -> int:
-    analytics = view.get("analytics")
-    summary = analytics.get("summary") if isinstance(analytics, dict) else None
-    count = summary.get("active_objects_count") if isinstance(summary, dict) else None
-    if isinstance(count, int):
-        return count
-    detections = view.get("detections")
-    objects = detections.get("objects") if isinstance(detections, dict) else None
-    return len(objects) if isinstance(objects, dict) else 0
-
-
-class LiveEntityController(Controller):
+class LiveEntitiesApiController(Controller):
     """Live entities straight from the state cache (no database query)."""
 
     path = "/api/entities"
@@ -41,16 +30,18 @@ class LiveEntityController(Controller):
         principal = principal_of(request)
         out = []
         for entity_id, view in sorted(state_reader.views().items()):
-            if not view.get("is_live") or not principal.sees(str(view.get("org_id") or "")):
+            if not view.is_live or not principal.sees(view.org_id):
                 continue
             out.append(
                 LiveEntity(
                     entity_id=entity_id,
-                    org_id=str(view.get("org_id") or ""),
-                    status=str(view.get("status") or ""),
+                    org_id=view.org_id,
+                    status=view.status,
                     is_live=True,
-                    active_objects=_active_objects(view),
-                    updated_at=str(view.get("updated_at") or ""),
+                    active_objects=int(view.active_objects)
+                    if view.active_objects is not None
+                    else len(view.objects),
+                    updated_at=view.updated_at,
                 )
             )
         return out
@@ -63,5 +54,5 @@ class LiveEntityController(Controller):
         view = state_reader.view(entity_id)
         if view is None:
             raise NotFound(f"no state stored for entity {entity_id} yet")
-        await authorize(request, str(view.get("org_id") or ""), "read")
+        await authorize(request, view.org_id, "read")
         return stored_response(await state_reader.stored(entity_id))

@@ -18,7 +18,7 @@ from web.auth.guards import authorize, principal_of, requires, requires_global_a
 Req = Request[Any, Any, Any]
 
 
-class OrganizationController(Controller):
+class OrganizationsApiController(Controller):
     """Organisations (registry; NATS is the source of truth). Reading needs ``read``;
     creating and deleting needs an admin over every organisation; updating, admin in it."""
 

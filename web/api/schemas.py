@@ -6,6 +6,8 @@ from typing import Any
 
 import msgspec
 
+from db.alerts import AlertFields
+
 
 class DetectionView(msgspec.Struct, kw_only=True):
     """A stored detection event."""
@@ -22,23 +24,9 @@ class DetectionView(msgspec.Struct, kw_only=True):
     received_at: float
 
 
-class AlertView(msgspec.Struct, kw_only=True):
-    """An alert as the API returns it."""
+class AlertView(AlertFields, kw_only=True):
+    """An alert as the API returns it (``data`` decoded)."""
 
-    alert_id: str
-    kind: str
-    severity: str
-    org_id: str
-    entity_id: str
-    track_id: str
-    title: str
-    reason: str
-    status: str
-    acknowledged_by: str | None
-    acknowledged_at: str | None
-    created_at: str
-    updated_at: str
-    cleared_at: str | None
     data: dict[str, Any]
 
 

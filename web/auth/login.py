@@ -47,6 +47,29 @@ def _secure(request: Request[Any, Any, Any]) -> bool:
     return cookie_secure(request)
 
 
+def _form_page(
+    request: Request[Any, Any, Any], next_: str, error: str = "", email: str = "", status: int = 200
+) -> Template:
+    """The sign-in form with a fresh form token, also set as the double-submit cookie."""
+    token = secrets.token_urlsafe(24)
+    return Template(
+        "pages/login.html",
+        context={"form_token": token, "next": safe_next(next_), "error": error, "email": email, "active": ""},
+        status_code=status,
+        cookies=[
+            Cookie(
+                key=LOGIN_CSRF_COOKIE,
+                value=token,
+                httponly=True,
+                samesite="strict",
+                secure=_secure(request),
+                path="/login",
+                max_age=3600,
+            )
+        ],
+    )
+
+
 class LoginController(Controller):
     """``/login`` and ``/logout``."""
 
@@ -58,22 +81,7 @@ class LoginController(Controller):
         self, request: Request[Any, Any, Any], next_: Annotated[str, QueryParameter(name="next")] = "/"
     ) -> Template:
         """The sign-in form."""
-        token = secrets.token_urlsafe(24)
-        return Template(
-            "pages/login.html",
-            context={"form_token": token, "next": safe_next(next_), "error": "", "email": "", "active": ""},
-            cookies=[
-                Cookie(
-                    key=LOGIN_CSRF_COOKIE,
-                    value=token,
-                    httponly=True,
-                    samesite="strict",
-                    secure=_secure(request),
-                    path="/login",
-                    max_age=3600,
-                )
-            ],
-        )
+        return _form_page(request, next_)
 
     @post("/login", status_code=303)
     async def login(
@@ -105,29 +113,7 @@ class LoginController(Controller):
                         Cookie(key=LOGIN_CSRF_COOKIE, value="", max_age=0, path="/login", secure=_secure(request)),
                     ],
                 )
-        token = secrets.token_urlsafe(24)
-        return Template(
-            "pages/login.html",
-            context={
-                "form_token": token,
-                "next": safe_next(data.next),
-                "error": error,
-                "email": data.email[:254],
-                "active": "",
-            },
-            status_code=status,
-            cookies=[
-                Cookie(
-                    key=LOGIN_CSRF_COOKIE,
-                    value=token,
-                    httponly=True,
-                    samesite="strict",
-                    secure=_secure(request),
-                    path="/login",
-                    max_age=3600,
-                )
-            ],
-        )
+        return _form_page(request, data.next, error, data.email[:254], status)
 
     @post("/logout", status_code=303, opt={"public": False})
     async def logout(self, request: Request[Any, Any, Any], signin: NamedDependency[SignInService]) -> Redirect:

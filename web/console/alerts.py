@@ -10,7 +10,8 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from litestar.response import Redirect, ServerSentEvent, Template
 
-from services.alerts.store import ALERTS_TOPIC, AlertService
+from core.topics import Topic
+from services.alerts.store import AlertService
 from services.hub import Update
 from web.api.params import KeyPath
 from web.api.views import alert_view
@@ -69,7 +70,7 @@ class AlertsController(Controller):
         async def render(_batch: Sequence[Update]) -> Messages:
             return await resync()
 
-        return live.page_stream(request, {ALERTS_TOPIC}, resync, render, max_fps=2.0)
+        return live.page_stream(request, {Topic.ALERTS}, resync, render, max_fps=2.0)
 
     @post("/alerts/{alert_id:str}/ack")
     async def acknowledge(

@@ -16,6 +16,7 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from litestar.response import ServerSentEvent, Template
 
+from core.topics import Topic
 from services.console.entity_page import EntityPage
 from services.console.fleet import FleetPage
 from services.hub import Update
@@ -72,7 +73,7 @@ class EmbedController(Controller):
         async def render(batch: Sequence[Update]) -> Messages:
             return await resync() if any(u.key == entity_id for u in batch) else []
 
-        return live.page_stream(request, {"state"}, resync, render, max_fps=5.0, keys={entity_id})
+        return live.page_stream(request, {Topic.STATE}, resync, render, max_fps=5.0, keys={entity_id})
 
     @get("/embed/fleet")
     async def fleet(self, request: Req, fleet: NamedDependency[FleetPage], org: OrgQuery) -> Template:
@@ -96,7 +97,7 @@ class EmbedController(Controller):
             return [live.event(request, "fleet-table", {"rows": fleet_rows(fleet, [org], query), "query": query})]
 
         async def render(batch: Sequence[Update]) -> Messages:
-            if any(u.topic == "registry" for u in batch):
+            if any(u.topic == Topic.REGISTRY for u in batch):
                 return await resync()
             out: Messages = []
             for update in batch:
@@ -105,4 +106,4 @@ class EmbedController(Controller):
                     out.append(live.event(request, "fleet-row", {"card": card}, key=card.entity_id))
             return out
 
-        return live.page_stream(request, {"state", "registry"}, resync, render, max_fps=5.0)
+        return live.page_stream(request, {Topic.STATE, Topic.REGISTRY}, resync, render, max_fps=5.0)

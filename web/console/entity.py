@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from litestar.response import Redirect, ServerSentEvent, Template
 
 from core.errors import AppError, Invalid
+from core.topics import Topic
 from services.console.cards import entity_card, tracked_objects
 from services.console.entity_page import EntityPage
 from services.hub import Update
@@ -115,7 +116,7 @@ async def _visible_entity(request: Req, page: EntityPage, entity_id: str) -> str
     return org_id
 
 
-class EntityPageController(Controller):
+class EntityController(Controller):
     """``/entities/{entity_id}`` and its stream and forms."""
 
     include_in_schema = False
@@ -144,19 +145,19 @@ class EntityPageController(Controller):
             return _regions(live, request, entity_id, await page.context(request), everything=True)
 
         async def render(batch: Sequence[Update]) -> Messages:
-            mine = [u for u in batch if u.key == entity_id or (u.topic == "alerts" and _alert_of(u, entity_id))]
+            mine = [u for u in batch if u.key == entity_id or (u.topic == Topic.ALERTS and _alert_of(u, entity_id))]
             topics = {u.topic for u in mine}
             ctx: dict[str, Any] = {
                 "card": entity_card(entity_page.view(entity_id)),
                 "view": entity_page.doc(entity_id),
             }
-            if "state" in topics:
+            if Topic.STATE in topics:
                 ctx.update(await page.state_context(request))
-            if "commands" in topics:
+            if Topic.COMMANDS in topics:
                 ctx.update(await page.commands_context())
-            if "detections" in topics:
+            if Topic.DETECTIONS in topics:
                 ctx.update(await page.detections_context())
-            if "alerts" in topics:
+            if Topic.ALERTS in topics:
                 ctx.update(await page.alerts_context())
             return _regions(live, request, entity_id, ctx, topics=topics) if topics else []
 
@@ -215,7 +216,7 @@ def _regions(
 ) -> Messages:
     topics = topics or set()
     out: Messages = []
-    if everything or "state" in topics:
+    if everything or Topic.STATE in topics:
         for name in (
             "entity-header",
             "entity-readiness",
@@ -226,10 +227,10 @@ def _regions(
             "entity-sparklines",
         ):
             out.append(live.event(request, name, ctx, key=entity_id))
-    if everything or "commands" in topics:
+    if everything or Topic.COMMANDS in topics:
         out.append(live.event(request, "command-list", ctx, key=entity_id))
-    if everything or "detections" in topics:
+    if everything or Topic.DETECTIONS in topics:
         out.append(live.event(request, "detection-events", ctx, key=entity_id))
-    if everything or "alerts" in topics:
+    if everything or Topic.ALERTS in topics:
         out.append(live.event(request, "entity-alerts", ctx, key=entity_id))
     return out

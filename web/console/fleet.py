@@ -13,6 +13,7 @@ from litestar.params import QueryParameter
 from litestar.response import Redirect, ServerSentEvent, Template
 
 from core.errors import AppError
+from core.topics import Topic
 from services.console.cards import EntityCard, sort_cards
 from services.console.fleet import FleetPage
 from services.hub import Update
@@ -191,7 +192,7 @@ class FleetController(Controller):
             return [live.event(request, "fleet-table", context)]
 
         async def render(batch: Sequence[Update]) -> Messages:
-            if any(u.topic == "registry" for u in batch):
+            if any(u.topic == Topic.REGISTRY for u in batch):
                 return await resync()
             out: Messages = []
             for update in batch:
@@ -200,7 +201,7 @@ class FleetController(Controller):
                     out.append(live.cached_event("fleet-row", card.entity_id, context_of(card=card)))
             return out
 
-        return live.page_stream(request, {"state", "registry"}, resync, render)
+        return live.page_stream(request, {Topic.STATE, Topic.REGISTRY}, resync, render)
 
     @get("/events/nav")
     async def nav_events(self, request: Req, live: NamedDependency[LiveStreams]) -> ServerSentEvent:

@@ -20,6 +20,7 @@ from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 
+from core.topics import Topic
 from services.console.cards import EntityCard
 from services.console.map import MapData
 from services.cot.types import AFFILIATIONS, entity_sidc
@@ -102,7 +103,7 @@ class MapController(Controller):
             return [_json_event("map-reset", [marker(c, map_data.camera(c.entity_id)) for c in cards])]
 
         async def render(batch: Sequence[Update]) -> Messages:
-            if any(u.topic == "registry" for u in batch):
+            if any(u.topic == Topic.REGISTRY for u in batch):
                 return await resync()
             out: Messages = []
             for update in batch:
@@ -111,7 +112,7 @@ class MapController(Controller):
                     out.append(_json_event("map-entity", marker(card, map_data.camera(update.key))))
             return out
 
-        return live.page_stream(request, {"state", "registry"}, resync, render, max_fps=4.0)
+        return live.page_stream(request, {Topic.STATE, Topic.REGISTRY}, resync, render, max_fps=4.0)
 
     @get("/map/trails.geojson")
     async def trails(

@@ -66,20 +66,20 @@ class OverviewController(Controller):
             topics = {u.topic for u in batch}
             orgs = principal.visible_orgs
             out: Messages = []
-            if "registry" in topics:
+            if Topic.REGISTRY in topics:
                 out.append(live.event(request, "entity-cards", {"cards": console.cards(orgs)}))
             else:
                 for update in batch:
-                    view = console.view(update.key) if update.topic == "state" else None
+                    view = console.view(update.key) if update.topic == Topic.STATE else None
                     if view is not None and "." not in update.key and principal.sees(view.org_id):
                         out.append(live.cached_event("entity-card", update.key, _card_context(view)))
-            if topics & {"registry", "detections"} or (
-                "state" in topics and time.monotonic() - last_summary[0] >= SUMMARY_EVERY
+            if topics & {Topic.REGISTRY, Topic.DETECTIONS} or (
+                Topic.STATE in topics and time.monotonic() - last_summary[0] >= SUMMARY_EVERY
             ):
                 last_summary[0] = time.monotonic()
                 out.append(live.event(request, "fleet-summary", {"summary": await console.summary(orgs)}))
-            if topics & {Topic.SYSTEM, "registry"}:
+            if topics & {Topic.SYSTEM, Topic.REGISTRY}:
                 out.append(live.event(request, "system-status", {"status": await console.system_status(orgs)}))
             return out
 
-        return live.page_stream(request, {"state", "registry", "detections", Topic.SYSTEM}, resync, render)
+        return live.page_stream(request, {Topic.STATE, Topic.REGISTRY, Topic.DETECTIONS, Topic.SYSTEM}, resync, render)

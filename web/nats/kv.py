@@ -27,6 +27,7 @@ from litestar.response import Redirect, ServerSentEvent, Template
 
 from core import topology
 from core.errors import Invalid, NotFound
+from core.topics import Topic
 from services.audit import Actor
 from services.hub import Update
 from services.nats_console.access import entity_of_key
@@ -245,12 +246,12 @@ class KvController(Controller):
             return [live.event(request, "nats-kv-value", ctx), live.event(request, "nats-kv-history", ctx)]
 
         async def render(batch: Sequence[Update]) -> Messages:
-            if topic == "registry" and not any(u.key == key for u in batch):
+            if topic == Topic.REGISTRY and not any(u.key == key for u in batch):
                 return []
             return await resync()
 
         # State updates are keyed by entity: a sub-key's page follows its entity's updates.
-        keys = {entity_of_key(bucket, key) or key} if topic == "state" else None
+        keys = {entity_of_key(bucket, key) or key} if topic == Topic.STATE else None
         return live.page_stream(request, {topic}, resync, render, max_fps=2.0, keys=keys)
 
     @staticmethod
@@ -264,11 +265,11 @@ class KvController(Controller):
         async def render(batch: Sequence[Update]) -> Messages:
             now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
             for update in batch:
-                if principal.org_ids is not None and topic == "registry":
+                if principal.org_ids is not None and topic == Topic.REGISTRY:
                     org = await kv.org_of_key(bucket, update.key)
                     if org is None or not principal.sees(org):
                         continue  # (state updates were filtered by organisation when offered)
-                revision = kv.state_revision(update.key) if topic == "state" else 0
+                revision = kv.state_revision(update.key) if topic == Topic.STATE else 0
                 recent.appendleft(Change(update.key, now, revision))
             return await resync()
 

@@ -20,14 +20,13 @@ from jinja2 import Environment
 from litestar import Request
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from core.topics import Topic
 from services.hub import Hub, Update
 from services.state_cache import StateCache
 from web.auth.guards import principal_of
 from web.sse.stream import event_stream
 
 RETRY_MS = 2000  # how soon a browser reconnects after the stream drops (server restart)
-ALERTS_TOPIC = "alerts"
-TOAST_TOPIC = "toasts"  # rule firings (services.alerts.service): a ``toast`` event on every page stream
 
 Messages = list[ServerSentEventMessage]
 Renderer = Callable[[Sequence[Update]], Awaitable[Messages]]
@@ -119,26 +118,31 @@ class LiveStreams:
         only ever holds what it will send: its topics, only ``keys`` when given (a page
         about one entity), and only entities of organisations the caller may see.
         """
-        wanted = topics | {ALERTS_TOPIC, TOAST_TOPIC}
+        wanted = topics | {Topic.ALERTS, Topic.TOASTS}
         principal = principal_of(request)
         cache = self.state
 
         def accepts(update: Update) -> bool:
             if update.topic not in wanted:
                 return False
-            if update.topic == TOAST_TOPIC:
+            if update.topic == Topic.TOASTS:
                 org_id = str(getattr(update.payload, "org_id", ""))
                 return principal.sees(org_id) if org_id else principal.org_ids is None
-            if update.topic == ALERTS_TOPIC or update.topic not in ("state", "commands", "detections"):
+            if update.topic == Topic.ALERTS or update.topic not in (Topic.STATE, Topic.COMMANDS, Topic.DETECTIONS):
                 return True
             if keys is not None:
                 return update.key in keys
             if principal.org_ids is None:
                 return True
-            view = cache.get(update.key)
-            return view is not None and principal.sees(str(view.get("org_id") or ""))
+            view = cache.view(update.key)
+            return view is not None and principal.sees(view.org_id)
 
-        client = self.hub.subscribe(accepts)
+        keyed = {Topic.STATE, Topic.COMMANDS, Topic.DETECTIONS} if keys is not None else set()
+        client = self.hub.subscribe(
+            accepts,
+            topics=wanted - keyed,
+            keys=[(topic, key) for topic in wanted & keyed for key in keys or ()],
+        )
 
         async def first() -> Messages:
             out: Messages = [ServerSentEventMessage(comment="resync", retry=RETRY_MS, data=None)]
@@ -148,42 +152,12 @@ class LiveStreams:
 
         async def updates(batch: Sequence[Update]) -> Messages:
             out: Messages = []
-            if any(u.topic == ALERTS_TOPIC for u in batch):
+            if any(u.topic == Topic.ALERTS for u in batch):
                 out.append(await self.nav_alerts(request))
-            out.extend(self.event(request, "toast", {"toast": u.payload}) for u in batch if u.topic == TOAST_TOPIC)
+            out.extend(self.event(request, "toast", {"toast": u.payload}) for u in batch if u.topic == Topic.TOASTS)
             relevant = [u for u in batch if u.topic in topics]
             if relevant:
                 out.extend(await render_updates(relevant))
             return out
 
         return ServerSentEvent(event_stream(self.hub, client, first, updates, max_fps=max_fps))
-
-
-# Transitional: the former module functions, for stream handlers not yet converted to
-# ``live: LiveStreams`` (#12). Removed once the last caller is gone.
-def event(
-    runtime: Any, request: Request[Any, Any, Any] | None, partial: str, context: dict[str, Any], key: str = ""
-) -> ServerSentEventMessage:
-    """Deprecated: ``LiveStreams.event``."""
-    live: LiveStreams = runtime.services.live
-    return live.event(request, partial, context, key)
-
-
-def cached_event(runtime: Any, partial: str, key: str, context: Callable[[], dict[str, Any]]) -> ServerSentEventMessage:
-    """Deprecated: ``LiveStreams.cached_event``."""
-    live: LiveStreams = runtime.services.live
-    return live.cached_event(partial, key, context)
-
-
-def page_stream(
-    request: Request[Any, Any, Any],
-    runtime: Any,
-    topics: set[str],
-    resync: Callable[[], Awaitable[Messages]],
-    render_updates: Renderer,
-    max_fps: float = 10.0,
-    keys: set[str] | None = None,
-) -> ServerSentEvent:
-    """Deprecated: ``LiveStreams.page_stream``."""
-    live: LiveStreams = runtime.services.live
-    return live.page_stream(request, topics, resync, render_updates, max_fps, keys)

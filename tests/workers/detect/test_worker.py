@@ -73,7 +73,7 @@ async def test_detection_worker_feeds_the_whole_picture(runtime: Runtime) -> Non
                 return True
 
             await foreign.merge(CAMERA, mutate)
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # pacing the competing writer (~100 writes/s), not a wait
 
     writer = asyncio.create_task(foreign_writer())
     try:

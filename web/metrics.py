@@ -10,8 +10,8 @@ from litestar.di import NamedDependency
 from litestar.response import ServerSentEvent, Template
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from core.topics import Topic
 from services.hub import Update
-from services.metrics.sampler import METRICS_TOPIC
 from services.metrics.service import MetricsService
 from web.auth.guards import LoginRequired, deny, principal_of, requires
 from web.sse.live import LiveStreams, Messages
@@ -59,4 +59,4 @@ class MetricsController(Controller):
         async def render(_batch: Sequence[Update]) -> Messages:
             return await resync()
 
-        return live.page_stream(request, {METRICS_TOPIC}, resync, render, max_fps=1.0)
+        return live.page_stream(request, {Topic.METRICS}, resync, render, max_fps=1.0)
