@@ -287,7 +287,29 @@ def fold(raw_path: Path) -> onnx.ModelProto:
     )
     out = helper.make_model(new_graph, opset_imports=list(model.opset_import), producer_name="overwatch-coco-build")
     out.ir_version = 8
-    return half_weights(out)
+    return canonical_names(half_weights(out))
+
+
+def canonical_names(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Name every inner tensor and node by position: tf2onnx's generated names vary between runs, so
+    without this two builds of the same weights differ in bytes (and sha256)."""
+    g = model.graph
+    keep = {i.name for i in g.input} | {o.name for o in g.output}
+    names: dict[str, str] = {}
+
+    def rename(name: str) -> str:
+        if not name or name in keep:
+            return name
+        return names.setdefault(name, f"t{len(names)}")
+
+    for init in g.initializer:
+        init.name = rename(init.name)
+    for i, node in enumerate(g.node):
+        node.name = f"n{i}"
+        node.input[:] = [rename(x) for x in node.input]
+        node.output[:] = [rename(x) for x in node.output]
+    del g.value_info[:]
+    return model
 
 
 def half_weights(model: onnx.ModelProto) -> onnx.ModelProto:

