@@ -311,8 +311,8 @@ class TopologyError(Exception):
     """A stream, bucket or consumer could not be created or brought up to date."""
 
 
-# Fields we declare and therefore compare; anything else is the server's business.
-_STREAM_FIELDS = (
+# What a stream holds and how it is stored and bounded (the NATS console shows these too).
+STREAM_STORAGE_FIELDS = (
     "subjects",
     "retention",
     "storage",
@@ -321,6 +321,10 @@ _STREAM_FIELDS = (
     "max_msgs",
     "max_bytes",
     "max_msg_size",
+)
+# Fields we declare and therefore compare; anything else is the server's business.
+_STREAM_FIELDS = (
+    *STREAM_STORAGE_FIELDS,
     "duplicate_window",
     "allow_direct",
     "allow_rollup_hdrs",

@@ -158,6 +158,13 @@ async def entity_in(db: Database, org_id: str | None, entity_id: str) -> registr
     return row
 
 
+def _identity(rec: OrgRecord | EntityRecord) -> tuple[str, str, str]:
+    """A record's registry key, its noun for messages and audit actions, and its id."""
+    if isinstance(rec, EntityRecord):
+        return registry_entity_key(rec.entity_id), "entity", rec.entity_id
+    return registry_org_key(rec.org_id), "organization", rec.org_id
+
+
 class RegistryService:
     """Create, read, update and delete organisations and entities."""
 
@@ -181,44 +188,19 @@ class RegistryService:
             created_at=now,
             updated_at=now,
         )
-        key = registry_org_key(rec.org_id)
-        try:
-            revision = await self.kv.create(key, encode(rec))
-        except KeyWrongLastSequenceError:
-            raise Conflict(f"organization {rec.org_id} already exists") from None
-        await apply_registry_entry(self.db, self.hub, key, encode(rec), revision)
-        await self.audit.record(
-            actor,
-            "organization.create",
-            target=rec.org_id,
-            org_id=rec.org_id,
-            changes=diff(None, msgspec.to_builtins(rec)),
-        )
+        await self._create(rec, actor)
         return rec
 
     async def update_org(self, org_id: str, body: OrgUpdate, actor: Actor = SYSTEM_ACTOR) -> OrgRecord:
         """Change the given fields of an organisation."""
-        changes = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not msgspec.UNSET}
-        rec: OrgRecord = await self._cas(
-            registry_org_key(org_id),
-            OrgRecord,
-            lambda rec: msgspec.structs.replace(rec, **changes, updated_at=utc_now()),
-            f"organization {org_id}",
-            actor,
-        )
-        return rec
+        return await self._patch(registry_org_key(org_id), OrgRecord, body, f"organization {org_id}", actor)
 
     async def delete_org(self, org_id: str, actor: Actor = SYSTEM_ACTOR) -> None:
         """Delete an organisation and all its entities."""
         before = await self.get_org(org_id)
         for row in await registry_db.list_entities(self.db, org_id=org_id, limit=1_000_000):
             await self.delete_entity(org_id, row.entity_id, actor)
-        key = registry_org_key(org_id)
-        await self.kv.delete(key)
-        await apply_registry_entry(self.db, self.hub, key, None, 0)
-        await self.audit.record(
-            actor, "organization.delete", target=org_id, org_id=org_id, changes=diff(msgspec.to_builtins(before), None)
-        )
+        await self._remove(before, actor)
 
     async def get_org(self, org_id: str) -> OrgRecord:
         """One organisation from the projection (404 if unknown)."""
@@ -257,21 +239,7 @@ class RegistryService:
 
     async def register_entity(self, rec: EntityRecord, actor: Actor = SYSTEM_ACTOR) -> EntityRecord:
         """Write a new entity record to the registry (used by the API and self-registration)."""
-        key = registry_entity_key(rec.entity_id)
-        try:
-            revision = await self.kv.create(key, encode(rec))
-        except KeyWrongLastSequenceError:
-            raise Conflict(f"entity {rec.entity_id} already exists") from None
-        # Project locally before announcing, so this node's workers already know the entity.
-        await apply_registry_entry(self.db, self.hub, key, encode(rec), revision)
-        await self._lifecycle(rec, "created", revision)
-        await self.audit.record(
-            actor,
-            "entity.create",
-            target=rec.entity_id,
-            org_id=rec.org_id,
-            changes=diff(None, msgspec.to_builtins(rec)),
-        )
+        await self._create(rec, actor)
         return rec
 
     async def update_entity(
@@ -281,26 +249,11 @@ class RegistryService:
         if body.metadata is not msgspec.UNSET:
             check_camera_metadata(body.metadata)
         await self.get_entity(org_id, entity_id)
-        changes = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not msgspec.UNSET}
-        rec: EntityRecord = await self._cas(
-            registry_entity_key(entity_id),
-            EntityRecord,
-            lambda r: msgspec.structs.replace(r, **changes, updated_at=utc_now()),
-            f"entity {entity_id}",
-            actor,
-        )
-        return rec
+        return await self._patch(registry_entity_key(entity_id), EntityRecord, body, f"entity {entity_id}", actor)
 
     async def delete_entity(self, org_id: str, entity_id: str, actor: Actor = SYSTEM_ACTOR) -> None:
-        """Delete an entity (registry, then lifecycle event, then projection)."""
-        rec = await self.get_entity(org_id, entity_id)
-        key = registry_entity_key(entity_id)
-        await self.kv.delete(key)
-        await apply_registry_entry(self.db, self.hub, key, None, 0)
-        await self._lifecycle(rec, "deleted", 0)
-        await self.audit.record(
-            actor, "entity.delete", target=entity_id, org_id=org_id, changes=diff(msgspec.to_builtins(rec), None)
-        )
+        """Delete an entity (registry, then projection, then lifecycle event)."""
+        await self._remove(await self.get_entity(org_id, entity_id), actor)
 
     async def get_entity(self, org_id: str | None, entity_id: str) -> EntityRecord:
         """One entity from the projection; 404 if unknown or not in ``org_id``."""
@@ -317,6 +270,38 @@ class RegistryService:
         return Page(items=[r.to_record() for r in rows], total=total, limit=limit, offset=offset)
 
     # ------------------------------------------------------------ internals
+    async def _create(self, rec: OrgRecord | EntityRecord, actor: Actor) -> None:
+        """Write a new record (409 if its key exists), project it, announce an entity, audit."""
+        key, kind, ident = _identity(rec)
+        try:
+            revision = await self.kv.create(key, encode(rec))
+        except KeyWrongLastSequenceError:
+            raise Conflict(f"{kind} {ident} already exists") from None
+        # Project locally before announcing, so this node's workers already know the entity.
+        await apply_registry_entry(self.db, self.hub, key, encode(rec), revision)
+        if isinstance(rec, EntityRecord):
+            await self._lifecycle(rec, "created", revision)
+        changes = diff(None, msgspec.to_builtins(rec))
+        await self.audit.record(actor, f"{kind}.create", target=ident, org_id=rec.org_id, changes=changes)
+
+    async def _remove(self, rec: OrgRecord | EntityRecord, actor: Actor) -> None:
+        """Delete a record (registry, then projection, then an entity's lifecycle event), audited."""
+        key, kind, ident = _identity(rec)
+        await self.kv.delete(key)
+        await apply_registry_entry(self.db, self.hub, key, None, 0)
+        if isinstance(rec, EntityRecord):
+            await self._lifecycle(rec, "deleted", 0)
+        changes = diff(msgspec.to_builtins(rec), None)
+        await self.audit.record(actor, f"{kind}.delete", target=ident, org_id=rec.org_id, changes=changes)
+
+    async def _patch(self, key: str, type_: type[T], body: msgspec.Struct, what: str, actor: Actor) -> T:
+        """Set the fields ``body`` gives (the rest are ``UNSET``) on the record at ``key``, stamping ``updated_at``."""
+        changes = {k: v for k, v in msgspec.structs.asdict(body).items() if v is not msgspec.UNSET}
+        rec: T = await self._cas(
+            key, type_, lambda r: msgspec.structs.replace(r, **changes, updated_at=utc_now()), what, actor
+        )
+        return rec
+
     async def _cas(
         self, key: str, type_: type[Any], change: Callable[[Any], Any], what: str, actor: Actor = SYSTEM_ACTOR
     ) -> Any:

@@ -18,9 +18,9 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -47,6 +47,7 @@ _FILTER_TOKEN = re.compile(r"^[-/_=a-zA-Z0-9]+$")
 KV_PREFIX = topology.kv_stream("")  # "KV_"
 LIVE_BUCKETS = {topology.BUCKET_STATE: Topic.STATE, topology.BUCKET_REGISTRY: Topic.REGISTRY}  # hub topic per bucket
 WRITABLE_BUCKETS = frozenset({topology.BUCKET_STATE})  # every other bucket is read-only in the console
+T = TypeVar("T")
 
 
 class BucketRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -394,44 +395,48 @@ class KvService:
         self, actor: Actor, name: str, key: str, org: str | None, value: bytes, expected: int, current: bytes | None
     ) -> int:
         """``put`` for the console, audited with what changed against ``current`` (the reviewed value)."""
-        target = f"{name}/{key}"
-        try:
-            revision = await self.put(name, key, value, expected)
-        except Exception as exc:
-            await self.audit.record(
-                actor, "nats.kv.put", target=target, org_id=org or "", outcome="failure", detail=str(exc)
-            )
-            raise
-        await self.audit.record(
+        return await self._audited(
             actor,
             "nats.kv.put",
-            target=target,
-            org_id=org or "",
-            detail=f"revision {expected} -> {revision}",
-            changes=audit_changes(current, value),
+            f"{name}/{key}",
+            org,
+            lambda: self.put(name, key, value, expected),
+            lambda revision: f"revision {expected} -> {revision}",
+            audit_changes(current, value),
         )
-        return revision
 
     async def remove(
         self, actor: Actor, name: str, key: str, org: str | None, expected: int, current: bytes | None
     ) -> None:
         """``delete`` for the console, audited with the value that went."""
-        target = f"{name}/{key}"
-        try:
-            await self.delete(name, key, expected)
-        except Exception as exc:
-            await self.audit.record(
-                actor, "nats.kv.delete", target=target, org_id=org or "", outcome="failure", detail=str(exc)
-            )
-            raise
-        await self.audit.record(
+        await self._audited(
             actor,
             "nats.kv.delete",
-            target=target,
-            org_id=org or "",
-            detail=f"revision {expected} deleted",
-            changes=audit_changes(current, None),
+            f"{name}/{key}",
+            org,
+            lambda: self.delete(name, key, expected),
+            lambda _: f"revision {expected} deleted",
+            audit_changes(current, None),
         )
+
+    async def _audited(
+        self,
+        actor: Actor,
+        action: str,
+        target: str,
+        org: str | None,
+        change: Callable[[], Awaitable[T]],
+        detail: Callable[[T], str],
+        changes: dict[str, list[Any]],
+    ) -> T:
+        """Make ``change`` and audit it with its ``detail`` and ``changes``, or audit the failure and raise it again."""
+        try:
+            done = await change()
+        except Exception as exc:
+            await self.audit.record(actor, action, target=target, org_id=org or "", outcome="failure", detail=str(exc))
+            raise
+        await self.audit.record(actor, action, target=target, org_id=org or "", detail=detail(done), changes=changes)
+        return done
 
     async def put(self, name: str, key: str, value: bytes, expected: int) -> int:
         """Write ``value`` if the key's latest revision is still ``expected`` (0: never written)."""

@@ -16,6 +16,7 @@ from nats.aio.client import Client as NATS
 
 from core.errors import Invalid, NotFound, Unavailable
 from core.subjects import visibility
+from core.topology import STREAM_STORAGE_FIELDS
 from fabric.api import ApiError, Rates, request
 from fabric.messages import Reader, parse_server_time
 from services.audit import Actor, AuditService
@@ -24,14 +25,7 @@ from services.nats_console import health
 MAX_TREE_ROWS = 1000  # subject rows shown on a stream page
 STREAM_CONFIG_FIELDS = (
     "description",
-    "subjects",
-    "retention",
-    "storage",
-    "discard",
-    "max_age",
-    "max_msgs",
-    "max_bytes",
-    "max_msg_size",
+    *STREAM_STORAGE_FIELDS,
     "max_msgs_per_subject",
     "duplicate_window",
     "num_replicas",

@@ -30,7 +30,7 @@ from db.apikeys import ApiKeyRow
 from fabric.tls import self_signed
 from services.auth.apikeys import NewKey
 from services.nats_auth import state_bucket
-from tests.conftest import OVERWATCH, KeyConnection, connect_with_key
+from tests.conftest import OVERWATCH, KeyConnection, api_client, connect_with_key
 from tests.helpers import dlq, eventually, seed, state, telemetry
 from workers.base import DLQ_REASON
 
@@ -139,11 +139,7 @@ async def test_a_key_whose_organisation_is_not_a_subject_token_is_refused(make_r
     for org in ("a b", "org.x", "*", ">", "", "x" * 129, "o\ud800"):
         with pytest.raises(Invalid, match="organisation id"):
             await rt.services.apikeys.create("tests", "bad", ["read"], org, nats=True)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(rt)),
-        base_url="http://testserver",
-        headers={"Authorization": f"Bearer {admin.key}"},
-    ) as client:
+    async with api_client(create_app(rt), admin.key) as client:
         page = await client.post(
             "/admin/keys/", data={"name": "cam", "role": "operator", "org_id": "a b", "nats": "on"}
         )
@@ -254,11 +250,7 @@ async def test_revocation_through_the_console_disconnects_the_device_within_2_s(
     device = await _connect_device(rt, key)
     js = device.nc.jetstream(timeout=1)
     assert (await js.publish(topology.telemetry_subject("orga", a1), telemetry())).seq > 0
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(rt)),
-        base_url="http://testserver",
-        headers={"Authorization": f"Bearer {admin.key}"},
-    ) as client:
+    async with api_client(create_app(rt), admin.key) as client:
         start = time.monotonic()
         page = await client.post(f"/admin/keys/{key.key_id}/revoke")
         assert page.status_code == 200

@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import msgspec
 import nats
 import pytest
@@ -33,7 +32,7 @@ from db import audit as audit_db
 from services.auth.apikeys import NewKey
 from services.nats_auth import state_bucket
 from services.schemas import EntityCreate
-from tests.conftest import OVERWATCH, KeyConnection, connect_with_key
+from tests.conftest import OVERWATCH, KeyConnection, api_client, connect_with_key
 from tests.helpers import dlq, eventually, seed, state, stream_messages, telemetry
 from workers.base import DLQ_REASON, DLQ_SUBJECT, REPLY_INJECTION
 
@@ -402,11 +401,7 @@ async def test_reader_revocation_cuts_the_connection_within_2_s(make_runtime: An
     admin = await rt.services.apikeys.create("tests", "admin", ["read", "commands", "admin"], None)
     reader, key = await _reader(rt, None)
     await reader.nc.subscribe("constellation.events.>")
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(rt)),
-        base_url="http://testserver",
-        headers={"Authorization": f"Bearer {admin.key}"},
-    ) as client:
+    async with api_client(create_app(rt), admin.key) as client:
         start = time.monotonic()
         assert (await client.post(f"/admin/keys/{key.key_id}/revoke")).status_code == 200
         await asyncio.wait_for(reader.closed.wait(), REVOCATION_BUDGET + 1)
@@ -446,11 +441,7 @@ async def test_reader_keys_are_issued_shown_once_listed_and_audited(make_runtime
         await rt.services.apikeys.create("tests", "x", ["read"], None, nats=True, nats_kind="device")
 
     admin = await rt.services.apikeys.create("tests", "admin", ["read", "commands", "admin"], None)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(rt)),
-        base_url="http://testserver",
-        headers={"Authorization": f"Bearer {admin.key}"},
-    ) as client:
+    async with api_client(create_app(rt), admin.key) as client:
         page = await client.post("/admin/keys/", data={"name": "ui-reader", "role": "viewer", "nats": "reader"})
         assert page.status_code == 200, page.text
         assert "reader · every organisation" in page.text and "NATS NKey seed" in page.text

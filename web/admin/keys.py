@@ -14,6 +14,7 @@ from core.errors import AppError
 from services.auth.apikeys import ROLE_SCOPES, ApiKeyService
 from services.nats_auth import inbox_prefix
 from web.admin.forms import read_form
+from web.admin.page import admin_page
 from web.auth.guards import authorize, requires_global_admin
 
 Req = Request[Any, Any, Any]
@@ -37,19 +38,9 @@ class KeysController(Controller):
     guards = [requires_global_admin()]
 
     async def _page(self, apikeys: ApiKeyService, **extra: Any) -> Template:
-        context = {
-            "keys": await apikeys.list_keys(include_revoked=True),
-            "orgs": await apikeys.org_choices(),
-            "active": "admin",
-            "tab": "keys",
-            "flash": "",
-            "error": "",
-            "created": None,
-            "inbox": "",
-            "nats_url": "",
-        }
-        context.update(extra)
-        return Template("pages/admin/keys.html", context=context, status_code=400 if extra.get("error") else 200)
+        keys = await apikeys.list_keys(include_revoked=True)
+        data = {"keys": keys, "orgs": await apikeys.org_choices(), "created": None, "inbox": "", "nats_url": ""}
+        return admin_page("pages/admin/keys.html", "keys", data, extra)
 
     @get("/")
     async def keys(self, apikeys: NamedDependency[ApiKeyService]) -> Template:

@@ -14,6 +14,7 @@ from core.errors import AppError
 from services.auth.sessions import SessionService
 from services.auth.users import UserService
 from web.admin.forms import read_form
+from web.admin.page import admin_page
 from web.auth.guards import authorize, origin_of, principal_of, requires, requires_global_admin
 
 Req = Request[Any, Any, Any]
@@ -83,15 +84,7 @@ class SessionsController(Controller):
     @get("/")
     async def sessions(self, sessions: NamedDependency[SessionService]) -> Template:
         """Active sessions of every user."""
-        return Template(
-            "pages/admin/sessions.html",
-            context={
-                "sessions": await sessions.active(),
-                "active": "admin",
-                "tab": "sessions",
-                "flash": "",
-            },
-        )
+        return admin_page("pages/admin/sessions.html", "sessions", {"sessions": await sessions.active()}, {})
 
     @post("/{session_id:str}/revoke")
     async def revoke(
@@ -100,12 +93,5 @@ class SessionsController(Controller):
         """End any session."""
         actor = await authorize(request, None, "admin")
         await sessions.end(actor, session_id)
-        return Template(
-            "pages/admin/sessions.html",
-            context={
-                "sessions": await sessions.active(),
-                "active": "admin",
-                "tab": "sessions",
-                "flash": "Session ended.",
-            },
-        )
+        data = {"sessions": await sessions.active()}
+        return admin_page("pages/admin/sessions.html", "sessions", data, {"flash": "Session ended."})

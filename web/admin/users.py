@@ -14,6 +14,7 @@ from core.errors import AppError
 from services.auth.passwords import generate_password
 from services.auth.users import UserService
 from web.admin.forms import read_form
+from web.admin.page import admin_page
 from web.auth.guards import authorize, requires_global_admin
 
 Req = Request[Any, Any, Any]
@@ -45,18 +46,8 @@ class UsersController(Controller):
     guards = [requires_global_admin()]
 
     async def _page(self, users: UserService, **extra: Any) -> Template:
-        orgs = await users.org_choices()
-        context = {
-            "users": await users.list_all(),
-            "orgs": orgs,
-            "active": "admin",
-            "tab": "users",
-            "flash": "",
-            "error": "",
-            "secret": "",
-        }
-        context.update(extra)
-        return Template("pages/admin/users.html", context=context, status_code=400 if extra.get("error") else 200)
+        data = {"users": await users.list_all(), "orgs": await users.org_choices(), "secret": ""}
+        return admin_page("pages/admin/users.html", "users", data, extra)
 
     @get("/")
     async def users(self, users: NamedDependency[UserService]) -> Template:
@@ -85,19 +76,8 @@ class UsersController(Controller):
     async def _edit_page(self, users: UserService, user_id: str, **extra: Any) -> Template:
         user = await users.get(user_id)
         sessions = await users.sessions_of(user_id)
-        orgs = await users.org_choices()
-        context = {
-            "user": user,
-            "orgs": orgs,
-            "sessions": sessions,
-            "active": "admin",
-            "tab": "users",
-            "flash": "",
-            "error": "",
-            "secret": "",
-        }
-        context.update(extra)
-        return Template("pages/admin/user.html", context=context)
+        data = {"user": user, "orgs": await users.org_choices(), "sessions": sessions, "secret": ""}
+        return admin_page("pages/admin/user.html", "users", data, extra, error_status=200)
 
     @post("/{user_id:str}")
     async def update_user(self, request: Req, user_id: FromPath[str], users: NamedDependency[UserService]) -> Template:

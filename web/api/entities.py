@@ -11,6 +11,7 @@ from litestar.params import JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from core.contracts.registry import EntityRecord
+from core.structs import as_view
 from services.alerts.store import AlertService
 from services.commands import CommandService
 from services.detections import DetectionService
@@ -192,17 +193,7 @@ class EntitiesApiController(Controller):
         """Stored positions of the last ``minutes`` as ``[ts, lat, lon, alt, heading, speed]`` rows."""
         await authorize(request, org_id, "read")
         points = await tracks.recent(org_id, entity_id, time.time() - minutes * 60)
-        return [
-            TrackPointView(
-                ts=p.ts,
-                latitude=p.latitude,
-                longitude=p.longitude,
-                altitude=p.altitude,
-                heading=p.heading,
-                speed=p.speed,
-            )
-            for p in points
-        ]
+        return [as_view(p, TrackPointView) for p in points]
 
 
 def stored_response(state: StoredState) -> Response[dict[str, Any]]:

@@ -26,7 +26,7 @@ from litestar.params import QueryParameter
 from db.tracks import TrackPoint
 from services.console.cards import EntityCard
 from services.cot.types import cot_type
-from services.tracks import TrackService
+from services.tracks import Picture, TrackService
 from web.api.params import ERRORS, IdPath
 from web.auth.guards import authorize, principal_of, requires
 
@@ -86,8 +86,9 @@ def _tracks(points: Sequence[TrackPoint]) -> dict[str, list[TrackPoint]]:
     return out
 
 
-def geojson(cards: Sequence[EntityCard], points: Sequence[TrackPoint], t0: float, t1: float) -> dict[str, Any]:
+def geojson(pic: Picture) -> dict[str, Any]:
     """The picture and its tracks as an RFC 7946 FeatureCollection."""
+    cards, points, t0, t1 = pic.cards, pic.points, pic.start, pic.end
     names = {c.entity_id: c.name for c in cards}
     features: list[dict[str, Any]] = []
     for card in cards:
@@ -126,8 +127,9 @@ def geojson(cards: Sequence[EntityCard], points: Sequence[TrackPoint], t0: float
     }
 
 
-def kml(cards: Sequence[EntityCard], points: Sequence[TrackPoint], t0: float, t1: float, title: str) -> bytes:
+def kml(pic: Picture, title: str) -> bytes:
     """The picture and its tracks as a KML 2.2 document."""
+    cards, points, t0, t1 = pic.cards, pic.points, pic.start, pic.end
     ET.register_namespace("", KML_NS)
 
     def el(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
@@ -216,7 +218,7 @@ class ExportApiController(Controller):
     ) -> Response[Any]:
         """Every visible entity (a point, or null geometry without a position) and its track in the window."""
         pic = await tracks.picture(principal_of(request).visible_orgs, minutes, start, end, MAX_POINTS)
-        return _download(geojson(pic.cards, pic.points, pic.start, pic.end), GEOJSON, "overwatch-picture.geojson")
+        return _download(geojson(pic), GEOJSON, "overwatch-picture.geojson")
 
     @get("/export/picture.kml", responses=ERRORS)
     async def picture_kml(
@@ -229,8 +231,7 @@ class ExportApiController(Controller):
     ) -> Response[Any]:
         """The same picture as KML 2.2."""
         pic = await tracks.picture(principal_of(request).visible_orgs, minutes, start, end, MAX_POINTS)
-        body = kml(pic.cards, pic.points, pic.start, pic.end, "Overwatch picture")
-        return _download(body, KML, "overwatch-picture.kml")
+        return _download(kml(pic, "Overwatch picture"), KML, "overwatch-picture.kml")
 
     @get("/organizations/{org_id:str}/entities/{entity_id:str}/track.geojson", responses=ERRORS)
     async def track_geojson(
@@ -246,7 +247,7 @@ class ExportApiController(Controller):
         """One entity's position now and its track in the window, as GeoJSON."""
         await authorize(request, org_id, "read")
         pic = await tracks.of_entity(org_id, entity_id, minutes, start, end, MAX_POINTS)
-        return _download(geojson(pic.cards, pic.points, pic.start, pic.end), GEOJSON, f"{entity_id}-track.geojson")
+        return _download(geojson(pic), GEOJSON, f"{entity_id}-track.geojson")
 
     @get("/organizations/{org_id:str}/entities/{entity_id:str}/track.kml", responses=ERRORS)
     async def track_kml(
@@ -262,5 +263,4 @@ class ExportApiController(Controller):
         """The same as KML 2.2."""
         await authorize(request, org_id, "read")
         pic = await tracks.of_entity(org_id, entity_id, minutes, start, end, MAX_POINTS)
-        body = kml(pic.cards, pic.points, pic.start, pic.end, f"{pic.cards[0].name} track")
-        return _download(body, KML, f"{entity_id}-track.kml")
+        return _download(kml(pic, f"{pic.cards[0].name} track"), KML, f"{entity_id}-track.kml")

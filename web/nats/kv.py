@@ -297,67 +297,59 @@ class KvController(Controller):
     @post("/nats/kv/{bucket:str}/put", guards=[requires("admin")])
     async def put(self, request: Req, bucket: BucketPath, nats_kv: NamedDependency[KvService]) -> Template | Redirect:
         """First submit: review the diff. Second (``confirm=yes``): write CAS and audit."""
-        form = await _form(request)
-        key = check_key(form.get("key", "").strip())
-        expected = _revision(form)
-        actor, org = await _admin_of_key(request, nats_kv, bucket, key)
-        value = _normalise(form.get("value", ""))
-        if len(value) > MAX_VALUE:
-            raise Invalid(f"value of {len(value)} bytes exceeds {MAX_VALUE}")
-        if bucket == topology.BUCKET_STATE:
-            check_state_value(key, value, org)
-        detail, raw = await nats_kv.detail(bucket, key, org)
-        current = raw.get(detail.revision) if detail.exists else None
-        if form.get("confirm") != "yes":
-            changes = line_diff(
-                current, value, f"revision {detail.revision}" if detail.exists else "(none)", "new value"
-            )
-            return Template(
-                "pages/nats-kv-confirm.html",
-                context=_ctx(
-                    action="put",
-                    bucket=bucket,
-                    key=key,
-                    value=value.decode("utf-8", "replace"),
-                    revision=expected,
-                    stale=expected != detail.revision,
-                    diff=changes,
-                    d=detail,
-                ),
-            )
-        await nats_kv.write(actor, bucket, key, org, value, expected, current)
-        return Redirect(f"/nats/kv/{bucket}/key?{_query(key)}", status_code=303)
+        return await _review_or_apply(request, nats_kv, bucket, "put")
 
     @post("/nats/kv/{bucket:str}/delete", guards=[requires("admin")])
     async def delete(
         self, request: Req, bucket: BucketPath, nats_kv: NamedDependency[KvService]
     ) -> Template | Redirect:
         """First submit: review what goes. Second (``confirm=yes``): delete CAS and audit."""
-        form = await _form(request)
-        key = check_key(form.get("key", "").strip())
-        expected = _revision(form)
-        actor, org = await _admin_of_key(request, nats_kv, bucket, key)
-        detail, raw = await nats_kv.detail(bucket, key, org)
-        if not detail.exists:
-            raise NotFound(f"key {key} not found in bucket {bucket}")
-        current = raw.get(detail.revision)
-        if form.get("confirm") != "yes":
-            changes = line_diff(current, b"", f"revision {detail.revision}", "(deleted)")
-            return Template(
-                "pages/nats-kv-confirm.html",
-                context=_ctx(
-                    action="delete",
-                    bucket=bucket,
-                    key=key,
-                    value="",
-                    revision=expected,
-                    stale=expected != detail.revision,
-                    diff=changes,
-                    d=detail,
-                ),
-            )
-        await nats_kv.remove(actor, bucket, key, org, expected, current)
-        return Redirect(f"/nats/kv/{bucket}/key?{_query(key)}", status_code=303)
+        return await _review_or_apply(request, nats_kv, bucket, "delete")
+
+
+async def _review_or_apply(request: Req, kv: KvService, bucket: str, action: str) -> Template | Redirect:
+    """An admin's ``put`` or ``delete`` of the form's key: the first submit shows the change for review, the second
+    (``confirm=yes``) makes it, compare-and-set against the reviewed revision, audited."""
+    form = await _form(request)
+    key = check_key(form.get("key", "").strip())
+    expected = _revision(form)
+    actor, org = await _admin_of_key(request, kv, bucket, key)
+    value = _new_value(form, bucket, key, org) if action == "put" else None
+    detail, raw = await kv.detail(bucket, key, org)
+    if value is None and not detail.exists:
+        raise NotFound(f"key {key} not found in bucket {bucket}")
+    current = raw.get(detail.revision) if detail.exists else None
+    if form.get("confirm") != "yes":
+        before = f"revision {detail.revision}" if detail.exists else "(none)"
+        after = "(deleted)" if value is None else "new value"
+        return Template(
+            "pages/nats-kv-confirm.html",
+            context=_ctx(
+                action=action,
+                bucket=bucket,
+                key=key,
+                value=(value or b"").decode("utf-8", "replace"),
+                revision=expected,
+                stale=expected != detail.revision,
+                diff=line_diff(current, value or b"", before, after),
+                d=detail,
+            ),
+        )
+    if value is None:
+        await kv.remove(actor, bucket, key, org, expected, current)
+    else:
+        await kv.write(actor, bucket, key, org, value, expected, current)
+    return Redirect(f"/nats/kv/{bucket}/key?{_query(key)}", status_code=303)
+
+
+def _new_value(form: dict[str, str], bucket: str, key: str, org: str | None) -> bytes:
+    """The form's value as it would be stored, refused when too large or (EntityState) naming another entity."""
+    value = _normalise(form.get("value", ""))
+    if len(value) > MAX_VALUE:
+        raise Invalid(f"value of {len(value)} bytes exceeds {MAX_VALUE}")
+    if bucket == topology.BUCKET_STATE:
+        check_state_value(key, value, org)
+    return value
 
 
 def _query(key: str) -> str:
