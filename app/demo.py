@@ -18,6 +18,7 @@ from services.mavlink.config import LinkSpec
 from services.mavlink.mapping import Binding, load_mapping
 from services.nats_auth import INTERNAL_USER, internal_password
 from services.schemas import EntityCreate, OrgCreate
+from workers.detect.video_scene import SCENE_CAMERA
 from workers.simulator import FaultConfig, Simulator, make_fleet
 
 if TYPE_CHECKING:
@@ -29,6 +30,14 @@ log = logging.getLogger("overwatch.demo")
 DEMO_ORG_ID = "demo"
 DEMO_CAMERA_ID = "demo-cam-1"
 DEMO_HOME = Position(latitude=37.4275, longitude=-122.1697, altitude=30.0)
+# The gate camera's pose: the synthetic scene's mast camera (height, tilt, field of view) at the demo
+# home, looking north-east, so the map places its objects where the video shows them.
+DEMO_CAMERA_POSE = {
+    "latitude": DEMO_HOME.latitude,
+    "longitude": DEMO_HOME.longitude,
+    "heading_deg": 45.0,
+    **SCENE_CAMERA,
+}
 
 # (entity_id, name, entity_type)
 DEMO_FLEET: tuple[tuple[str, str, str], ...] = (
@@ -66,6 +75,7 @@ async def seed_demo(runtime: Runtime) -> None:
                     entity_type=entity_type,  # type: ignore[arg-type]
                     status="active",
                     position=DEMO_HOME,
+                    metadata={"camera": DEMO_CAMERA_POSE} if entity_id == DEMO_CAMERA_ID else {},
                 ),
             )
             created += 1

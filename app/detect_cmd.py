@@ -18,7 +18,9 @@ FLAGS: Flags = {
     "source": ("source", str, "synthetic[:seed], a file, rtsp://…, /dev/videoN or an index (DETECT_SOURCE)"),
     "model": ("model", str, "ONNX model file (DETECT_MODEL)"),
     "labels": ("labels", str, "labels file (DETECT_LABELS)"),
-    "conf": ("conf", float, "publish threshold (DETECT_CONF)"),
+    "conf": ("conf", float, "publish threshold (DETECT_CONF; unset: the model's own)"),
+    "class-conf": ("class_conf", str, "per-class thresholds label=0.5,... (DETECT_CLASS_CONF)"),
+    "camera-pose": ("camera_pose", str, "lat,lon,height_m,heading,tilt,hfov (DETECT_CAMERA_POSE)"),
     "threads": ("threads", int, "onnxruntime threads (DETECT_THREADS)"),
     "max-fps": ("max_fps", float, "cap on processed frames per second (DETECT_MAX_FPS)"),
     "device-id": ("device_id", str, "device id (DEVICE_ID)"),
@@ -32,6 +34,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_flags(p, FLAGS)
     p.add_argument("--loop", dest="loop", action="store_const", const=True, help="loop a video file (DETECT_LOOP)")
     p.add_argument("--no-video", dest="video", action="store_const", const=False, help="publish no frames")
+    p.add_argument(
+        "--every-frame",
+        dest="every_frame",
+        action="store_const",
+        const=True,
+        help="video files: every frame, as fast as processed (DETECT_EVERY_FRAME)",
+    )
 
 
 def settings_from(args: argparse.Namespace) -> DetectSettings:
@@ -39,6 +48,7 @@ def settings_from(args: argparse.Namespace) -> DetectSettings:
     overrides = flag_overrides(args, FLAGS)
     overrides["loop"] = getattr(args, "loop", None)
     overrides["video"] = getattr(args, "video", None)
+    overrides["every_frame"] = getattr(args, "every_frame", None)
     return load_detect_settings(overrides, dotenv=env_file(args))
 
 

@@ -22,6 +22,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from core import topology
+from core.camera.pose import PoseError, camera_config
 from core.contracts.common import DecodeError, decode, encode, new_id, utc_now
 from core.contracts.events import EntityLifecycleEvent, LifecycleData
 from core.contracts.registry import (
@@ -132,6 +133,15 @@ async def apply_registry_entry(db: Database, hub: Hub | None, key: str, value: b
     return changed
 
 
+def check_camera_metadata(metadata: dict[str, Any]) -> None:
+    """A camera pose in ``metadata.camera`` must be a valid one (422 naming the field otherwise)."""
+    if "camera" in metadata:
+        try:
+            camera_config(metadata["camera"])
+        except PoseError as exc:
+            raise Invalid(str(exc)) from None
+
+
 async def org_choices(db: Database, limit: int = 10_000) -> list[registry_db.OrgRow]:
     """Every organisation (up to ``limit``), by name: the choices of a membership or key form."""
     return await registry_db.list_orgs(db, limit=limit)
@@ -201,6 +211,7 @@ class RegistryService:
     # ------------------------------------------------------------ entities
     async def create_entity(self, org_id: str, body: EntityCreate, actor: Actor = SYSTEM_ACTOR) -> EntityRecord:
         """Create an entity under an existing organisation; 409 if the id exists."""
+        check_camera_metadata(body.metadata)
         await self.get_org(org_id)
         now = utc_now()
         rec = as_view(
@@ -217,6 +228,8 @@ class RegistryService:
         self, org_id: str, entity_id: str, body: EntityUpdate, actor: Actor = SYSTEM_ACTOR
     ) -> EntityRecord:
         """Change the given fields of an entity."""
+        if body.metadata is not msgspec.UNSET:
+            check_camera_metadata(body.metadata)
         await self.get_entity(org_id, entity_id)
         return await self._patch(registry_entity_key(entity_id), EntityRecord, body, f"entity {entity_id}", actor)
 

@@ -25,6 +25,7 @@ import msgspec
 from nats.aio.msg import Msg
 
 from core import topology
+from core.camera.pose import PoseError, camera_config
 from core.contracts.common import DecodeError, decode, utc_now
 from core.contracts.events import EntityLifecycleEvent
 from core.contracts.registry import ENTITY_TYPES, EntityRecord
@@ -38,7 +39,18 @@ from workers.base import ConsumerWorker, WorkerContext
 log = logging.getLogger("overwatch.workers.entity")
 
 MAX_PAYLOAD = 256 * 1024
-ROOT_FIELDS = ("org_id", "entity_type", "name", "priority", "status", "affiliation")
+ROOT_FIELDS = ("org_id", "entity_type", "name", "priority", "status", "affiliation", "camera")
+
+
+def camera_scope(metadata: str) -> dict[str, Any] | None:
+    """The record's ``metadata.camera`` pose (validated when it was written) for the state's ``camera`` root field."""
+    try:
+        value = msgspec.json.decode(metadata or "{}")
+        if not isinstance(value, dict) or "camera" not in value:
+            return None
+        return dict(msgspec.to_builtins(camera_config(value["camera"])))
+    except (msgspec.DecodeError, PoseError):
+        return None  # written by another node's older version, or by hand: no pose rather than a wrong one
 
 
 class EntityWorker(ConsumerWorker):
@@ -98,6 +110,7 @@ class EntityWorker(ConsumerWorker):
             "priority": row.priority,
             "status": row.status,
             "affiliation": row.affiliation,
+            "camera": camera_scope(row.metadata),
         }
 
         def mutate(doc: dict[str, Any]) -> bool:
@@ -106,7 +119,9 @@ class EntityWorker(ConsumerWorker):
                 if key == "status":
                     # Liveness owns active/offline; the registry can only declare an error.
                     value = "error" if value == "error" else ("active" if doc.get("is_live") else "offline")
-                if doc.get(key) != value:
+                if value is None:  # an optional root field the record no longer has
+                    changed = doc.pop(key, None) is not None or changed
+                elif doc.get(key) != value:
                     doc[key] = value
                     changed = True
             return changed

@@ -294,7 +294,7 @@ DETECTION_SCOPES = ("mission", "detections", "analytics", "c4isr")
 
 # Who writes which top-level keys (documented in docs/data-contracts.md).
 SCOPE_OWNERS: dict[str, tuple[str, ...]] = {
-    "registry": ("org_id", "entity_type", "name", "priority", "status", "affiliation"),
+    "registry": ("org_id", "entity_type", "name", "priority", "status", "affiliation", "camera"),
     "telemetry": (*TELEMETRY_SCOPES, *TELEMETRY_FREE_SCOPES, "is_live"),
     "detection": (*DETECTION_SCOPES, "device_id"),
     "commands": ("commands",),

@@ -10,9 +10,11 @@ import asyncio
 import contextlib
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from core.errors import NotFound
 from db.tracks import TrackPoint
+from services.console.camera_map import camera_layer
 from services.console.cards import EntityCard
 from services.console.figures import ConsoleData
 from services.tracks import TrackService
@@ -56,6 +58,10 @@ class MapData:
     def card(self, entity_id: str) -> EntityCard | None:
         """One entity's card (``None`` without state)."""
         return self.console.card(entity_id)
+
+    def camera(self, entity_id: str) -> dict[str, Any] | None:
+        """A camera's footprint and placed objects (``camera_layer``), ``None`` for anything else."""
+        return camera_layer(self.console.view(entity_id))
 
     async def trails(self, org_ids: list[str] | None, since: float, until: float) -> list[TrackPoint]:
         """Stored positions of every visible entity in the window."""

@@ -34,9 +34,9 @@ TileIndex = Annotated[int, PathParameter(ge=0, le=1 << 24)]
 MAX_RANGE = 4 * 1024 * 1024  # bytes served per range request
 
 
-def marker(card: EntityCard) -> dict[str, Any]:
-    """The JSON a map marker is drawn from."""
-    return {
+def marker(card: EntityCard, camera: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON a map marker is drawn from (with a camera's footprint and ground objects when it has them)."""
+    out: dict[str, Any] = {
         "id": card.entity_id,
         "name": card.name,
         "type": card.entity_type,
@@ -53,6 +53,9 @@ def marker(card: EntityCard) -> dict[str, Any]:
         "affiliation": card.affiliation,
         "sidc": card.sidc,
     }
+    if camera is not None:
+        out["camera"] = camera
+    return out
 
 
 # The legend: one air and one ground symbol per affiliation.
@@ -96,7 +99,8 @@ class MapController(Controller):
         principal = principal_of(request)
 
         async def resync() -> Messages:
-            return [_json_event("map-reset", [marker(c) for c in map_data.cards(principal.visible_orgs)])]
+            cards = map_data.cards(principal.visible_orgs)
+            return [_json_event("map-reset", [marker(c, map_data.camera(c.entity_id)) for c in cards])]
 
         async def render(batch: Sequence[Update]) -> Messages:
             if any(u.topic == Topic.REGISTRY for u in batch):
@@ -105,7 +109,7 @@ class MapController(Controller):
             for update in batch:
                 card = map_data.card(update.key)
                 if card is not None and principal.sees(card.org_id):
-                    out.append(_json_event("map-entity", marker(card)))
+                    out.append(_json_event("map-entity", marker(card, map_data.camera(update.key))))
             return out
 
         return live.page_stream(request, {Topic.STATE, Topic.REGISTRY}, resync, render, max_fps=4.0)
