@@ -130,7 +130,7 @@ async def test_fabric_reader_reads_everything_and_publishes_nothing(make_runtime
         sub = await nc.subscribe("constellation.events.isr.>")
         await nc.flush()
         await rt.js.publish(topology.detection_subject("orgb", b1), _detection("orgb", b1, "t-live"))
-        live = await sub.next_msg(timeout=3)
+        live = await sub.next_msg(timeout=10)
         assert json.loads(live.data)["detection"]["track_id"] == "t-live"
         psub = await js.pull_subscribe("constellation.events.isr.>", "detection-processor")
         msgs = await psub.fetch(batch=10, timeout=2)
@@ -228,7 +228,7 @@ async def test_organisation_reader_sees_only_its_organisation(make_runtime: Any)
         )
         await rt.js.publish(topology.telemetry_subject("orga", a1), telemetry(battery=21.0))
         await rt.js.publish(topology.telemetry_subject("orgb", b1), telemetry(battery=21.0))
-        assert json.loads((await changes.next_msg(timeout=3)).data)["entity_id"] == a1
+        assert json.loads((await changes.next_msg(timeout=10)).data)["entity_id"] == a1
         await changes.unsubscribe()
         with pytest.raises(nats.errors.TimeoutError):
             await foreign.next_msg(timeout=0.5)
@@ -239,7 +239,7 @@ async def test_organisation_reader_sees_only_its_organisation(make_runtime: Any)
         await nc.flush()  # the server has taken both SUBs (one refused) before it answers the PING
         await rt.js.publish(topology.telemetry_subject("orgb", b1), telemetry())
         await rt.js.publish(topology.telemetry_subject("orga", a1), telemetry())
-        assert (await mine.next_msg(timeout=3)).subject == topology.telemetry_subject("orga", a1)
+        assert (await mine.next_msg(timeout=10)).subject == topology.telemetry_subject("orga", a1)
         await eventually(
             lambda: any("subscription" in e.lower() and "constellation.telemetry.orgb" in e for e in reader.errors),
             what="the refused subscription",

@@ -80,10 +80,10 @@ async def test_silence_marks_offline_then_back_online(make_runtime: Any) -> None
     await eventually(lambda: _with(rt, e0, lambda d: d.get("is_live") is False), timeout=6, what="offline")
     alert = await eventually(lambda: alerts_db.get_alert(rt.db, f"offline:{e0}"), what="offline alert")
     assert alert.status == "active" and alert.kind == "offline"
-    event = msgspec.json.decode((await status_sub.next_msg(timeout=5)).data)
+    event = msgspec.json.decode((await status_sub.next_msg(timeout=10)).data)
     if event["data"]["is_live"]:
         # The entity's first value (written from its ``created`` event) was offline: going live was a transition too.
-        event = msgspec.json.decode((await status_sub.next_msg(timeout=5)).data)
+        event = msgspec.json.decode((await status_sub.next_msg(timeout=10)).data)
     assert event["type"] == "status" and event["data"]["is_live"] is False
     await rt.js.publish(topology.telemetry_subject("org1", e0), telemetry())
     await eventually(lambda: _with(rt, e0, lambda d: d.get("is_live")), what="live again")
