@@ -595,7 +595,8 @@ async def test_no_write_by_any_role_of_one_organisation_changes_what_another_see
             for victim in victims:
                 after = await _what_org_sees(rt, viewers[victim], victim)
                 changed = [k for k in before[victim].keys() | after.keys() if before[victim].get(k) != after.get(k)]
-                assert not changed, f"{attacker}'s writes changed what {victim} sees: {changed}\n" + "\n".join(
+                diff = {k: (before[victim].get(k), after.get(k)) for k in changed}
+                assert not changed, f"{attacker}'s writes changed what {victim} sees: {diff!r:.3000}\n" + "\n".join(
                     world.log[-len(turns) :]
                 )
         # The walls held because the writes were refused, not because nothing was tried.

@@ -168,7 +168,8 @@ async def test_offline_rule_fires_resolves_and_ack_is_audited(runtime: Runtime, 
         assert 4.5 <= took <= 8.5, f"fired after {took:.1f}s"
         assert [(e.subject, e.rule_id) for e in events] == [("ent-1", rule_id)]
         assert events[0].value > 5 and events[0].threshold == 5
-        alert = await alerts_db.get_alert(runtime.db, events[0].alert_id)
+        # The firing's alert row is written beside the firing (not in its transaction): wait for it.
+        alert = await eventually(lambda: alerts_db.get_alert(runtime.db, events[0].alert_id), what="the alert")
         assert alert is not None and alert.kind == "rule" and alert.status == "active" and alert.org_id == "org1"
 
         sim.resume("ent-1")

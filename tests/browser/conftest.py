@@ -36,9 +36,13 @@ class PageLog:
     requests: list[str] = field(default_factory=list)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Any]:
-    """A headless Debian Chromium (skipped with a clear reason when it is not installed)."""
+    """A headless Debian Chromium, one per test session (each xdist worker), shared by the browser tests: each
+    test opens its own context (``open_page``) and closes it. Skipped with a clear reason when not installed.
+
+    Starting Playwright's driver and Chromium takes ~1.4 CPU-seconds; the suite's event loop is session-wide
+    (pyproject's asyncio loop scopes) so one browser can serve every test."""
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"Debian's chromium is not installed at {CHROMIUM} (.ci/run installs it)")
     from playwright.async_api import async_playwright
