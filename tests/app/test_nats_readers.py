@@ -130,7 +130,10 @@ async def test_fabric_reader_reads_everything_and_publishes_nothing(make_runtime
         sub = await nc.subscribe("constellation.events.isr.>")
         await nc.flush()
         await rt.js.publish(topology.detection_subject("orgb", b1), _detection("orgb", b1, "t-live"))
-        live = await sub.next_msg(timeout=10)
+        try:
+            live = await sub.next_msg(timeout=10)
+        except nats.errors.TimeoutError:
+            raise AssertionError(f"no live event; server errors {reader.errors}, connected {nc.is_connected}") from None
         assert json.loads(live.data)["detection"]["track_id"] == "t-live"
         psub = await js.pull_subscribe("constellation.events.isr.>", "detection-processor")
         msgs = await psub.fetch(batch=10, timeout=2)
