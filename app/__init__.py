@@ -1,5 +1,7 @@
-"""Constellation Overwatch: a real-time C4ISR console for the edge."""
+"""Constellation Overwatch: the composition root (CLI, runtime, wiring of services, workers and HTTP)."""
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from core import __version__
+
+__all__ = ["__version__"]

@@ -12,14 +12,14 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 
-from app.audit import CLI, AuditService
-from app.auth.apikeys import ROLE_SCOPES, SCOPES, ApiKeyService
-from app.auth.users import UserService
-from app.errors import AppError
 from app.runtime import StartupError, ensure_data_dir, load_or_create_secret
-from app.settings import Settings
+from core.errors import AppError
+from core.settings import Settings
 from db import users as users_db
 from db.database import Database, DatabaseError
+from services.audit import CLI, AuditService
+from services.auth.apikeys import ROLE_SCOPES, SCOPES, ApiKeyService
+from services.auth.users import UserService
 
 ACTOR = "cli"
 
@@ -117,7 +117,7 @@ def run_user(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         if args.action == "create":
             given = _password(args.password_stdin)
-            from app.auth.passwords import generate_password
+            from services.auth.passwords import generate_password
 
             password = given or generate_password()
             view = await users.create(ACTOR, args.email, args.role, args.org, password, args.name, CLI)
@@ -135,7 +135,7 @@ def run_user(settings: Settings, args: argparse.Namespace) -> int:
         elif args.action in ("disable", "enable"):
             await users.update(ACTOR, row.user_id, disabled=args.action == "disable", origin=CLI)
             if args.action == "disable":
-                from app.auth.sessions import SessionService
+                from services.auth.sessions import SessionService
 
                 await SessionService(db, settings, "").revoke_all(row.user_id)
             print(f"{args.action}d {row.email}")

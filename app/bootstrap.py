@@ -10,48 +10,49 @@ from collections.abc import Callable
 from app.logs import setup_logging
 from app.runtime import Runtime, StartupError, WorkerFactory
 from app.server import serve
-from app.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger("overwatch")
 
 
 def worker_factories(settings: Settings | None = None) -> list[WorkerFactory]:
     """Every in-process worker, in start order (a hub of edge boxes, ``OVERWATCH_EDGES``, has six more)."""
-    from app.rules.worker import RuleEvaluator
     from workers.commands import CommandProjector, CommandWorker
     from workers.cot import CotGateway
     from workers.entity import EntityWorker
     from workers.events import EventProjector, EventWorker
     from workers.nats_auth import NatsAuthWorker
     from workers.registry import RegistryProjector
-    from workers.state_alerts import StateAlerts
+    from workers.rules import RuleEvaluator
     from workers.state_keeper import StateKeeper
     from workers.state_watch import StateWatcher
+    from workers.status_events import StatusEvents
     from workers.telemetry import TelemetryWorker, TrackProjector
     from workers.video import VideoWorker
 
     edge: list[WorkerFactory] = []
     if settings is not None and settings.edge_list:
-        from workers.edge import EDGE_WORKERS
+        from workers.edge import edge_worker_factories
 
-        edge = list(EDGE_WORKERS)
+        edge = edge_worker_factories()
+    # Each worker gets the services it uses, by name; nothing receives the whole set.
     return [
-        RegistryProjector,
-        StateWatcher,
-        StateAlerts,
-        EntityWorker,
-        TelemetryWorker,
-        EventWorker,
-        CommandWorker,
+        lambda ctx, s: RegistryProjector(ctx),
+        lambda ctx, s: StateWatcher(ctx, s.state_cache),
+        lambda ctx, s: StatusEvents(ctx, s.state_cache),
+        lambda ctx, s: EntityWorker(ctx, s.registry),
+        lambda ctx, s: TelemetryWorker(ctx, s.state_cache),
+        lambda ctx, s: EventWorker(ctx),
+        lambda ctx, s: CommandWorker(ctx, s.state_cache, s.commands),
         # This node's own histories: every message, through consumers named after the node.
-        TrackProjector,
-        EventProjector,
-        CommandProjector,
-        VideoWorker,
-        NatsAuthWorker,
-        StateKeeper,
-        RuleEvaluator,
-        CotGateway,
+        lambda ctx, s: TrackProjector(ctx),
+        lambda ctx, s: EventProjector(ctx, s.alerts),
+        lambda ctx, s: CommandProjector(ctx, s.commands),
+        lambda ctx, s: VideoWorker(ctx, s.video),
+        lambda ctx, s: NatsAuthWorker(ctx, s.nats_auth),
+        lambda ctx, s: StateKeeper(ctx, s.state_cache),
+        lambda ctx, s: RuleEvaluator(ctx, s.state_cache, s.rules),
+        lambda ctx, s: CotGateway(ctx, s.state_cache, s.registry),
         *edge,
     ]
 
@@ -66,7 +67,7 @@ async def after_start(runtime: Runtime) -> None:
             "Write it down now; it is not shown again (reset with `overwatch user reset-password`)."
         )
         print("\n" + banner + "\n", file=sys.stderr, flush=True)
-    from app.mavlink import readiness
+    from services.mavlink import readiness
 
     readiness.configure(runtime.settings.battery_alert_percent)
     if runtime.settings.demo:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-from app import __version__
-from app.settings import ConfigError, Settings, load_settings
+from app.cmdline import env_file
+from core import __version__
+from core.settings import ConfigError, Settings, load_settings
 
 EXIT_CONFIG = 2
 EXIT_STARTUP = 1
@@ -22,26 +22,16 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env-file", dest="env_file", default=".env", help="read settings from this file (default .env)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="overwatch", description="Constellation Overwatch: C4ISR console for the edge."
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    serve = sub.add_parser("serve", help="run the server (HTTP, workers, embedded NATS)")
-    _add_common(serve)
-    serve.add_argument("--host", help="HTTP bind address (HOST)")
-    serve.add_argument("--port", type=int, help="HTTP port (PORT)")
-    serve.add_argument("--nats-url", dest="nats_url", help="external NATS server(s) (NATS_URL)")
-    serve.add_argument("--nats-host", dest="nats_host", help="embedded NATS bind address (NATS_HOST)")
-    serve.add_argument("--nats-port", dest="nats_port", type=int, help="embedded NATS port (NATS_PORT)")
-    serve.add_argument(
-        "--demo", action="store_const", const=True, dest="demo", help="seed a demo organisation and fleet"
-    )
-    serve.add_argument("--tls-cert", dest="tls_cert", help="PEM certificate: serve HTTPS (OVERWATCH_TLS_CERT)")
-    serve.add_argument("--tls-key", dest="tls_key", help="PEM private key of --tls-cert (OVERWATCH_TLS_KEY)")
-    serve.add_argument(
+def _add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", help="HTTP bind address (HOST)")
+    p.add_argument("--port", type=int, help="HTTP port (PORT)")
+    p.add_argument("--nats-url", dest="nats_url", help="external NATS server(s) (NATS_URL)")
+    p.add_argument("--nats-host", dest="nats_host", help="embedded NATS bind address (NATS_HOST)")
+    p.add_argument("--nats-port", dest="nats_port", type=int, help="embedded NATS port (NATS_PORT)")
+    p.add_argument("--demo", action="store_const", const=True, dest="demo", help="seed a demo organisation and fleet")
+    p.add_argument("--tls-cert", dest="tls_cert", help="PEM certificate: serve HTTPS (OVERWATCH_TLS_CERT)")
+    p.add_argument("--tls-key", dest="tls_key", help="PEM private key of --tls-cert (OVERWATCH_TLS_KEY)")
+    p.add_argument(
         "--tls-self-signed",
         action="store_const",
         const=True,
@@ -49,36 +39,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve HTTPS with a self-signed certificate made once in the data dir (OVERWATCH_TLS_SELF_SIGNED)",
     )
 
-    from app import simulate_cmd
 
-    simulate = sub.add_parser("simulate", help="publish simulated fleet telemetry and answer commands")
-    _add_common(simulate)
-    simulate_cmd.add_arguments(simulate)
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    from app import admin_cmd, cot_cmd, detect_cmd, mavlink_cmd, simulate_cmd
 
-    from app import admin_cmd
-
-    user = sub.add_parser("user", help="manage local user accounts")
-    _add_common(user)
-    admin_cmd.add_user_arguments(user)
-    apikey = sub.add_parser("apikey", help="manage API keys")
-    _add_common(apikey)
-    admin_cmd.add_apikey_arguments(apikey)
-
-    from app import detect_cmd
-
-    detect = sub.add_parser("detect", help="run the detection worker (camera → detections, threats, video)")
-    _add_common(detect)
-    detect_cmd.add_arguments(detect)
-    from app import mavlink_cmd
-
-    mavlink = sub.add_parser("mavlink", help="run the MAVLink bridge (drones ↔ NATS; docs/mavlink.md)")
-    _add_common(mavlink)
-    mavlink_cmd.add_arguments(mavlink)
-    from app import cot_cmd
-
-    cot = sub.add_parser("cot", help="check a TAK set-up: send a CoT report or print what arrives (docs/tak.md)")
-    _add_common(cot)
-    cot_cmd.add_arguments(cot)
+    parser = argparse.ArgumentParser(
+        prog="overwatch", description="Constellation Overwatch: C4ISR console for the edge."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subcommands: list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = [
+        ("serve", "run the server (HTTP, workers, embedded NATS)", _add_serve_arguments),
+        ("simulate", "publish simulated fleet telemetry and answer commands", simulate_cmd.add_arguments),
+        ("user", "manage local user accounts", admin_cmd.add_user_arguments),
+        ("apikey", "manage API keys", admin_cmd.add_apikey_arguments),
+        ("detect", "run the detection worker (camera → detections, threats, video)", detect_cmd.add_arguments),
+        ("mavlink", "run the MAVLink bridge (drones ↔ NATS; docs/mavlink.md)", mavlink_cmd.add_arguments),
+        ("cot", "check a TAK set-up: send a CoT report or print what arrives (docs/tak.md)", cot_cmd.add_arguments),
+    ]
+    for name, text, add_arguments in subcommands:
+        command = sub.add_parser(name, help=text)
+        _add_common(command)
+        add_arguments(command)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -86,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(args: argparse.Namespace, fields: Sequence[str]) -> Settings:
     """Settings with the given argparse attributes as overrides (flags beat env)."""
     overrides: dict[str, Any] = {f: getattr(args, f, None) for f in fields}
-    return load_settings(overrides, dotenv=Path(getattr(args, "env_file", ".env")))
+    return load_settings(overrides, dotenv=env_file(args))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -13,12 +13,12 @@ import asyncio
 import contextlib
 import time
 
-from app.cot.event import CotEvent, to_proto, to_xml
-from app.cot.parse import CotRejected, Ping, parse
-from app.cot.transport import Listener, OutLink
-from app.cot.urls import CotConfigError, parse_listen_urls, parse_out_urls
 from app.logs import setup_logging
-from app.settings import Settings
+from core.cot_urls import CotConfigError, parse_listen_urls, parse_out_urls
+from core.settings import Settings
+from services.cot.event import CotEvent, to_proto, to_xml
+from services.cot.parse import CotRejected, Ping, parse
+from services.cot.transport import Listener, OutLink
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,25 +10,34 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from app.api.schemas import EntityCreate, OrgCreate
-from app.contracts.registry import Position
 from app.detect_child import DetectChild
-from app.errors import Conflict
-from app.mavlink.config import LinkSpec
-from app.mavlink.mapping import Binding, load_mapping
-from app.nats_auth import INTERNAL_USER, internal_password
 from app.runtime import Runtime
+from core.contracts.registry import Position
+from core.errors import Conflict
+from services.mavlink.config import LinkSpec
+from services.mavlink.mapping import Binding, load_mapping
+from services.nats_auth import INTERNAL_USER, internal_password
+from services.schemas import EntityCreate, OrgCreate
+from workers.detect.video_scene import SCENE_CAMERA
 from workers.simulator import FaultConfig, Simulator, make_fleet
 
 if TYPE_CHECKING:
-    from app.mavlink.bridge import Bridge
-    from app.mavlink.emulator import Emulator
+    from services.mavlink.bridge import Bridge
+    from services.mavlink.emulator import Emulator
 
 log = logging.getLogger("overwatch.demo")
 
 DEMO_ORG_ID = "demo"
 DEMO_CAMERA_ID = "demo-cam-1"
 DEMO_HOME = Position(latitude=37.4275, longitude=-122.1697, altitude=30.0)
+# The gate camera's pose: the synthetic scene's mast camera (height, tilt, field of view) at the demo
+# home, looking north-east, so the map places its objects where the video shows them.
+DEMO_CAMERA_POSE = {
+    "latitude": DEMO_HOME.latitude,
+    "longitude": DEMO_HOME.longitude,
+    "heading_deg": 45.0,
+    **SCENE_CAMERA,
+}
 
 # (entity_id, name, entity_type)
 DEMO_FLEET: tuple[tuple[str, str, str], ...] = (
@@ -66,6 +75,7 @@ async def seed_demo(runtime: Runtime) -> None:
                     entity_type=entity_type,  # type: ignore[arg-type]
                     status="active",
                     position=DEMO_HOME,
+                    metadata={"camera": DEMO_CAMERA_POSE} if entity_id == DEMO_CAMERA_ID else {},
                 ),
             )
             created += 1
@@ -132,8 +142,8 @@ DEMO_MAV_NAME = "Kestrel (MAVLink)"
 
 async def start_demo_mavlink(runtime: Runtime) -> tuple[Bridge, Emulator]:
     """Run the MAVLink bridge in-process and one emulated vehicle through it (stops with the server)."""
-    from app.mavlink.emulator import Emulator
     from app.mavlink_serve import bridge_settings, start_bridge
+    from services.mavlink.emulator import Emulator
 
     settings = bridge_settings(runtime, DEMO_ORG_ID)
     mapping = load_mapping(settings.mapping) if settings.mapping else {}

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 
-from app.nats_server import pdeathsig_preexec
+from fabric.server import pdeathsig_preexec
 from workers.detect.config import EXIT_CONFIG
 
 log = logging.getLogger("overwatch.detect.child")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
@@ -12,52 +14,67 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from app import __version__
-from app.admin.audit import AuditController
-from app.admin.keys import KeysController
-from app.admin.sessions import AccountController, SessionsController
-from app.admin.users import UsersController
-from app.api.alerts import AlertController
-from app.api.entities import EntityController
-from app.api.export import ExportController
-from app.api.live import LiveEntityController
-from app.api.organizations import OrganizationController
-from app.auth.guards import authenticate
-from app.auth.login import LoginController
-from app.console.alerts import AlertsController
-from app.console.embed import EmbedController
-from app.console.entity import EntityPageController
-from app.console.fleet import FleetController
-from app.console.map import MapController
-from app.console.overview import OverviewController
-from app.console.video import VideoController
-from app.errors import (
-    AppError,
+from app.runtime import Runtime
+from core import __version__
+from core.errors import AppError
+from web.admin.audit import AuditController
+from web.admin.keys import KeysController
+from web.admin.sessions import AccountController, SessionsController
+from web.admin.users import UsersController
+from web.api.alerts import AlertsApiController
+from web.api.entities import EntitiesApiController
+from web.api.export import ExportApiController
+from web.api.live import LiveEntitiesApiController
+from web.api.organizations import OrganizationsApiController
+from web.auth.guards import authenticate
+from web.auth.login import LoginController
+from web.console.alerts import AlertsController
+from web.console.embed import EmbedController
+from web.console.entity import EntityController
+from web.console.fleet import FleetController
+from web.console.map import MapController
+from web.console.overview import OverviewController
+from web.console.video import VideoController
+from web.errors import (
     OverwatchRequest,
     app_error_handler,
     auth_error_handler,
     http_error_handler,
     internal_error_handler,
 )
-from app.health import HealthController
-from app.metrics.pages import MetricsController
-from app.nats_console.browse import MessagesController
-from app.nats_console.views import ConsumersController, ServerController, StreamsController
-from app.nats_data.dlq_views import DlqController
-from app.nats_data.kv_views import KvController
-from app.rules.pages import RulesController
-from app.runtime import Runtime
-from app.security_headers import security_headers
-from app.sse.mux import MuxController
-from app.templating import STATIC_DIR
+from web.health import HealthController
+from web.metrics import MetricsController
+from web.nats.consumers import ConsumersController
+from web.nats.dlq import DlqController
+from web.nats.kv import KvController
+from web.nats.messages import MessagesController
+from web.nats.server import ServerController
+from web.nats.streams import StreamsController
+from web.rules import RulesController
+from web.security_headers import security_headers
+from web.sse.mux import MuxController
+from web.templating import STATIC_DIR
+
+
+def _constant(value: object) -> Callable[[], object]:
+    """A provider that returns ``value`` (one instance per process, built in ``app.services``)."""
+
+    def provide() -> object:
+        return value
+
+    return provide
 
 
 def create_app(runtime: Runtime) -> Litestar:
     """Build the Litestar application around a started ``Runtime``."""
     env = runtime.services.templates
 
-    def provide_runtime() -> Runtime:
-        return runtime
+    # Each service is its own dependency, named as in ``Services``: a handler declares the one
+    # it uses (``alerts: AlertService``) and receives nothing else.
+    dependencies = {
+        name: Provide(_constant(service), use_cache=True, sync_to_thread=False)
+        for name, service in runtime.services.provided().items()
+    }
 
     return Litestar(
         route_handlers=[
@@ -65,7 +82,7 @@ def create_app(runtime: Runtime) -> Litestar:
             LoginController,
             OverviewController,
             FleetController,
-            EntityPageController,
+            EntityController,
             AlertsController,
             RulesController,
             MetricsController,
@@ -79,11 +96,11 @@ def create_app(runtime: Runtime) -> Litestar:
             VideoController,
             MuxController,
             EmbedController,
-            OrganizationController,
-            EntityController,
-            LiveEntityController,
-            ExportController,
-            AlertController,
+            OrganizationsApiController,
+            EntitiesApiController,
+            LiveEntitiesApiController,
+            ExportApiController,
+            AlertsApiController,
             UsersController,
             KeysController,
             AuditController,
@@ -93,7 +110,7 @@ def create_app(runtime: Runtime) -> Litestar:
                 path="/static", directories=[STATIC_DIR], include_in_schema=False, opt={"public": True}
             ),
         ],
-        dependencies={"runtime": Provide(provide_runtime, sync_to_thread=False)},
+        dependencies=dependencies,
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(env)),
         request_class=OverwatchRequest,
         guards=[authenticate],
@@ -119,6 +136,13 @@ def create_app(runtime: Runtime) -> Litestar:
             render_plugins=[],
             description="Organisations, entities, EntityState, commands, detections and alerts.",
         ),
-        state=State({"runtime": runtime}),
+        # Guards cannot use dependency injection (web/auth/guards.py): the services they use.
+        state=State(
+            {
+                "sessions": runtime.services.sessions,
+                "apikeys": runtime.services.apikeys,
+                "audit": runtime.services.audit,
+            }
+        ),
         logging_config=None,
     )

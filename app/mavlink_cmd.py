@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
-from pathlib import Path
 from typing import Any
 
+from app.cmdline import Flags, add_flags, env_file, flag_overrides, stop_on_signals
 from app.logs import setup_logging
-from app.mavlink.config import EXIT_CONFIG, MavlinkSettings, load_mavlink_settings
-from app.mavlink.mapping import MappingError, load_mapping
-from app.settings import ConfigError, Settings
+from core.settings import ConfigError, Settings
+from services.mavlink.config import EXIT_CONFIG, MavlinkSettings, load_mavlink_settings
+from services.mavlink.mapping import MappingError, load_mapping
 
-FLAGS: dict[str, tuple[str, type, str]] = {
+FLAGS: Flags = {
     "org": ("org_id", str, "organisation new vehicles are registered in (MAVLINK_ORG)"),
     "listen": ("listen", str, "UDP endpoint(s) to listen on, udp:HOST:PORT (MAVLINK_LISTEN; udp:0.0.0.0:14550)"),
     "connect": ("connect", str, "endpoint(s) to connect to, udp:HOST:PORT or tcp:HOST:PORT (MAVLINK_CONNECT)"),
@@ -37,24 +36,22 @@ FLAGS: dict[str, tuple[str, type, str]] = {
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Flags of ``overwatch mavlink``."""
-    for flag, (dest, kind, text) in FLAGS.items():
-        p.add_argument(f"--{flag}", dest=dest, type=kind, help=text)
+    add_flags(p, FLAGS)
 
 
 def settings_from(args: argparse.Namespace) -> MavlinkSettings:
     """The bridge's settings: flags > environment > ``.env`` > defaults."""
-    overrides = {dest: getattr(args, dest, None) for dest, *_ in FLAGS.values()}
-    return load_mavlink_settings(overrides, dotenv=Path(getattr(args, "env_file", ".env")))
+    return load_mavlink_settings(flag_overrides(args, FLAGS), dotenv=env_file(args))
 
 
 def nats_target(s: MavlinkSettings, server: Settings) -> tuple[list[str], dict[str, Any]]:
     """Servers and connect options: the configured NATS with its credentials, or the local embedded one."""
     if not s.servers:
-        from app.nats_client import client_auth
+        from app.runtime import client_auth
 
         local = server.nats_servers or [f"nats://127.0.0.1:{server.nats_port}"]
         return local, client_auth(server)
-    from app.tls import ca_context
+    from fabric.tls import ca_context
 
     options: dict[str, Any] = {
         "token": s.nats_token,
@@ -71,8 +68,8 @@ def nats_target(s: MavlinkSettings, server: Settings) -> tuple[list[str], dict[s
 
 
 async def _run(s: MavlinkSettings, server: Settings) -> int:
-    from app.mavlink.bridge import Bridge, BridgeError
-    from app.nats_client import NatsConnectError, close_quietly, connect
+    from fabric.client import NatsConnectError, close_quietly, connect
+    from services.mavlink.bridge import Bridge, BridgeError
 
     try:
         mapping = load_mapping(s.mapping) if s.mapping else {}
@@ -85,10 +82,7 @@ async def _run(s: MavlinkSettings, server: Settings) -> int:
     except NatsConnectError as exc:
         print(f"overwatch mavlink: {exc}", file=sys.stderr)
         return 1
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
+    stopping = stop_on_signals()
     try:
         await Bridge(s, nc, mapping=mapping).run(stopping)
     except BridgeError as exc:

@@ -11,11 +11,11 @@ import asyncio
 import logging
 from pathlib import Path
 
-from app.mavlink.bridge import Bridge, BridgeError
-from app.mavlink.config import MAVLINK_SETTINGS, LinkSpec, MavlinkSettings, load_mavlink_settings
-from app.mavlink.mapping import Binding, MappingError, load_mapping
 from app.runtime import Runtime, StartupError
-from app.settings import ConfigError, raw_values
+from core.settings import ConfigError, raw_values
+from services.mavlink.bridge import Bridge, BridgeError
+from services.mavlink.config import MAVLINK_SETTINGS, LinkSpec, MavlinkSettings, load_mavlink_settings
+from services.mavlink.mapping import Binding, MappingError, load_mapping
 
 log = logging.getLogger("overwatch.mavlink")
 

@@ -21,27 +21,30 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from app import topology
-from app.cluster.embedded import SYSTEM_USER, ScaleOutConfig, system_password
-from app.cluster.links import EdgeLinks, LinkState
-from app.cluster.node import NodeIdError, load_or_create_node_id
-from app.cluster.status import ClusterMonitor
-from app.metrics.otel import Metrics
-from app.metrics.sampler import Sampler
-from app.metrics.tracing import Tracing
-from app.nats_auth import INTERNAL_USER, internal_password, render_authorization
-from app.nats_client import NatsConnectError, close_quietly, connect, server_address
-from app.nats_server import EmbeddedNats, NatsServerError
+from app.metric_sources import metric_sources
+from app.node import NodeIdError, load_or_create_node_id
 from app.services import Services, build_services
-from app.settings import Settings, parse_size
-from app.sse.hub import Hub, Update
-from app.tls import CertPair, TlsError, http_cert, nats_cert, pinned_context
+from core import topology
+from core.clock import SYSTEM_CLOCK, Clock
+from core.settings import Settings, parse_size
+from core.topics import Topic
 from db.database import Database, DatabaseError
+from fabric.client import NatsConnectError, close_quietly, connect
+from fabric.cluster_status import ClusterMonitor
+from fabric.links import EdgeLinks, LinkState
+from fabric.scale_out import SYSTEM_USER, ScaleOutConfig, system_password
+from fabric.server import EmbeddedNats, NatsServerError
+from fabric.tls import CertPair, TlsError, http_cert, nats_cert, pinned_context
+from services.hub import Hub, Update
+from services.metrics.otel import Metrics
+from services.metrics.sampler import Sampler
+from services.metrics.tracing import Tracing
+from services.nats_auth import INTERNAL_USER, internal_password, render_authorization
 from workers.base import Worker, WorkerContext, WorkerManager
 
 log = logging.getLogger("overwatch")
 
-WorkerFactory = Callable[[WorkerContext], Worker]
+WorkerFactory = Callable[[WorkerContext, Services], Worker]  # builds one worker from what it uses
 
 
 class StartupError(Exception):
@@ -85,6 +88,20 @@ def load_or_create_secret(settings: Settings) -> str:
     return value
 
 
+def client_auth(settings: Settings) -> dict[str, Any]:
+    """Credentials a local tool uses: the embedded server's own user, or the external server's auth.
+
+    With TLS on the embedded server, also a context that trusts exactly its certificate.
+    """
+    if settings.embedded_nats:
+        auth: dict[str, Any] = {"user": INTERNAL_USER, "password": internal_password(load_or_create_secret(settings))}
+        pair = nats_cert(settings, create=False)
+        if pair is not None:
+            auth["tls"] = pinned_context(pair.cert)
+        return auth
+    return {"token": settings.nats_token, "creds": settings.nats_creds, "nkey_seed_file": settings.nats_nkey_seed_file}
+
+
 def _no_link(_edge: str) -> None:
     """``edge_link`` in templates where this node has no edge links."""
     return None
@@ -93,8 +110,11 @@ def _no_link(_edge: str) -> None:
 class Runtime:
     """Owns the long-lived parts of one server process."""
 
-    def __init__(self, settings: Settings, worker_factories: Sequence[WorkerFactory] = ()) -> None:
+    def __init__(
+        self, settings: Settings, worker_factories: Sequence[WorkerFactory] = (), clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.settings = settings
+        self.clock = clock  # every time-driven service and worker reads time here (tests pass a manual one)
         self.worker_factories = list(worker_factories)
         self.hub = Hub()
         self.db = Database(settings.db_path)
@@ -115,7 +135,7 @@ class Runtime:
         self.shutting_down = asyncio.Event()
         self._services: Services | None = None
         self.background: list[asyncio.Task[Any]] = []
-        self.metrics = Metrics(self)
+        self.metrics = Metrics(settings.data_path)
         self.tracing = Tracing()
 
     @property
@@ -154,9 +174,9 @@ class Runtime:
             kv_registry=self.kv_registry,
             db=self.db,
             hub=self.hub,
-            services=self.services,
             tracer=self.tracing.tracer,
             node_id=self.node_id,
+            clock=self.clock,
         )
 
     async def start(self) -> None:
@@ -186,7 +206,7 @@ class Runtime:
                 s.nats_port,
                 parse_size(s.nats_max_memory),
                 parse_size(s.nats_max_file_store),
-                extra_config=await render_authorization(self),
+                extra_config=await render_authorization(self.db, self.secret, self.node_id),
                 binary=s.nats_server_bin or None,
                 tls=self.nats_tls,
                 scale_out=ScaleOutConfig(
@@ -208,7 +228,7 @@ class Runtime:
                 servers,
                 name="overwatch-server",
                 timeout=s.startup_timeout,
-                on_state=lambda _up: self.hub.publish(Update("system", "nats")),
+                on_state=lambda _up: self.hub.publish(Update(Topic.SYSTEM, "nats")),
                 **auth,
             )
         except NatsConnectError as exc:
@@ -248,9 +268,11 @@ class Runtime:
         self._kv_registry = await self._js.key_value(topology.BUCKET_REGISTRY)
         self._services = build_services(self)
         ctx = self.worker_context
-        self.workers = WorkerManager([factory(ctx) for factory in self.worker_factories])
+        self.workers = WorkerManager([factory(ctx, self.services) for factory in self.worker_factories])
         self.workers.start()
-        self.background.append(asyncio.create_task(Sampler(self).run(self.shutting_down), name="metrics-sampler"))
+        self.metrics.attach(metric_sources(self))
+        sampler = Sampler(self.metrics, self.db, self.hub, s.metrics_interval, s.metrics_retention_hours)
+        self.background.append(asyncio.create_task(sampler.run(self.shutting_down), name="metrics-sampler"))
         self._start_scale_out()
 
     async def _connect_system(self, servers: list[str], auth: dict[str, Any]) -> None:
@@ -327,42 +349,3 @@ class Runtime:
         if self.nats_server:
             await self.nats_server.stop()
         await self.db.close()
-
-    async def readiness(self) -> dict[str, dict[str, Any]]:
-        """Each readiness check with ``ok`` and a detail; used by ``/health/ready``."""
-        checks: dict[str, dict[str, Any]] = {}
-        nc = self.nc
-        checks["nats"] = {
-            "ok": bool(nc and nc.is_connected),
-            "detail": server_address(nc.connected_url) if nc and nc.connected_url else "not connected",
-        }
-        try:
-            info = await asyncio.wait_for(self.js.account_info(), 1.0)
-            checks["jetstream"] = {"ok": True, "detail": f"{info.streams} streams, {info.consumers} consumers"}
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready
-            checks["jetstream"] = {"ok": False, "detail": str(exc) or type(exc).__name__}
-        if self.cluster is not None:
-            checks["cluster"] = self.cluster.check()
-        if self.links is not None:
-            checks["links"] = self.links.check_ready()
-        try:
-            took = await asyncio.wait_for(self.db.check_writable(), 2.0)
-            checks["database"] = {"ok": True, "detail": f"write {took * 1000:.1f} ms"}
-        except Exception as exc:  # noqa: BLE001
-            checks["database"] = {"ok": False, "detail": str(exc) or type(exc).__name__}
-        status = self.workers.status()
-        down = [name for name, running in status.items() if not running]
-        checks["workers"] = {
-            "ok": not down and len(status) == len(self.worker_factories),
-            "detail": f"down: {', '.join(down)}" if down else f"{len(status)} running",
-        }
-        if self.nats_server is not None:
-            checks["nats_server"] = {
-                "ok": self.nats_server.running,
-                "detail": f"pid {self.nats_server.pid}, restarts {self.nats_server.restarts}",
-            }
-            manager = self._services.nats_auth if self._services is not None else None
-            if manager is not None:
-                # A failed re-render or reload leaves revoked keys connected: not ready.
-                checks["nats_auth"] = manager.status()
-        return checks

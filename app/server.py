@@ -23,8 +23,8 @@ from litestar.types import ASGIApp
 
 from app.main import create_app
 from app.runtime import Runtime, StartupError, WorkerFactory
-from app.settings import Settings
-from app.tls import CertPair
+from core.settings import Settings
+from fabric.tls import CertPair
 
 log = logging.getLogger("overwatch")
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from typing import Any
 
-from app import topology
-from app.contracts.common import encode, new_id, utc_now
-from app.contracts.events import EntityLifecycleEvent, LifecycleData
+from app.cmdline import stop_on_signals
 from app.logs import setup_logging
-from app.nats_client import NatsConnectError, client_auth, close_quietly, connect
-from app.settings import Settings
+from app.runtime import client_auth
+from core import topology
+from core.contracts.common import encode, new_id, utc_now
+from core.contracts.events import EntityLifecycleEvent, LifecycleData
+from core.settings import Settings
+from fabric.client import NatsConnectError, close_quietly, connect
 from workers.simulator import KINDS, FaultConfig, Simulator, make_fleet
 
 log = logging.getLogger("overwatch.simulator")
@@ -72,10 +73,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
             await nc.jetstream().publish(topology.entity_lifecycle_subject(args.org, "created"), encode(event))
     faults = FaultConfig(args.bad_payload_rate, args.dropout_rate, args.dropout_seconds)
     sim = Simulator(nc, make_fleet(args.org, ids, home, args.seed), args.rate, faults, args.seed)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
+    stopping = stop_on_signals()
     log.info("simulating %d entities of %s at %.1f Hz on %s", len(ids), args.org, args.rate, ", ".join(servers))
     try:
         await sim.run(stopping, args.duration)

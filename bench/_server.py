@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from app.nats_auth import internal_password
+from services.nats_auth import internal_password
 
 OVERWATCH = str(Path(sys.executable).parent / "overwatch")
 

@@ -25,9 +25,9 @@ import httpx
 from nats.js.api import StorageType, StreamConfig
 
 from app.main import create_app
-from app.nats_server import EmbeddedNats
 from app.runtime import Runtime
-from app.settings import Settings
+from core.settings import Settings
+from fabric.server import EmbeddedNats
 
 FIRST_SEQ = re.compile(r"/nats/messages/[A-Z_]+/(\d+)\"")
 

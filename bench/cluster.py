@@ -33,8 +33,8 @@ from pathlib import Path
 import nats
 from nats.js import JetStreamContext
 
-from app import topology
-from app.nats_auth import INTERNAL_USER, internal_password
+from core import topology
+from services.nats_auth import INTERNAL_USER, internal_password
 from tests.cluster.fabric import APP_PASSWORD, APP_USER, DOC_LEAF, HubCluster, TcpProxy, free_port, recipe_env
 from tests.cluster.traffic import api, publish_reliably, register, telemetry_payload
 from tests.conftest import ServerProcess

@@ -28,8 +28,8 @@ import msgspec
 import nats
 from _server import BenchServer, proc_stats
 
-from app import topology
-from app.nats_auth import INTERNAL_USER
+from core import topology
+from services.nats_auth import INTERNAL_USER
 
 ENTITIES = 1000
 SEQ_RE = re.compile(rb"S(\d{13})")  # the put's send time in epoch milliseconds, shown as the mode

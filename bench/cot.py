@@ -34,13 +34,13 @@ from takproto.constants import TAKProtoVer
 from takproto.functions import xml2proto
 
 from app.bootstrap import worker_factories
-from app.cot.event import to_proto, to_xml
-from app.cot.picture import entity_events
-from app.cot.transport import OutLink
-from app.cot.urls import parse_out_urls
 from app.logs import setup_logging
 from app.runtime import Runtime
-from app.settings import Settings
+from core.cot_urls import parse_out_urls
+from core.settings import Settings
+from services.cot.event import to_proto, to_xml
+from services.cot.picture import entity_events
+from services.cot.transport import OutLink
 
 ENTITIES = 1000
 

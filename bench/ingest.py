@@ -28,8 +28,8 @@ import nats
 from _server import BenchServer
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from app import topology
-from app.nats_auth import INTERNAL_USER
+from core import topology
+from services.nats_auth import INTERNAL_USER
 
 
 def payload(i: int, seq: int, sent: float) -> bytes:

@@ -39,9 +39,9 @@ from pathlib import Path
 import msgspec
 from _server import OVERWATCH, proc_stats
 
-from app import topology
-from app.mavlink import protocol
-from app.nats_server import EmbeddedNats
+from core import topology
+from fabric.server import EmbeddedNats
+from services.mavlink import protocol
 
 M = protocol.MAV
 PER_DATAGRAM = 4

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from app.nats_server import find_nats_server
+from fabric.server import find_nats_server
 
 RUNS = 5
 OVERWATCH = str(Path(sys.executable).parent / "overwatch")

@@ -9,8 +9,8 @@ import msgspec
 from db.database import Database
 
 
-class AlertRow(msgspec.Struct, kw_only=True):
-    """One alert."""
+class AlertFields(msgspec.Struct, kw_only=True):
+    """What an alert is, stored or returned by the API (``AlertRow``, ``web.api.schemas.AlertView``)."""
 
     alert_id: str
     kind: str
@@ -26,6 +26,11 @@ class AlertRow(msgspec.Struct, kw_only=True):
     created_at: str
     updated_at: str
     cleared_at: str | None
+
+
+class AlertRow(AlertFields, kw_only=True):
+    """One alert as stored (``data`` is JSON text)."""
+
     data: str
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import msgspec
 
@@ -47,61 +47,52 @@ async def insert_audit(db: Database, row: AuditRow) -> None:
     )
 
 
+class AuditMatch(TypedDict, total=False):
+    """Filters of ``query_audit`` / ``count_audit`` (absent or empty: any); ``action`` may use ``*`` as a wildcard."""
+
+    actor: str | None
+    action: str | None
+    outcome: str | None
+    since: str | None
+    until: str | None
+    text: str | None
+
+
 async def query_audit(
-    db: Database,
-    *,
-    actor: str | None = None,
-    action: str | None = None,
-    outcome: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    text: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
+    db: Database, *, limit: int = 100, offset: int = 0, **match: Unpack[AuditMatch]
 ) -> list[AuditRow]:
     """Entries matching the filters, newest first."""
-    where, params = _where(actor, action, outcome, since, until, text)
+    where, params = _where(match)
     return await db.fetch_all(
         AuditRow, f"SELECT * FROM audit_log {where} ORDER BY id DESC LIMIT ? OFFSET ?", (*params, limit, offset)
     )
 
 
-async def count_audit(
-    db: Database,
-    *,
-    actor: str | None = None,
-    action: str | None = None,
-    outcome: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    text: str | None = None,
-) -> int:
+async def count_audit(db: Database, **match: Unpack[AuditMatch]) -> int:
     """Number of entries matching the filters."""
-    where, params = _where(actor, action, outcome, since, until, text)
+    where, params = _where(match)
     return int(await db.scalar(f"SELECT COUNT(*) FROM audit_log {where}", params) or 0)
 
 
-def _where(
-    actor: str | None, action: str | None, outcome: str | None, since: str | None, until: str | None, text: str | None
-) -> tuple[str, list[Any]]:
+def _where(match: AuditMatch) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
-    if actor:
+    if actor := match.get("actor"):
         clauses.append("actor = ?")
         params.append(actor)
-    if action:
+    if action := match.get("action"):
         clauses.append("action LIKE ?")
         params.append(action.replace("*", "%"))
-    if outcome:
+    if outcome := match.get("outcome"):
         clauses.append("outcome = ?")
         params.append(outcome)
-    if since:
+    if since := match.get("since"):
         clauses.append("ts >= ?")
         params.append(since)
-    if until:
+    if until := match.get("until"):
         clauses.append("ts <= ?")
         params.append(until)
-    if text:
+    if text := match.get("text"):
         clauses.append("(target LIKE ? OR detail LIKE ?)")
         params.extend([f"%{text}%", f"%{text}%"])
     return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiosqlite
 import msgspec
 
-from app.contracts.commands import RANK, TERMINAL
+from core.contracts.commands import RANK, TERMINAL
 from db.database import Database
 
 

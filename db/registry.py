@@ -11,7 +11,7 @@ from typing import Any
 import aiosqlite
 import msgspec
 
-from app.contracts.registry import EntityRecord, OrgRecord
+from core.contracts.registry import EntityRecord, OrgRecord
 from db.database import Database
 
 

@@ -15,10 +15,10 @@ _TABLES: dict[str, tuple[str, bool]] = {
 }
 
 
-async def prune(db: Database, table: str, older_than_s: float, max_batches: int = 50) -> int:
-    """Delete rows of ``table`` older than ``older_than_s`` seconds; return rows deleted."""
+async def prune(db: Database, table: str, older_than_s: float, max_batches: int = 50, now: float | None = None) -> int:
+    """Delete rows of ``table`` older than ``older_than_s`` seconds before ``now`` (default: the time now)."""
     column, _epoch = _TABLES[table]
-    cutoff = time.time() - older_than_s
+    cutoff = (time.time() if now is None else now) - older_than_s
     deleted = 0
     key = "rowid" if table != "tracks" else "entity_id, ts"
     for _ in range(max_batches):

@@ -9,10 +9,9 @@ import msgspec
 from db.database import Database
 
 
-class RuleRow(msgspec.Struct, kw_only=True):
-    """One alert rule."""
+class RuleFields(msgspec.Struct, frozen=True, kw_only=True):
+    """What a rule evaluates (``services.alerts.model.RuleSpec``; a stored ``RuleRow`` adds the rest)."""
 
-    rule_id: str
     name: str
     kind: str
     threshold: float
@@ -23,11 +22,18 @@ class RuleRow(msgspec.Struct, kw_only=True):
     enabled: bool
     org_id: str
     entity_id: str
+
+
+class RuleRow(RuleFields, frozen=True, kw_only=True):
+    """One alert rule."""
+
+    rule_id: str
     snoozed_until: float | None
     snoozed_by: str | None
     created_by: str
     created_at: str
     updated_at: str
+    builtin: str = ""  # a default rule: the built-in alert it stands for (offline, battery, threat)
 
 
 class RuleEventRow(msgspec.Struct, kw_only=True):
@@ -113,12 +119,12 @@ async def get_event(db: Database, event_id: str) -> RuleEventRow | None:
     return await db.fetch_one(RuleEventRow, "SELECT * FROM rule_events WHERE event_id = ?", (event_id,))
 
 
-async def acknowledge_events(db: Database, alert_id: str, user: str, at: str) -> int:
-    """Acknowledge every unacknowledged firing behind one alert."""
+async def acknowledge_events(db: Database, alert_id: str, org_id: str, user: str, at: str) -> int:
+    """Acknowledge every unacknowledged firing behind one alert of one organisation."""
     return await db.execute(
         "UPDATE rule_events SET acknowledged_by = ?, acknowledged_at = ?"
-        " WHERE alert_id = ? AND acknowledged_at IS NULL",
-        (user, at, alert_id),
+        " WHERE alert_id = ? AND org_id = ? AND acknowledged_at IS NULL",
+        (user, at, alert_id, org_id),
     )
 
 
@@ -137,3 +143,9 @@ async def list_events(db: Database, *, org_ids: list[str] | None = None, limit: 
 async def open_events(db: Database) -> list[RuleEventRow]:
     """Firings not yet resolved (the evaluator resumes them after a restart)."""
     return await db.fetch_all(RuleEventRow, "SELECT * FROM rule_events WHERE resolved_at IS NULL")
+
+
+async def firing_counts(db: Database) -> dict[str, int]:
+    """``{rule_id: open firings}`` of every rule that is firing."""
+    rows = await db.fetch_rows("SELECT rule_id, COUNT(*) FROM rule_events WHERE resolved_at IS NULL GROUP BY rule_id")
+    return {str(r[0]): int(r[1]) for r in rows}

@@ -11,10 +11,10 @@ import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 
-from app import topology
-from app.api.schemas import EntityCreate, OrgCreate
-from app.contracts.registry import Position
 from app.runtime import Runtime
+from core import topology
+from core.contracts.registry import Position
+from services.schemas import EntityCreate, OrgCreate
 
 
 async def eventually(
@@ -22,19 +22,65 @@ async def eventually(
     timeout: float = 10.0,
     interval: float = 0.05,
     what: str = "condition",
+    retry_on: tuple[type[BaseException], ...] = (),
 ) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds.
+
+    The one place the suite waits: a condition with a deadline, never a fixed time. Exceptions of the
+    ``retry_on`` types count as "not yet" (the last one is named in the failure).
+    """
     deadline = time.monotonic() + timeout
     last: Any = None
-    while time.monotonic() < deadline:
+    while True:
+        try:
+            result = check()
+            if asyncio.iscoroutine(result):
+                result = await result
+        except retry_on as exc:
+            last = exc
+        else:
+            last = result
+            if result:
+                return result
+        if time.monotonic() >= deadline:
+            cause = last if isinstance(last, BaseException) else None
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})") from cause
+        await asyncio.sleep(interval)
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "condition") -> Any:
+    """``eventually`` for synchronous tests (subprocesses, sockets): poll ``check`` until truthy or the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
         result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        last = result
         if result:
             return result
-        await asyncio.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {result!r})")
+        time.sleep(interval)
+
+
+class ManualClock:
+    """A ``core.clock.Clock`` that moves only when told (``advance``): time-driven code without sleeping.
+
+    It starts at the real wall-clock time so what it stamps sits next to what other code stamps.
+    """
+
+    def __init__(self, start: float | None = None) -> None:
+        self._now = time.time() if start is None else start
+        self._monotonic = 1_000.0
+
+    def now(self) -> float:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._monotonic
+
+    def advance(self, seconds: float) -> None:
+        """Move both clocks on by ``seconds``."""
+        assert seconds >= 0, "a clock does not go backwards"
+        self._now += seconds
+        self._monotonic += seconds
 
 
 async def seed(

@@ -10,9 +10,9 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 
-from app import topology
 from app.detect_child import DetectChild
-from app.nats_server import EmbeddedNats
+from core import topology
+from fabric.server import EmbeddedNats
 from tests.helpers import eventually
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from app import topology
-from app.settings import SETTINGS
+from core import topology
+from core.settings import SETTINGS
 from workers.detect.config import DETECT_SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +69,7 @@ def test_every_sse_event_is_documented() -> None:
     names: set[str] = set()
     for template in (ROOT / "templates").rglob("*.html"):
         names |= set(re.findall(r'sse-swap="([a-z-]+)', template.read_text()))
-    for module in (ROOT / "app").rglob("*.py"):
+    for module in (p for pkg in ("web", "services", "workers") for p in (ROOT / pkg).rglob("*.py")):
         names |= set(re.findall(r'_json_event\("([a-z-]+)"', module.read_text()))
     assert {"entity-card", "map-entity"} <= names  # the scan itself works
     missing = sorted(n for n in names if f"`{n}`" not in doc)
@@ -82,7 +82,7 @@ def test_every_sse_event_is_documented() -> None:
 def test_every_console_stream_is_documented() -> None:
     doc = (ROOT / "docs" / "console.md").read_text()
     paths: set[str] = set()
-    for module in (ROOT / "app" / "console").rglob("*.py"):
+    for module in (ROOT / "web" / "console").rglob("*.py"):
         paths |= set(re.findall(r'@get\("(/(?:embed/)?events/[a-z]+)', module.read_text()))
     assert paths
     missing = sorted(p for p in paths if p not in doc)

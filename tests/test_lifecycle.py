@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from app.nats_server import EmbeddedNats
+from fabric.server import EmbeddedNats
 from tests.conftest import OVERWATCH, ServerProcess, free_port
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -61,8 +62,7 @@ def test_ready_fast_then_ctrl_c_exits_zero_with_a_browser_connected(
     sse.close()
     assert code == 0, server.output()
     assert took < 5, f"exit took {took:.1f}s"
-    time.sleep(0.2)
-    assert not any(_alive(pid) for pid in children), "nats-server outlived the server"
+    wait_until(lambda: not any(_alive(pid) for pid in children), timeout=0.2, what="nats-server gone with the server")
 
 
 def test_sigterm_exits_zero(server_process: Callable[..., ServerProcess]) -> None:
@@ -70,8 +70,7 @@ def test_sigterm_exits_zero(server_process: Callable[..., ServerProcess]) -> Non
     server.wait_ready()
     children = server.nats_child_pids()
     assert server.stop(signal.SIGTERM) == 0
-    time.sleep(0.2)
-    assert not any(_alive(pid) for pid in children)
+    wait_until(lambda: not any(_alive(pid) for pid in children), timeout=0.2, what="nats-server gone with the server")
 
 
 def test_kill_9_of_the_parent_leaves_no_nats_server(server_process: Callable[..., ServerProcess]) -> None:
@@ -80,10 +79,7 @@ def test_kill_9_of_the_parent_leaves_no_nats_server(server_process: Callable[...
     children = server.nats_child_pids()
     assert children
     server.stop(signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(_alive(pid) for pid in children), "PDEATHSIG did not stop nats-server"
+    wait_until(lambda: not any(_alive(pid) for pid in children), timeout=5, what="PDEATHSIG to stop nats-server")
 
 
 def test_restart_keeps_jetstream_and_sqlite(server_process: Callable[..., ServerProcess], tmp_path: Path) -> None:

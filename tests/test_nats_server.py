@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 from pathlib import Path
@@ -10,7 +9,8 @@ from pathlib import Path
 import nats
 import pytest
 
-from app.nats_server import EmbeddedNats, NatsServerError
+from fabric.server import EmbeddedNats, NatsServerError
+from tests.helpers import eventually
 
 
 async def test_starts_with_jetstream_on_a_random_port(tmp_path: Path) -> None:
@@ -47,10 +47,8 @@ async def test_restarts_after_unexpected_death_on_the_same_port(tmp_path: Path) 
         port, pid = server.port, server.pid
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
-        for _ in range(300):
-            await asyncio.sleep(0.05)
-            if server.running and server.pid != pid:
-                break
+        # ``restarts`` counts a restart once the new child is ready (its pid is set before that).
+        await eventually(lambda: server.restarts >= 1, timeout=15, what="the restarted nats-server")
         assert server.restarts == 1 and server.pid != pid and server.port == port
         nc = await nats.connect(server.url)
         await nc.jetstream().account_info()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import SETTINGS, ConfigError, Settings, load_settings, parse_size
+from core.settings import SETTINGS, ConfigError, Settings, load_settings, parse_size
 
 
 def test_defaults_match_the_design_table() -> None:

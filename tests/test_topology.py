@@ -6,8 +6,8 @@ import nats
 import pytest
 from nats.js.api import RetentionPolicy
 
-from app import topology
-from app.nats_server import EmbeddedNats
+from core import topology
+from fabric.server import EmbeddedNats
 
 
 async def test_creates_everything_then_is_idempotent(nats_server: EmbeddedNats) -> None:

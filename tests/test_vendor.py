@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from app.templating import STATIC_DIR
+from web.templating import STATIC_DIR
 
 
 def test_vendored_files_match_versions_file() -> None:

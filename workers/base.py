@@ -32,19 +32,20 @@ from nats.aio.msg import Msg
 from nats.js.errors import APIError
 from opentelemetry.trace import NoOpTracer, SpanKind, Tracer
 
-from app import topology
-from app.nats_console.subjects import org_of_subject
-from workers.pull import PullConsumer
+from core import topology
+from core.clock import SYSTEM_CLOCK, Clock
+from core.errors import InvalidMessage, TransientError
+from core.subjects import org_of_subject
+from fabric.pull import PullConsumer
 
 if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
     from nats.js import JetStreamContext
     from nats.js.kv import KeyValue
 
-    from app.services import Services
-    from app.settings import Settings
-    from app.sse.hub import Hub
+    from core.settings import Settings
     from db.database import Database
+    from services.hub import Hub
 
 log = logging.getLogger("overwatch.workers")
 
@@ -77,18 +78,6 @@ REPLY_PREFIXES = (b'{"type":', b'{"stream":', b'{"error":')
 NAK_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0)  # seconds, by delivery count
 
 
-class InvalidMessage(Exception):
-    """The message can never be processed; it goes to the dead-letter stream."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class TransientError(Exception):
-    """Processing failed for a reason that may pass (conflict, NATS hiccup); retry later."""
-
-
 @dataclass
 class WorkerContext:
     """Everything a worker may use, built once by the runtime."""
@@ -100,9 +89,9 @@ class WorkerContext:
     kv_registry: KeyValue
     db: Database
     hub: Hub
-    services: Services
     tracer: Tracer = field(default_factory=NoOpTracer)  # a real one only when OTLP export is on
-    node_id: str = "node"  # this node's stable id (``app/cluster/node.py``): names its projection consumers
+    clock: Clock = SYSTEM_CLOCK  # time for time-driven workers (rules, liveness sweep, expiry)
+    node_id: str = "node"  # this node's stable id (``app/node.py``): names its projection consumers
 
 
 @dataclass
@@ -230,13 +219,13 @@ def server_reply(msg: Msg) -> bool:
 
 
 class ConsumerWorker(Worker, abc.ABC):
-    """A worker fed by one durable pull consumer (see ``app.topology.CONSUMERS``)."""
+    """A worker fed by one durable pull consumer (see ``core.topology.CONSUMERS``)."""
 
     stream = ""
     durable = ""
     batch_size = 100
     fetch_timeout = 1.0  # seconds; bounds how long a stop request waits
-    max_deliver = 8  # matches the consumer config in app.topology
+    max_deliver = 8  # matches the consumer config in core.topology
 
     def reject_server_reply(self, msg: Msg) -> None:
         """Raise ``InvalidMessage`` (and count it) when ``msg`` is a server reply; see ``server_reply``.

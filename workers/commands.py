@@ -29,15 +29,16 @@ from typing import Any
 import msgspec
 from nats.aio.msg import Msg
 
-from app import topology
-from app.commands import JournalRecord, external_row
-from app.contracts.commands import CommandAck, CommandMessage
-from app.contracts.common import DecodeError, decode
-from app.directory import EntityDirectory
-from app.errors import Invalid, NotFound
+from core import topology
+from core.contracts.commands import CommandAck, CommandMessage
+from core.contracts.common import DecodeError, decode
+from core.errors import Invalid, InvalidMessage, NotFound, TransientError
 from db import commands as commands_db
 from db.commands import CommandRow
-from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext, server_reply
+from services.commands import CommandService, JournalRecord, external_row
+from services.directory import EntityDirectory
+from services.state_cache import StateCache
+from workers.base import ConsumerWorker, WorkerContext, server_reply
 from workers.projection import Batch, ProjectionWorker, stream_iso
 
 log = logging.getLogger("overwatch.workers.commands")
@@ -95,10 +96,12 @@ class CommandWorker(ConsumerWorker):
     durable = topology.CONSUMER_COMMAND
     batch_size = 200
 
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __init__(self, ctx: WorkerContext, state_cache: StateCache, commands: CommandService) -> None:
         super().__init__(ctx)
+        self.state_cache = state_cache
+        self.commands = commands
         self.came_back: asyncio.Queue[str] = asyncio.Queue()
-        ctx.services.state_cache.on_live_change(self._on_live_change)
+        self.state_cache.on_live_change(self._on_live_change)
 
     def _on_live_change(self, entity_id: str, live: bool, _view: dict[str, object]) -> None:
         if live:
@@ -114,7 +117,7 @@ class CommandWorker(ConsumerWorker):
             await asyncio.gather(side, return_exceptions=True)
 
     async def _dispatch_loop(self) -> None:
-        service = self.ctx.services.commands
+        service = self.commands
         while not self.stopping.is_set():
             try:
                 entity_id = await asyncio.wait_for(self.came_back.get(), 1.0)
@@ -143,7 +146,7 @@ class CommandWorker(ConsumerWorker):
                 raise InvalidMessage(str(exc)) from None
             row = await commands_db.get_command(self.ctx.db, ack.command_id)
             try:
-                self.ctx.services.commands.check_ack(row, ack.command_id, subject.entity_id, subject.org_id)
+                self.commands.check_ack(row, ack.command_id, subject.entity_id, subject.org_id)
             except Invalid as exc:
                 raise InvalidMessage(exc.detail) from None  # another organisation's or entity's command
             except NotFound as exc:
@@ -173,8 +176,9 @@ class CommandProjector(ProjectionWorker):
     batch_size = 500
     overrides_expired = False  # the edge variant: the edge's word replaces an expiry a hub only inferred
 
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __init__(self, ctx: WorkerContext, commands: CommandService) -> None:
         super().__init__(ctx)
+        self.commands = commands
         self.skipped = 0
         self.directory = EntityDirectory(ctx.db, ctx.hub)
 
@@ -204,7 +208,7 @@ class CommandProjector(ProjectionWorker):
                 self.skipped += 1  # the shared worker dead-letters it
         changed: list[CommandRow] = []
         requested: list[CommandRow] = []
-        service = self.ctx.services.commands
+        service = self.commands
         overrides = self.overrides_expired
 
         async def write(conn: Any) -> None:
@@ -233,7 +237,7 @@ class CommandProjector(ProjectionWorker):
     async def _step(
         self, conn: Any, subject: CommandSubject, msg: Msg, requested: list[CommandRow]
     ) -> CommandRow | None:
-        service = self.ctx.services.commands
+        service = self.commands
         when = stream_iso(msg)
         if subject.kind == "state":
             row = decode_record(msg.data, subject)

@@ -1,7 +1,7 @@
 """CotGateway: the operating picture out to TAK (``COT_URL``), CoT senders in (``COT_LISTEN``).
 
 **Out.** Every state-cache change marks its entity dirty; the send loop encodes dirty
-entities (``app.cot.picture``) at most ``COT_MAX_HZ`` times a second each and offers
+entities (``services.cot.picture``) at most ``COT_MAX_HZ`` times a second each and offers
 the events to every outbound link and every client of a TCP listener, in the format
 each wants (CoT XML or TAK protocol v1). Live entities are valid for the offline
 timeout; a live entity that has not changed is re-sent before its stale time; the
@@ -37,21 +37,24 @@ from urllib.parse import quote
 import msgspec
 from nats.js.errors import APIError
 
-from app import topology
-from app.api.schemas import EntityUpdate, OrgCreate
-from app.contracts.common import utc_now
-from app.contracts.registry import EntityRecord
-from app.cot.event import UNKNOWN_ERROR, CotEvent, iso, to_proto, to_xml
-from app.cot.parse import CotRejected, Ping, parse
-from app.cot.picture import entity_events
-from app.cot.transport import Listener, OutLink, TcpPeer
-from app.cot.types import PONG_TYPE, classify
-from app.cot.urls import parse_listen_urls, parse_out_urls
-from app.directory import REGISTRY_TOPIC
-from app.errors import Conflict
-from app.sse.hub import Update
-from app.state_cache import STATE_TOPIC
+from core import topology
+from core.contracts.common import utc_now
+from core.contracts.registry import EntityRecord
+from core.cot_urls import parse_listen_urls, parse_out_urls
+from core.errors import Conflict
+from core.topics import Topic
 from db import registry as registry_db
+from fabric.pubacks import AckedPublisher
+from services.cot.event import UNKNOWN_ERROR, CotEvent, iso, to_proto, to_xml
+from services.cot.parse import CotRejected, Ping, parse
+from services.cot.picture import entity_events
+from services.cot.transport import Listener, OutLink, TcpPeer
+from services.cot.types import PONG_TYPE, classify
+from services.hub import Update
+from services.registry import RegistryService
+from services.schemas import EntityUpdate, OrgCreate
+from services.state_cache import StateCache
+from services.state_view import EntityView
 from workers.base import (
     DLQ_ORIGINAL_SIZE,
     DLQ_REASON,
@@ -63,7 +66,6 @@ from workers.base import (
     Worker,
     WorkerContext,
 )
-from workers.pubacks import AckedPublisher
 
 log = logging.getLogger("overwatch.workers.cot")
 
@@ -120,8 +122,10 @@ class CotGateway(Worker):
 
     name = "cot"
 
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __init__(self, ctx: WorkerContext, state_cache: StateCache, registry: RegistryService) -> None:
         super().__init__(ctx)
+        self.state_cache = state_cache
+        self.registry = registry
         s = ctx.settings
         self.out_urls = parse_out_urls(s.cot_url, s.tak_proto)
         self.listen_urls = parse_listen_urls(s.cot_listen)
@@ -183,7 +187,7 @@ class CotGateway(Worker):
             for listener in self.listeners:
                 await listener.start()
             self.ready.set()
-            self.dirty.update(dict.fromkeys(self.ctx.services.state_cache.all()))
+            self.dirty.update(dict.fromkeys(self.state_cache.all()))
             await self._send_loop()
         finally:
             self.ready.clear()
@@ -194,10 +198,10 @@ class CotGateway(Worker):
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def _on_update(self, update: Update) -> None:
-        if update.topic == STATE_TOPIC:
+        if update.topic == Topic.STATE:
             self.dirty[update.key] = None
             self.wakeup.set()
-        elif update.topic == REGISTRY_TOPIC and update.key.startswith("entity."):
+        elif update.topic == Topic.REGISTRY and update.key.startswith("entity."):
             entity_id = update.key.removeprefix("entity.")
             self.video.pop(entity_id, None)
             self.known.pop(entity_id, None)
@@ -205,8 +209,8 @@ class CotGateway(Worker):
             self.wakeup.set()
 
     # ------------------------------------------------------------ out
-    def _wanted(self, view: dict[str, Any]) -> bool:
-        org = str(view.get("org_id") or "")
+    def _wanted(self, view: EntityView) -> bool:
+        org = view.org_id
         return org in self.out_orgs if self.out_orgs is not None else org != self.org
 
     async def _send_loop(self) -> None:
@@ -261,13 +265,13 @@ class CotGateway(Worker):
         return url
 
     async def _send_entity(self, entity_id: str, now: float) -> None:
-        view = self.ctx.services.state_cache.get(entity_id)
+        view = self.state_cache.view(entity_id)
         if view is None or not self._wanted(view):
             return
-        live = bool(view.get("is_live"))
+        live = view.is_live
         if not live and not self.sent_live.get(entity_id):
             return  # offline, and the tablets already know (or never saw it)
-        video = await self._video_url(entity_id, str(view.get("entity_type") or ""))
+        video = await self._video_url(entity_id, view.entity_type)
         events = entity_events(view, self.stale_s, time.time(), video)
         if not events:
             return
@@ -298,8 +302,8 @@ class CotGateway(Worker):
         """A link (re)connected or a client connected: give it every live entity now."""
         events: list[CotEvent] = []
         wall = time.time()
-        for entity_id, view in self.ctx.services.state_cache.all().items():
-            if view.get("is_live") and "." not in entity_id and self._wanted(view):
+        for entity_id, view in self.state_cache.views().items():
+            if view.is_live and "." not in entity_id and self._wanted(view):
                 events.extend(entity_events(view, self.stale_s, wall, self.video.get(entity_id, "")))
         if not events:
             return
@@ -358,7 +362,7 @@ class CotGateway(Worker):
             # A marker re-typed on a tablet (unknown → hostile) or a renamed callsign.
             update = EntityUpdate(entity_type=entity_type, affiliation=affiliation, name=name)  # type: ignore[arg-type]
             with contextlib.suppress(Exception):
-                await self.ctx.services.registry.update_entity(self.org, entity_id, update)
+                await self.registry.update_entity(self.org, entity_id, update)
             self.known[entity_id] = Known(entity_type, affiliation, name)
         assert self.publisher is not None
         subject = topology.telemetry_subject(self.org, entity_id)
@@ -381,7 +385,7 @@ class CotGateway(Worker):
             self.stats.last_error = str(fut.exception()) if not fut.cancelled() else "cancelled"
 
     async def _register(self, entity_id: str, entity_type: str, affiliation: str, name: str, ev: CotEvent) -> None:
-        registry = self.ctx.services.registry
+        registry = self.registry
         if not self.org_ready:
             with contextlib.suppress(Conflict):
                 await registry.create_org(

@@ -24,21 +24,23 @@ cannot change an edge's (``workers.telemetry.check_owner``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from nats.aio.msg import Msg
 
-from app import topology
-from app.contracts.common import DecodeError, decode
-from app.contracts.events import EntityLifecycleEvent
-from app.contracts.registry import EntityRecord, OrgRecord
-from app.contracts.state import new_state
-from app.directory import EntityDirectory
-from app.errors import Conflict, NotFound
-from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext
+from core import topology
+from core.contracts.common import DecodeError, decode
+from core.contracts.events import EntityLifecycleEvent
+from core.contracts.registry import EntityRecord, OrgRecord
+from core.contracts.state import new_state
+from core.errors import Conflict, InvalidMessage, NotFound, TransientError
+from fabric.state_store import StateStore
+from services.directory import EntityDirectory
+from services.registry import RegistryService
+from workers.base import ConsumerWorker, Worker, WorkerContext
 from workers.commands import CommandProjector
 from workers.events import EventProjector
-from workers.state_store import StateStore
 from workers.telemetry import TelemetryWorker, TrackProjector
 
 log = logging.getLogger("overwatch.workers.edge")
@@ -64,8 +66,9 @@ class EdgeRegistryWorker(ConsumerWorker):
     durable = topology.CONSUMER_EDGE_REGISTRY
     batch_size = 100
 
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __init__(self, ctx: WorkerContext, registry: RegistryService) -> None:
         super().__init__(ctx)
+        self.registry = registry
         self.adopted = 0
         self.refused = 0
 
@@ -76,7 +79,7 @@ class EdgeRegistryWorker(ConsumerWorker):
             raise InvalidMessage(f"unexpected registry key in {msg.subject!r}")
         kind, ident = rest
         deleted = (msg.headers or {}).get(KV_OPERATION) in ("DEL", "PURGE") or not msg.data
-        registry = self.ctx.services.registry
+        registry = self.registry
         if kind == "org":
             if deleted:
                 return  # organisations are shared names: the hub keeps its own
@@ -205,11 +208,17 @@ class EdgeCommandProjector(CommandProjector):
     overrides_expired = True
 
 
-EDGE_WORKERS = (
-    EdgeRegistryWorker,
-    EdgeTelemetryWorker,
-    EdgeEntityWorker,
-    EdgeEventProjector,
-    EdgeTrackProjector,
-    EdgeCommandProjector,
-)
+# (context, the application's services) -> worker; the services object is the app layer's, so typed loosely here.
+EdgeWorkerFactory = Callable[[WorkerContext, Any], Worker]
+
+
+def edge_worker_factories() -> list[EdgeWorkerFactory]:
+    """A hub's edge workers, each given the services it uses (added by ``app/bootstrap.py`` on a hub)."""
+    return [
+        lambda ctx, s: EdgeRegistryWorker(ctx, s.registry),
+        lambda ctx, s: EdgeTelemetryWorker(ctx, s.state_cache),
+        lambda ctx, s: EdgeEntityWorker(ctx),
+        lambda ctx, s: EdgeEventProjector(ctx, s.alerts),
+        lambda ctx, s: EdgeTrackProjector(ctx),
+        lambda ctx, s: EdgeCommandProjector(ctx, s.commands),
+    ]

@@ -24,20 +24,33 @@ from typing import Any
 import msgspec
 from nats.aio.msg import Msg
 
-from app import topology
-from app.contracts.common import DecodeError, decode, utc_now
-from app.contracts.events import EntityLifecycleEvent
-from app.contracts.registry import ENTITY_TYPES, EntityRecord
-from app.contracts.state import STATUS_ALIASES, STATUSES, new_state, status_word
-from app.errors import Conflict
+from core import topology
+from core.camera.pose import PoseError, camera_config
+from core.contracts.common import DecodeError, decode, utc_now
+from core.contracts.events import EntityLifecycleEvent
+from core.contracts.registry import ENTITY_TYPES, EntityRecord
+from core.contracts.state import STATUS_ALIASES, STATUSES, new_state, status_word
+from core.errors import Conflict, InvalidMessage, TransientError
 from db import registry as registry_db
-from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext
-from workers.state_store import StateStore
+from fabric.state_store import StateStore
+from services.registry import RegistryService
+from workers.base import ConsumerWorker, WorkerContext
 
 log = logging.getLogger("overwatch.workers.entity")
 
 MAX_PAYLOAD = 256 * 1024
-ROOT_FIELDS = ("org_id", "entity_type", "name", "priority", "status", "affiliation")
+ROOT_FIELDS = ("org_id", "entity_type", "name", "priority", "status", "affiliation", "camera")
+
+
+def camera_scope(metadata: str) -> dict[str, Any] | None:
+    """The record's ``metadata.camera`` pose (validated when it was written) for the state's ``camera`` root field."""
+    try:
+        value = msgspec.json.decode(metadata or "{}")
+        if not isinstance(value, dict) or "camera" not in value:
+            return None
+        return dict(msgspec.to_builtins(camera_config(value["camera"])))
+    except (msgspec.DecodeError, PoseError):
+        return None  # written by another node's older version, or by hand: no pose rather than a wrong one
 
 
 class EntityWorker(ConsumerWorker):
@@ -48,8 +61,9 @@ class EntityWorker(ConsumerWorker):
     durable = topology.CONSUMER_ENTITY
     batch_size = 200
 
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __init__(self, ctx: WorkerContext, registry: RegistryService) -> None:
         super().__init__(ctx)
+        self.registry = registry
         self.store = StateStore(ctx.kv_state, "registry")
 
     async def handle(self, msg: Msg) -> None:
@@ -96,6 +110,7 @@ class EntityWorker(ConsumerWorker):
             "priority": row.priority,
             "status": row.status,
             "affiliation": row.affiliation,
+            "camera": camera_scope(row.metadata),
         }
 
         def mutate(doc: dict[str, Any]) -> bool:
@@ -104,7 +119,9 @@ class EntityWorker(ConsumerWorker):
                 if key == "status":
                     # Liveness owns active/offline; the registry can only declare an error.
                     value = "error" if value == "error" else ("active" if doc.get("is_live") else "offline")
-                if doc.get(key) != value:
+                if value is None:  # an optional root field the record no longer has
+                    changed = doc.pop(key, None) is not None or changed
+                elif doc.get(key) != value:
                     doc[key] = value
                     changed = True
             return changed
@@ -173,7 +190,7 @@ class EntityWorker(ConsumerWorker):
         except msgspec.ValidationError as exc:
             raise InvalidMessage(f"cannot register entity: {exc}") from None
         try:
-            await self.ctx.services.registry.register_entity(rec)
+            await self.registry.register_entity(rec)
             log.info("entity %s registered itself in organisation %s", data.entity_id, org_id)
         except Conflict:
             pass  # registered meanwhile (another node, or a retry)

@@ -31,18 +31,21 @@ from typing import Any
 import msgspec
 from nats.aio.msg import Msg
 
-from app import topology
-from app.contracts.common import DecodeError, decode, decode_object, utc_now
-from app.contracts.events import DetectionEvent, GenericEvent
-from app.contracts.state import THREAT_ALIASES, THREAT_LEVELS, new_state, threat_word
-from app.directory import EntityDirectory, EntityInfo
-from app.sse.hub import Update
+from core import topology
+from core.contracts.common import DecodeError, decode, decode_object, utc_now
+from core.contracts.events import DetectionEvent, GenericEvent
+from core.contracts.state import THREAT_ALIASES, THREAT_LEVELS, new_state, threat_word
+from core.errors import InvalidMessage, TransientError
+from core.topics import Topic
 from db import detections as detections_db
 from db import retention
 from db.detections import DetectionRow
-from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext, server_reply
+from fabric.state_store import StateStore
+from services.alerts.store import AlertService
+from services.directory import EntityDirectory, EntityInfo
+from services.hub import Update
+from workers.base import ConsumerWorker, WorkerContext, server_reply
 from workers.projection import Batch, ProjectionWorker, RegistryWait, stream_iso, stream_time
-from workers.state_store import StateStore
 from workers.telemetry import check_owner
 
 log = logging.getLogger("overwatch.workers.events")
@@ -52,7 +55,6 @@ THREATS = {"HIGH_THREAT": "high", "MODERATE_THREAT": "elevated"}  # alert severi
 LIVENESS_TYPES = {"bootsequence", "shutdown"}
 LOST_TYPES = {"lost", "object_lost", "detection_lost", "track_lost", "cleared"}
 DEVICE_SEVERITIES = {"critical", "high", "elevated", "warning", "info"}
-DETECTIONS_TOPIC = "detections"
 MAX_EVENT_TYPES = 100  # distinct event types counted by name
 # Ids a device chooses (alert codes, track ids) end up in alert ids, and alert ids in URLs:
 # they follow the subject-token rule, so '/', '.', '?', '#', '%' and ':' never get in.
@@ -232,8 +234,9 @@ class EventProjector(ProjectionWorker):
     projection = "events"
     adopt_durable = topology.CONSUMER_EVENT
 
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __init__(self, ctx: WorkerContext, alerts: AlertService) -> None:
         super().__init__(ctx)
+        self.alerts = alerts
         self.directory = EntityDirectory(ctx.db, ctx.hub)
         self.parser = EventParser(self.directory)
         self.registry = RegistryWait(self.directory, self.stopping)
@@ -291,7 +294,7 @@ class EventProjector(ProjectionWorker):
 
             async def notify() -> None:
                 for entity_id in {r.entity_id for r in rows}:
-                    self.ctx.hub.publish(Update(DETECTIONS_TOPIC, entity_id))
+                    self.ctx.hub.publish(Update(Topic.DETECTIONS, entity_id))
 
             batch.writes.append(write)
             batch.after.append(notify)
@@ -306,7 +309,7 @@ class EventProjector(ProjectionWorker):
         if time.monotonic() - self._last_prune > 300:
             self._last_prune = time.monotonic()
             hours = self.ctx.settings.detection_retention_hours
-            await retention.prune(self.ctx.db, "detections", hours * 3600)
+            await retention.prune(self.ctx.db, "detections", hours * 3600, now=self.ctx.clock.now())
 
     async def _detection(
         self, event: ParsedEvent, det_event: DetectionEvent, at: str, stored: float
@@ -319,7 +322,7 @@ class EventProjector(ProjectionWorker):
         lost = det_event.event_type in LOST_TYPES or det.metadata.get("event_reason") in LOST_TYPES
         entity_id = event.entity_id
         alert_id = f"threat:{entity_id}:{det.track_id}"
-        alerts = self.ctx.services.alerts
+        alerts = self.alerts
         if lost:
             await alerts.clear(alert_id, f"{det.label} no longer detected", at=at)
         elif threat in THREATS:
@@ -337,7 +340,9 @@ class EventProjector(ProjectionWorker):
                 track_id=det.track_id,
                 title=f"{threat.replace('_', ' ').title()}: {det.label} at {event.info.name or entity_id}",
                 reason=reason,
-                data={"label": det.label, "confidence": det.confidence},
+                # Marked so the rules engine never adopts it as a default threat rule's alert and
+                # clears it when the state holds no such track: it is cleared by a ``lost`` event.
+                data={"label": det.label, "confidence": det.confidence, "source": "detection"},
                 at=at,
             )
         return DetectionRow(
@@ -359,9 +364,9 @@ class EventProjector(ProjectionWorker):
         code, message = alert["code"], alert["message"]
         alert_id = f"device:{event.entity_id}:{code}"
         if alert["cleared"]:
-            await self.ctx.services.alerts.clear(alert_id, message, at=at)
+            await self.alerts.clear(alert_id, message, at=at)
             return
-        await self.ctx.services.alerts.raise_alert(
+        await self.alerts.raise_alert(
             alert_id,
             kind="device",
             severity=alert["severity"],

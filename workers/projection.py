@@ -6,7 +6,7 @@ done once for everyone (telemetry into KV) and wrong for what each node keeps fo
 A ``ProjectionWorker`` therefore reads its stream through a consumer of its own:
 
 * **named after the node** (``ow-{node id}-{projection}``; the id lives in the data dir,
-  ``app/cluster/node.py``), ephemeral (``inactive_threshold``: a retired node's consumer
+  ``app/node.py``), ephemeral (``inactive_threshold``: a retired node's consumer
   disappears by itself), in memory, one replica, no acks — JetStream's ordered-consumer
   recipe, driven by pull requests;
 * **resumed from a persisted position**: the last stream sequence applied is stored in
@@ -38,10 +38,10 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from app.directory import EntityDirectory, EntityInfo
 from db import projections as cursors_db
+from fabric.pull import PullConsumer
+from services.directory import EntityDirectory, EntityInfo
 from workers.base import Worker, WorkerContext
-from workers.pull import PullConsumer
 
 log = logging.getLogger("overwatch.workers.projection")
 

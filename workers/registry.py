@@ -5,7 +5,7 @@ the latest value of every key, deletes included, then streams live changes), so 
 node started with an empty database rebuilds the same organisations and entities.
 
 A record that disagrees with its key, or would move an entity to another
-organisation, is refused (``app.registry.RegistryRejected``): logged with the reason,
+organisation, is refused (``services.registry.RegistryRejected``): logged with the reason,
 counted per reason in ``rejected`` and as a failure, and never projected.
 """
 
@@ -16,9 +16,9 @@ import logging
 
 from nats.js.kv import KeyValue
 
-from app.registry import RegistryRejected, apply_registry_entry
+from fabric.watch import follow_bucket
+from services.registry import RegistryRejected, apply_registry_entry
 from workers.base import Worker, WorkerContext
-from workers.watch import follow_bucket
 
 log = logging.getLogger("overwatch.workers.registry")
 

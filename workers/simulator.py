@@ -21,9 +21,9 @@ from typing import Any
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from app import topology
-from app.contracts.commands import CommandAck, CommandMessage, check_params
-from app.contracts.common import DecodeError, decode, encode, utc_now
+from core import topology
+from core.contracts.commands import CommandAck, CommandMessage, check_params
+from core.contracts.common import DecodeError, decode, encode, utc_now
 
 log = logging.getLogger("overwatch.simulator")
 

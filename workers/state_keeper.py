@@ -25,12 +25,13 @@ from typing import Any
 
 from nats.js.errors import NoKeysError
 
-from app.contracts.state import conform, new_state, violations
-from app.templating import parse_time
+from core.contracts.state import conform, new_state, violations
+from core.timefmt import parse_time
 from db import registry as registry_db
 from db.registry import EntityRow
+from fabric.state_store import StateStore
+from services.state_cache import StateCache
 from workers.base import Worker, WorkerContext
-from workers.state_store import StateStore
 
 log = logging.getLogger("overwatch.workers.state_keeper")
 
@@ -43,8 +44,9 @@ class StateKeeper(Worker):
 
     name = "state-keeper"
 
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __init__(self, ctx: WorkerContext, state_cache: StateCache) -> None:
         super().__init__(ctx)
+        self.state_cache = state_cache
         self.store = StateStore(ctx.kv_state, "keeper")
         self.ttl = ctx.settings.state_ttl_hours * 3600.0
         self.interval = min(MAX_INTERVAL, max(0.5, self.ttl / 4))
@@ -100,7 +102,7 @@ class StateKeeper(Worker):
 
     async def tick(self) -> None:
         """Restore values that are missing or expired; conform values that broke the guarantees."""
-        cache = self.ctx.services.state_cache
+        cache = self.state_cache
         expiring = time.time() - self.ttl + self.interval
         for row in await registry_db.list_entities(self.ctx.db, limit=10_000_000):
             view = cache.get(row.entity_id)

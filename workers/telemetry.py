@@ -5,7 +5,7 @@ Bursts coalesce per entity: messages fetched within one write interval are merge
 ``OVERWATCH_TELEMETRY_MAX_HZ`` times per second per entity. A message is acknowledged
 only after the write that contains it succeeded, so ``kill -9`` at any moment loses
 nothing JetStream acknowledged. The liveness sweep marks silent entities offline
-(``workers/state_alerts.py`` turns that transition into an alert and a status event).
+(the default offline rule, ``workers/rules.py``, alerts on it; ``workers/status_events.py`` publishes it).
 
 The worker reads the shared durable ``telemetry-processor`` (each message applied to KV
 once, by one node); tracks are each node's own history, so every node's ``TrackProjector``
@@ -24,18 +24,20 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from app import topology
-from app.contracts.common import DecodeError, decode_object, utc_now
-from app.contracts.state import new_state
-from app.contracts.telemetry import position_of, to_patch
-from app.directory import EntityDirectory, EntityInfo
-from app.templating import parse_time
+from core import topology
+from core.contracts.common import DecodeError, decode_object, utc_now
+from core.contracts.state import new_state
+from core.contracts.telemetry import position_of, to_patch
+from core.errors import InvalidMessage, TransientError
+from core.timefmt import parse_time
 from db import retention
 from db import tracks as tracks_db
 from db.tracks import TrackPoint
-from workers.base import ConsumerWorker, InvalidMessage, TransientError, WorkerContext, server_reply
+from fabric.state_store import Job, StateStore, deep_merge
+from services.directory import EntityDirectory, EntityInfo
+from services.state_cache import StateCache
+from workers.base import ConsumerWorker, WorkerContext, server_reply
 from workers.projection import Batch, ProjectionWorker, RegistryWait, ack_fields
-from workers.state_store import Job, StateStore, deep_merge
 
 log = logging.getLogger("overwatch.workers.telemetry")
 
@@ -82,8 +84,9 @@ class TelemetryWorker(ConsumerWorker):
     durable = topology.CONSUMER_TELEMETRY
     batch_size = 2000
 
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __init__(self, ctx: WorkerContext, state_cache: StateCache) -> None:
         super().__init__(ctx)
+        self.state_cache = state_cache
         s = ctx.settings
         self.store = StateStore(ctx.kv_state, "telemetry")
         self.directory = EntityDirectory(ctx.db, ctx.hub)
@@ -257,13 +260,13 @@ class TelemetryWorker(ConsumerWorker):
     async def sweep(self) -> int:
         """Mark live entities whose last telemetry is older than the timeout offline."""
         timeout = self.ctx.settings.offline_after
-        cache = self.ctx.services.state_cache
-        now = time.time()
+        cache = self.state_cache
+        now = self.ctx.clock.now()
         marked = 0
-        for entity_id, view in list(cache.all().items()):
-            if not view.get("is_live") or "." in entity_id or view.get("edge"):
+        for entity_id, view in list(cache.views().items()):
+            if not view.is_live or "." in entity_id or view.doc.get("edge"):
                 continue  # an edge box says when its entities go offline (its status events)
-            deadline = offline_deadline(view, timeout)
+            deadline = offline_deadline(view.doc, timeout)
             if deadline is None or now < deadline:
                 continue
             if entity_id in self.pending:
@@ -277,7 +280,7 @@ class TelemetryWorker(ConsumerWorker):
 
         def mutate(doc: dict[str, Any]) -> bool:
             deadline = offline_deadline(doc, timeout)
-            if not doc.get("is_live") or (deadline is not None and time.time() < deadline):
+            if not doc.get("is_live") or (deadline is not None and self.ctx.clock.now() < deadline):
                 return False  # fresh telemetry arrived (maybe on another node)
             doc["is_live"] = False
             if doc.get("status") != "error":
@@ -465,4 +468,5 @@ class TrackProjector(ProjectionWorker):
     async def _maybe_prune(self) -> None:
         if time.monotonic() - self._last_prune > 300:
             self._last_prune = time.monotonic()
-            await retention.prune(self.ctx.db, "tracks", self.ctx.settings.track_retention_hours * 3600)
+            keep_s = self.ctx.settings.track_retention_hours * 3600
+            await retention.prune(self.ctx.db, "tracks", keep_s, now=self.ctx.clock.now())

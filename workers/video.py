@@ -13,8 +13,9 @@ import time
 
 from nats.aio.msg import Msg
 
-from app import topology
-from app.directory import EntityDirectory
+from core import topology
+from services.directory import EntityDirectory
+from services.video import VideoRegistry
 from workers.base import Worker, WorkerContext
 
 log = logging.getLogger("overwatch.workers.video")
@@ -28,8 +29,9 @@ class VideoWorker(Worker):
 
     name = "video"
 
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __init__(self, ctx: WorkerContext, video: VideoRegistry) -> None:
         super().__init__(ctx)
+        self.video = video
         self.directory = EntityDirectory(ctx.db, ctx.hub)
         self._last_dlq: dict[str, float] = {}
 
@@ -65,7 +67,7 @@ class VideoWorker(Worker):
         headers = msg.headers or {}
         width, height = _int(headers.get("Width")), _int(headers.get("Height"))
         annotated = headers.get("Annotated", "").lower() == "true"
-        await self.ctx.services.video.put(entity_id, msg.data, width, height, annotated)
+        await self.video.put(entity_id, msg.data, width, height, annotated)
         self.stats.processed += 1
         self.stats.last_message_at = time.time()
 

@@ -9,7 +9,7 @@
 "use strict";
 
 var MUX = "/events/mux";
-var MAX_STREAMS = 64; // the server's limit per connection (app/sse/mux.py)
+var MAX_STREAMS = 64; // the server's limit per connection (web/sse/mux.py)
 var MAX_QUERY = 12000; // characters of stream list in one request line
 var DEBOUNCE_MS = 30;
 var VIDEO_BUDGET_FPS = 30; // frames per second for all camera images of this browser together

@@ -30,6 +30,88 @@ if (el && !el.dataset.ready) {
   const markers = new Map();
   let fitted = false;
 
+  // Cameras: field-of-view footprints, and their tracked objects at their projected ground positions
+  // (markers coloured by threat, short trails kept here, a click opens the camera with the track picked).
+  const cameras = new Map();  // camera id → { footprint, objects: Map(track id → entry) }
+  const TRAIL = 20;  // positions kept per track
+  const toggle = document.getElementById("show-tracks");
+  const showTracks = () => !toggle || toggle.checked;
+
+  function cameraGeojson() {
+    const prints = [], trails = [];
+    for (const [id, cam] of cameras) {
+      if (cam.footprint) {
+        prints.push({ type: "Feature", properties: { id }, geometry: { type: "Polygon", coordinates: [cam.footprint] } });
+      }
+      for (const [tid, o] of cam.objects) {
+        if (o.trail.length > 1) {
+          trails.push({ type: "Feature", properties: { id: tid, threat: o.threat }, geometry: { type: "LineString", coordinates: o.trail } });
+        }
+      }
+    }
+    if (map.getSource("footprints")) {
+      map.getSource("footprints").setData({ type: "FeatureCollection", features: prints });
+      map.getSource("track-trails").setData({ type: "FeatureCollection", features: trails });
+    }
+    el.dataset.footprints = String(prints.length);
+  }
+
+  function updateCamera(m) {
+    const layer = m.camera;
+    let cam = cameras.get(m.id);
+    if (!layer) {
+      if (cam) { cam.objects.forEach((o) => o.marker.remove()); cameras.delete(m.id); cameraGeojson(); }
+      return;
+    }
+    if (!cam) { cam = { footprint: null, objects: new Map() }; cameras.set(m.id, cam); }
+    cam.footprint = layer.footprint;
+    const seen = new Set();
+    for (const o of layer.objects) {
+      seen.add(o.id);
+      let entry = cam.objects.get(o.id);
+      if (!entry) {
+        const node = document.createElement("button");
+        node.type = "button";
+        node.className = "track-marker";
+        node.dataset.trackId = o.id;
+        node.dataset.camera = m.id;
+        node.hidden = !showTracks();
+        node.addEventListener("click", (e) => {
+          e.stopPropagation();
+          window.location.href = "/entities/" + encodeURIComponent(m.id) + "?track=" + encodeURIComponent(o.id);
+        });
+        const marker = new maplibregl.Marker({ element: node }).setLngLat([o.lon, o.lat]).addTo(map);
+        entry = { marker, node, trail: [] };
+        cam.objects.set(o.id, entry);
+      }
+      if (entry.threat !== o.threat) {  // classList: MapLibre's own marker classes must stay
+        if (entry.threat) { entry.node.classList.remove("threat-" + entry.threat.toLowerCase()); }
+        entry.node.classList.add("threat-" + o.threat.toLowerCase());
+        entry.threat = o.threat;
+      }
+      entry.node.title = o.label + " · " + o.threat.replace(/_/g, " ").toLowerCase() + " · " + m.name;
+      entry.node.dataset.lat = String(o.lat);
+      entry.node.dataset.lon = String(o.lon);
+      entry.marker.setLngLat([o.lon, o.lat]);
+      const last = entry.trail[entry.trail.length - 1];
+      if (!last || last[0] !== o.lon || last[1] !== o.lat) {
+        entry.trail.push([o.lon, o.lat]);
+        if (entry.trail.length > TRAIL) { entry.trail.shift(); }
+      }
+    }
+    for (const [tid, entry] of cam.objects) {
+      if (!seen.has(tid)) { entry.marker.remove(); cam.objects.delete(tid); }
+    }
+    cameraGeojson();
+    el.dataset.tracks = String([...cameras.values()].reduce((n, c) => n + c.objects.size, 0));
+  }
+
+  toggle?.addEventListener("change", () => {
+    const on = showTracks();
+    for (const cam of cameras.values()) { cam.objects.forEach((o) => { o.node.hidden = !on; }); }
+    if (map.getLayer("track-trails")) { map.setLayoutProperty("track-trails", "visibility", on ? "visible" : "none"); }
+  });
+
   function addDetail() {
     if (!el.dataset.pmtiles || !window.pmtiles) { return; }
     const protocol = new window.pmtiles.Protocol();
@@ -97,6 +179,7 @@ if (el && !el.dataset.ready) {
   }
 
   function upsert(m) {
+    updateCamera(m);  // a fixed camera may have a pose (and objects) without a telemetry position
     if (m.lat == null || m.lon == null) { return; }
     let entry = markers.get(m.id);
     if (!entry) {
@@ -116,7 +199,13 @@ if (el && !el.dataset.ready) {
       markers.set(m.id, entry);
     }
     entry.marker.setLngLat([m.lon, m.lat]);
-    entry.node.className = "map-marker state-" + m.state;
+    // classList, not className: MapLibre's maplibregl-marker class (position: absolute) must stay, or
+    // each marker is laid out below the previous one and drawn that far from its position.
+    if (entry.state !== m.state) {
+      if (entry.state) { entry.node.classList.remove("state-" + entry.state); }
+      entry.node.classList.add("state-" + m.state);
+      entry.state = m.state;
+    }
     entry.node.dataset.sidc = m.sidc || "";
     entry.label.textContent = m.name;
     entry.symbol.alt = (m.affiliation || "friend") + " " + m.type.replace(/_/g, " ");
@@ -135,7 +224,7 @@ if (el && !el.dataset.ready) {
   function reset(list) {
     const seen = new Set(list.map((m) => m.id));
     for (const [id, entry] of markers) {
-      if (!seen.has(id)) { entry.marker.remove(); markers.delete(id); }
+      if (!seen.has(id)) { entry.marker.remove(); markers.delete(id); updateCamera({ id }); }
     }
     list.forEach(upsert);
     const pts = list.filter((m) => m.lat != null);
@@ -158,6 +247,15 @@ if (el && !el.dataset.ready) {
   map.on("load", () => {
     map.addSource("trails", { type: "geojson", data: { type: "FeatureCollection", features: [] } });
     map.addLayer({ id: "trails", type: "line", source: "trails", paint: { "line-color": "#39c5bb", "line-width": 2, "line-opacity": 0.6 } });
+    const empty = { type: "FeatureCollection", features: [] };
+    map.addSource("footprints", { type: "geojson", data: empty });
+    map.addLayer({ id: "footprints", type: "fill", source: "footprints", paint: { "fill-color": "#f2c14e", "fill-opacity": 0.15 } });
+    map.addLayer({ id: "footprints-edge", type: "line", source: "footprints", paint: { "line-color": "#f2c14e", "line-width": 1.5 } });
+    map.addSource("track-trails", { type: "geojson", data: empty });
+    map.addLayer({ id: "track-trails", type: "line", source: "track-trails", paint: {
+      "line-width": 2, "line-opacity": 0.8,
+      "line-color": ["match", ["get", "threat"], "HIGH_THREAT", "#ff4d4d", "MODERATE_THREAT", "#ffa500", "#5ad85a"] } });
+    cameraGeojson();
     addDetail();
     addMbtiles();
     loadTrails();

@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
-from app import topology
-from app.api.schemas import CommandCreate, EntityCreate, OrgCreate
 from app.main import create_app
 from app.runtime import Runtime
+from core import topology
 from db import audit as audit_db
+from services.schemas import CommandCreate, EntityCreate, OrgCreate
 from tests.app.test_auth_flow import PASSWORD, csrf_from, login
 from tests.helpers import eventually, seed, state, telemetry
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from app.templating import ago
+from web.templating import ago
 
 
 def test_ago_reads_epoch_milliseconds_and_iso_alike() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from app import topology
 from app.runtime import Runtime
+from core import topology
 from tests.helpers import eventually, telemetry
 
 V1 = "/api/v1/organizations"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 import httpx
@@ -11,6 +10,7 @@ import pytest
 
 from app.runtime import Runtime
 from db import audit as audit_db
+from tests.helpers import ManualClock
 
 PASSWORD = "correct horse battery"
 
@@ -101,7 +101,8 @@ async def test_security_headers(client: httpx.AsyncClient, path: str) -> None:
 async def test_lockout_after_failures_refuses_without_checking(make_runtime: Any) -> None:
     from app.main import create_app
 
-    rt: Runtime = await make_runtime(lockout_minutes=0.02)  # 1.2 s
+    clock = ManualClock()
+    rt: Runtime = await make_runtime(clock=clock)
     await make_user(rt, "target@example.com", "viewer")
     transport = httpx.ASGITransport(app=create_app(rt))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
@@ -113,7 +114,9 @@ async def test_lockout_after_failures_refuses_without_checking(make_runtime: Any
         assert refused and "password not checked" in refused[0].detail
         locks = await audit_db.query_audit(rt.db, action="user.lock")
         assert len(locks) == 1
-        time.sleep(1.3)
+        clock.advance(rt.settings.lockout_minutes * 60 - 1)
+        assert (await login(c, "target@example.com")).status_code == 401  # a second before the lock ends
+        clock.advance(2)
         assert (await login(c, "target@example.com")).status_code == 303
         unlocks = await audit_db.query_audit(rt.db, action="user.unlock")
         assert unlocks and unlocks[0].detail == "lockout expired"
@@ -122,13 +125,17 @@ async def test_lockout_after_failures_refuses_without_checking(make_runtime: Any
 async def test_idle_session_expires(make_runtime: Any) -> None:
     from app.main import create_app
 
-    rt: Runtime = await make_runtime(session_idle_minutes=0.01)  # 0.6 s
+    clock = ManualClock()
+    rt: Runtime = await make_runtime(clock=clock)
     await make_user(rt, "idle@example.com", "viewer")
     transport = httpx.ASGITransport(app=create_app(rt))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         await login(c, "idle@example.com")
         assert (await c.get("/api/v1/organizations")).status_code == 200
-        time.sleep(0.8)
+        idle = rt.settings.session_idle_minutes * 60
+        clock.advance(idle - 1)
+        assert (await c.get("/api/v1/organizations")).status_code == 200  # still within the idle time: touched
+        clock.advance(idle + 1)
         assert (await c.get("/api/v1/organizations")).status_code == 401
 
 

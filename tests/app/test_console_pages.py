@@ -6,8 +6,8 @@ import httpx
 import pytest
 from bs4 import BeautifulSoup
 
-from app import topology
 from app.runtime import Runtime
+from core import topology
 from tests.helpers import eventually, seed, telemetry
 
 
@@ -74,7 +74,7 @@ async def test_entity_page_regions(client: httpx.AsyncClient, fleet: list[str], 
 
 
 async def seed_camera(runtime: Runtime) -> str:
-    from app.api.schemas import EntityCreate
+    from services.schemas import EntityCreate
 
     rec = await runtime.services.registry.create_entity(
         "org1", EntityCreate(entity_id="cam-x", entity_type="isr_sensor", name="Cam")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from app.contracts.common import DecodeError, decode
-from app.contracts.events import DetectionEvent
-from app.contracts.registry import EntityRecord
-from app.contracts.state import EntityState, conform, new_state, status_word, threat_distribution, violations
-from app.contracts.telemetry import mavlink_to_scopes, position_of, to_patch
+from core.contracts.common import DecodeError, decode
+from core.contracts.events import DetectionEvent
+from core.contracts.registry import EntityRecord
+from core.contracts.state import EntityState, conform, new_state, status_word, threat_distribution, violations
+from core.contracts.telemetry import mavlink_to_scopes, position_of, to_patch
 
 NOW = "2026-01-01T00:00:00.000Z"
 

@@ -7,8 +7,8 @@ import socket
 import pytest
 
 from app.cli import main
-from app.cot.event import CotEvent
-from app.cot.parse import parse
+from services.cot.event import CotEvent
+from services.cot.parse import parse
 
 
 @pytest.mark.parametrize("proto", ["0", "1"])

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from app import topology
-from app.cot.event import CotEvent, to_proto
-from app.cot.parse import CotRejected, Ping, StreamSplitter, parse
 from app.runtime import Runtime
+from core import topology
+from services.cot.event import CotEvent, to_proto
+from services.cot.parse import CotRejected, Ping, StreamSplitter, parse
 from tests.app.test_cot_in import atak_pli
 from tests.app.test_cot_out import tcp_port, udp_port
 from tests.helpers import dlq, eventually
@@ -174,7 +174,7 @@ async def _cot_letters(rt: Runtime) -> list[Any] | None:
 
 @pytest.mark.timeout(60)
 async def test_a_connection_flood_is_turned_away_and_the_listener_keeps_serving(make_runtime: Any) -> None:
-    from app.cot.transport import MAX_PEERS
+    from services.cot.transport import MAX_PEERS
 
     tcp = tcp_port()
     rt: Runtime = await make_runtime(cot_listen=f"tcp://127.0.0.1:{tcp}")

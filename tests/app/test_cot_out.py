@@ -18,13 +18,13 @@ import pytest
 import takproto
 from lxml import etree
 
-from app.cot.types import cot_type
 from app.demo import DEMO_FLEET, seed_demo, start_demo_fleet
 from app.runtime import Runtime
-from app.sse.hub import Update
+from fabric.state_store import StateStore
+from services.cot.types import cot_type
+from services.hub import Update
 from tests.helpers import eventually
 from workers.simulator import FaultConfig
-from workers.state_store import StateStore
 
 Received = list[tuple[float, dict[str, Any]]]
 
@@ -167,8 +167,17 @@ async def test_every_live_demo_entity_reaches_pytak_receivers_within_two_seconds
         cache = rt.services.state_cache
         await eventually(lambda: all((cache.get(e) or {}).get("is_live") for e in ids), what="demo fleet live")
         window_start = time.monotonic()
-        await asyncio.sleep(4.0)
         window_end = window_start + 2.0  # every KV update in the first two seconds, checked over the next two
+        # Four seconds of traffic: closed once every receiver has had an event after them (each one's events
+        # arrive in order, so all of the window's events have arrived by then).
+        await eventually(
+            lambda: all(
+                any(t > window_start + 4.0 for t, _ev in received)
+                for received in (got_xml, got_mesh, got_stream, got_pytak_tcp)
+            ),
+            timeout=15,
+            what="every receiver past the four-second window",
+        )
 
         for name, received in (("xml/udp", got_xml), ("mesh/udp", got_mesh), ("stream/tcp", got_stream)):
             for at, entity_id, _view in kv_updates:

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
-from app import topology
 from app.runtime import Runtime
+from core import topology
 from tests.app.test_cot_out import tcp_port
 from tests.helpers import eventually, seed, telemetry
 

@@ -7,53 +7,20 @@ unknown entity is applied by its worker once the entity exists and it is replaye
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from nats.js.api import RawStreamMsg
 
-from app import topology
-from app.api.schemas import EntityCreate
-from app.contracts.registry import Position
-from app.main import create_app
-from app.nats_data.dlq import DeadLetters
 from app.runtime import Runtime
+from core import topology
+from core.contracts.registry import Position
 from db import audit as audit_db
+from services.schemas import EntityCreate
 from tests.helpers import dlq, eventually, seed, state, telemetry
 from workers import base
 
 DLQ_SUBJECT = topology.dlq_subject(topology.STREAM_TELEMETRY)
-
-
-async def _client(runtime: Runtime, scopes: list[str], org: str | None) -> httpx.AsyncClient:
-    key = await runtime.services.apikeys.create("tests", f"dlq-{'-'.join(scopes)}-{org}", scopes, org)
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(runtime)),
-        base_url="http://testserver",
-        headers={"Authorization": f"Bearer {key.key}"},
-    )
-
-
-@pytest.fixture
-async def viewer(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    """Read-only over every organisation."""
-    async with await _client(runtime, ["read"], None) as c:
-        yield c
-
-
-@pytest.fixture
-async def org1_operator(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    """Operator of org1 only."""
-    async with await _client(runtime, ["read", "commands"], "org1") as c:
-        yield c
-
-
-@pytest.fixture
-async def org2_operator(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    """Operator of org2 only."""
-    async with await _client(runtime, ["read", "commands"], "org2") as c:
-        yield c
 
 
 async def _dead_letter(runtime: Runtime, org: str, entity: str, reason: str, payload: bytes = b"{}") -> int:
@@ -99,7 +66,7 @@ async def test_invalid_message_replayed_dead_letters_again(runtime: Runtime, org
     replayed = await runtime.js.get_msg(topology.STREAM_TELEMETRY, before + 1)
     assert replayed.subject == subject and replayed.data == first.data
     assert not any(k.startswith("Overwatch-Dlq") for k in (replayed.headers or {}))
-    assert await DeadLetters(runtime).get(first.seq) is None
+    assert await runtime.services.nats_dlq.get(first.seq) is None
     # ... and, still invalid, it is dead-lettered again: one message in the queue, a new sequence.
     again = await eventually(lambda: _after(runtime, first.seq), 15, what="second dead letter")
     assert len(await dlq(runtime.js)) == 1 and again.headers[base.DLQ_SUBJECT] == subject

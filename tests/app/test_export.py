@@ -16,12 +16,12 @@ from fastkml import kml as fastkml
 from fastkml import validator
 from lxml import etree
 
-from app.api.schemas import EntityCreate, EntityUpdate
 from app.demo import DEMO_FLEET, seed_demo, start_demo_fleet
 from app.main import create_app
 from app.runtime import Runtime
 from db import tracks as tracks_db
 from db.tracks import TrackPoint
+from services.schemas import EntityCreate, EntityUpdate
 from tests.helpers import eventually
 from workers.simulator import FaultConfig
 
@@ -144,7 +144,7 @@ async def test_exports_of_the_demo_validate_and_hold_every_entity_and_the_track_
 async def test_exports_keep_to_the_callers_organisations(runtime: Runtime, anon_client: httpx.AsyncClient) -> None:
     await seed_demo(runtime)
     registry = runtime.services.registry
-    from app.api.schemas import OrgCreate
+    from services.schemas import OrgCreate
 
     await registry.create_org(OrgCreate(org_id="other", name="Other", org_type="civilian"))
     await registry.create_entity("other", EntityCreate(entity_id="o-1", name="O", entity_type="sensor_platform"))

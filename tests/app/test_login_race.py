@@ -14,9 +14,9 @@ import re
 import httpx
 import pytest
 
-from app.auth.users import REFUSED
 from app.runtime import Runtime
 from db import audit as audit_db
+from services.auth.users import REFUSED
 from tests.conftest import LiveServer
 
 PASSWORD = "correct horse battery"

@@ -9,11 +9,11 @@ import httpx
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.api.schemas import EntityCreate
 from app.main import create_app
-from app.metrics.sampler import Sampler
 from app.runtime import Runtime
 from db import metrics as metrics_db
+from services.metrics.sampler import Sampler
+from services.schemas import EntityCreate
 from tests.helpers import eventually, seed
 
 PIPELINE = {
@@ -57,7 +57,7 @@ async def test_metrics_parse_and_have_worker_sse_http_and_detection_series(
     assert response.headers["content-type"].startswith("text/plain")
     found = samples(response.text)
     workers = {s.labels["worker"] for s in found["overwatch_worker_processed_total"]}
-    assert {"telemetry", "rules", "state-alerts"} <= workers, workers
+    assert {"telemetry", "rules", "status-events"} <= workers, workers
     assert "overwatch_worker_dead_lettered_total" in found and "overwatch_worker_failed_total" in found
     assert {s.labels["consumer"] for s in found["overwatch_consumer_lag"]} >= {"telemetry-processor"}
     assert "overwatch_sse_clients" in found
@@ -89,7 +89,8 @@ async def test_metrics_need_credentials_unless_public(
 
 async def test_sampler_stores_prunes_and_the_page_charts_it(runtime: Runtime, client: httpx.AsyncClient) -> None:
     await _camera(runtime)
-    sampler = Sampler(runtime)
+    s = runtime.settings
+    sampler = Sampler(runtime.metrics, runtime.db, runtime.hub, s.metrics_interval, s.metrics_retention_hours)
     await metrics_db.insert_samples(runtime.db, time.time() - 30 * 3600, [("sse.clients", 1.0)])  # beyond retention
     for _ in range(3):
         await client.get("/fleet")

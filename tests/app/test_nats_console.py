@@ -7,24 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import html
-from collections.abc import AsyncIterator
+import re
 from datetime import UTC, datetime
 
 import httpx
 import msgspec
-import pytest
 from nats.js.api import RetentionPolicy, StreamConfig
 
-from app import topology
-from app.main import create_app
-from app.nats_console import health
-from app.nats_console.messages import page_backward, page_forward
-from app.nats_console.service import console_for, subject_tree
-from app.nats_console.subjects import org_of_subject, visibility
-from app.nats_console.tail import subject_matches
 from app.runtime import Runtime
+from core import topology
+from core.subjects import org_of_subject, visibility
 from db import audit as audit_db
+from fabric.messages import page_backward, page_forward
+from services.nats_console import health
+from services.nats_console.messages import subject_matches
+from services.nats_console.streams import subject_tree
 from tests.conftest import LiveServer
+from tests.helpers import eventually
 
 ALL = health.HealthInputs(
     lag=0, ack_pending=0, max_ack_pending=1000, processing_ratio=1.0, redelivery_ratio=0.0, connection="stable"
@@ -88,40 +87,15 @@ def test_subject_layout_org_tokens() -> None:
 
 
 # ---------------------------------------------------------------- fixtures
-async def _client(runtime: Runtime, scopes: list[str], org: str | None) -> httpx.AsyncClient:
-    key = await runtime.services.apikeys.create("tests", f"k-{'-'.join(scopes)}-{org}", scopes, org)
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(runtime)),
-        base_url="http://testserver",
-        headers={"Authorization": f"Bearer {key.key}"},
-    )
-
-
-@pytest.fixture
-async def viewer(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    """A read-only caller over every organisation."""
-    c = await _client(runtime, ["read"], None)
-    async with c:
-        yield c
-
-
-@pytest.fixture
-async def org1_viewer(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    """A read-only caller who sees only ``org1``."""
-    c = await _client(runtime, ["read"], "org1")
-    async with c:
-        yield c
-
-
 async def _browse_stream(runtime: Runtime, n: int = 300) -> datetime:
     """``BROWSE`` with ``n`` messages on two subjects; returns the time just before message n/2 + 1."""
     await runtime.js.add_stream(StreamConfig(name="BROWSE", subjects=["browse.>"], allow_direct=True))
     middle = datetime.now(UTC)
     for i in range(1, n + 1):
         if i == n // 2 + 1:
-            await asyncio.sleep(0.02)
+            # Message n/2 was stamped by the server before its ack came back, and message n/2 + 1 is stamped
+            # after this publish starts: one clock (this machine's) orders the three, with a round trip between.
             middle = datetime.now(UTC)
-            await asyncio.sleep(0.02)
         await runtime.js.publish("browse.a" if i % 2 else "browse.b", f'{{"i": {i}}}'.encode())
     return middle
 
@@ -133,7 +107,7 @@ async def test_stream_list_detail_and_subject_counts(runtime: Runtime, client: h
     assert page.status_code == 200
     for name in ("BROWSE", topology.STREAM_TELEMETRY, topology.STREAM_COMMANDS):
         assert name in page.text
-    detail = await console_for(runtime).stream("BROWSE", None)
+    detail = await runtime.services.nats_streams.stream("BROWSE", None)
     assert detail.row.messages == 30 and detail.row.first_seq == 1 and detail.row.last_seq == 30
     counts = {n.path: n.count for n in detail.subjects}
     assert counts == {"browse": 30, "browse.a": 15, "browse.b": 15}
@@ -145,14 +119,18 @@ async def test_stream_list_detail_and_subject_counts(runtime: Runtime, client: h
 
 async def test_rate_needs_two_samples(runtime: Runtime) -> None:
     await _browse_stream(runtime, 10)
-    console = console_for(runtime)
+    console = runtime.services.nats_streams
     rows = {r.name: r for r in await console.streams()}
     assert rows["BROWSE"].rate is None
-    await asyncio.sleep(1.1)
     for _ in range(22):
         await runtime.js.publish("browse.a", b"{}")
-    rate = {r.name: r for r in await console.streams()}["BROWSE"].rate
-    assert rate is not None and 10 < rate < 25
+
+    async def rate() -> float | None:
+        return {r.name: r for r in await console.streams()}["BROWSE"].rate
+
+    # A rate once two samples are at least a second apart: 22 messages over just over a second.
+    measured = await eventually(rate, timeout=5, what="a rate")
+    assert 10 < measured < 25
 
 
 async def test_consumers_pages_show_health(runtime: Runtime, client: httpx.AsyncClient) -> None:
@@ -170,18 +148,18 @@ async def test_purge_dry_run_then_by_subject_admin_only(
     await _browse_stream(runtime, 40)
     preview = await client.get("/nats/streams/BROWSE/purge", params={"subject": "browse.a"})
     assert preview.status_code == 200 and 'id="purge-count">20<' in preview.text
-    assert (await console_for(runtime).info("BROWSE"))["state"]["messages"] == 40  # a dry run purges nothing
+    assert (await runtime.services.nats_streams.info("BROWSE"))["state"]["messages"] == 40  # a dry run purges nothing
     # Viewers see no purge controls and are refused when calling them directly.
     vpage = await viewer.get("/nats/streams/BROWSE")
     assert vpage.status_code == 200 and "nats-purge" not in vpage.text and "Dry run" not in vpage.text
     assert (await viewer.get("/nats/streams/BROWSE/purge")).status_code == 403
     assert (await viewer.post("/nats/streams/BROWSE/purge", data={"subject": "browse.a"})).status_code == 403
-    assert (await console_for(runtime).info("BROWSE"))["state"]["messages"] == 40
+    assert (await runtime.services.nats_streams.info("BROWSE"))["state"]["messages"] == 40
     done = await client.post("/nats/streams/BROWSE/purge", data={"subject": "browse.a"})
     assert done.status_code == 303 and done.headers["location"].endswith("purged=20")
-    state = (await console_for(runtime).info("BROWSE"))["state"]
+    state = (await runtime.services.nats_streams.info("BROWSE"))["state"]
     assert state["messages"] == 20
-    assert await console_for(runtime).subject_counts("BROWSE") == {"browse.b": 20}
+    assert await runtime.services.nats_streams.subject_counts("BROWSE") == {"browse.b": 20}
     rows = await audit_db.query_audit(runtime.db, action="nats.stream.purge")
     assert rows and rows[0].target == "BROWSE" and "purged=20" in rows[0].detail
     assert (await client.get("/nats/streams/BROWSE/purge", params={"subject": "bad subject"})).status_code == 422
@@ -192,8 +170,8 @@ async def test_purge_dry_run_then_by_subject_admin_only(
 # ---------------------------------------------------------------- message browser
 async def test_paging_by_sequence_and_time(runtime: Runtime, client: httpx.AsyncClient) -> None:
     middle = await _browse_stream(runtime, 300)
-    console = console_for(runtime)
-    row = console._row(await console.info("BROWSE"))
+    console = runtime.services.nats_streams
+    row = await console.row("BROWSE")
     reader = console.reader(row)
     every = visibility(None)
     bounds = (row.first_seq, row.last_seq)
@@ -244,8 +222,8 @@ async def test_empty_and_work_queue_streams_browse_without_consumers(
         assert page.status_code == 200 and "/nats/messages/WORK/4" in page.text or "work.job3" in page.text
     assert (await client.get("/nats/messages/WORK/3")).status_code == 200
     assert (await client.get("/nats/streams/WORK")).status_code == 200
-    assert (await console_for(runtime).info("WORK"))["state"]["consumer_count"] == 0
-    assert (await console_for(runtime).info("WORK"))["state"]["messages"] == 5
+    assert (await runtime.services.nats_streams.info("WORK"))["state"]["consumer_count"] == 0
+    assert (await runtime.services.nats_streams.info("WORK"))["state"]["messages"] == 5
 
 
 async def test_binary_large_and_hostile_payloads(runtime: Runtime, client: httpx.AsyncClient) -> None:
@@ -272,7 +250,7 @@ async def test_org_scoped_callers_see_only_their_subjects(
     runtime: Runtime, client: httpx.AsyncClient, org1_viewer: httpx.AsyncClient
 ) -> None:
     stream = topology.STREAM_COMMANDS
-    before = (await console_for(runtime).info(stream))["state"]["last_seq"]
+    before = (await runtime.services.nats_streams.info(stream))["state"]["last_seq"]
     for org in ("org1", "org2", "org1"):
         await runtime.js.publish(topology.command_ack_subject(org, "e1"), b'{"status": "accepted"}')
     await runtime.js.publish(topology.dlq_subject("X"), b"{}")
@@ -314,14 +292,19 @@ async def test_tail_streams_new_messages_with_rate_cap_and_org_filter(
     url = f"{live_server.url}/events/nats-tail?stream={topology.STREAM_COMMANDS}"
     events: list[tuple[str, str]] = []
     reader = asyncio.create_task(_read_events(url, headers, events))
-    while not any(n == "nats-tail-status" for n, _ in events):
-        await asyncio.sleep(0.05)
+    await eventually(lambda: any(n == "nats-tail-status" for n, _ in events), what="the first status")
     assert runtime.nc is not None
     await runtime.nc.publish(topology.command_ack_subject("org2", "e9"), b"other org")
     for i in range(100):  # a burst: 20 pass, the rest are counted as skipped
         await runtime.nc.publish(topology.command_ack_subject("org1", "e1"), f"burst {i}".encode())
     await runtime.nc.flush()
-    await asyncio.sleep(2.5)
+
+    def accounted() -> bool:
+        # A status that counts all 100 of org1's messages, shown or skipped, comes after every row it counts.
+        counts = [re.search(r"(\d+) shown · (\d+) skipped", d) for n, d in events if n == "nats-tail-status"]
+        return any(m and int(m[1]) + int(m[2]) == 100 for m in counts)
+
+    await eventually(accounted, timeout=10, what="a status counting the whole burst")
     reader.cancel()
     rows = [d for n, d in events if n == "nats-tail-row"]
     assert rows and all("org2" not in d for d in rows)

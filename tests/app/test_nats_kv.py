@@ -8,18 +8,16 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
 
 import httpx
 import msgspec
 import pytest
 from nats.js.api import KeyValueConfig
 
-from app import topology
-from app.main import create_app
-from app.nats_data.values import format_value, line_diff
 from app.runtime import Runtime
+from core import topology
 from db import audit as audit_db
+from services.nats_console.values import format_value, line_diff
 from tests.conftest import LiveServer
 from tests.helpers import eventually, seed
 
@@ -43,43 +41,6 @@ def test_value_formatting_and_line_diff() -> None:
 
 
 # ---------------------------------------------------------------- fixtures
-async def _client(runtime: Runtime, scopes: list[str], org: str | None) -> httpx.AsyncClient:
-    key = await runtime.services.apikeys.create("tests", f"kv-{'-'.join(scopes)}-{org}", scopes, org)
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(runtime)),
-        base_url="http://testserver",
-        headers={"Authorization": f"Bearer {key.key}"},
-    )
-
-
-@pytest.fixture
-async def viewer(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    """Read-only over every organisation."""
-    async with await _client(runtime, ["read"], None) as c:
-        yield c
-
-
-@pytest.fixture
-async def operator(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    """Operator over every organisation (commands, no admin)."""
-    async with await _client(runtime, ["read", "commands"], None) as c:
-        yield c
-
-
-@pytest.fixture
-async def org1_viewer(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    """Read-only, sees only org1."""
-    async with await _client(runtime, ["read"], "org1") as c:
-        yield c
-
-
-@pytest.fixture
-async def org1_admin(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    """Admin of org1 only."""
-    async with await _client(runtime, ["read", "commands", "admin"], "org1") as c:
-        yield c
-
-
 async def _two_orgs(runtime: Runtime) -> None:
     """org1 with ent-0/ent-1, org2 with other-0; state values, a dotted sub-key of each org."""
     await seed(runtime, "org1", 2, prefix="ent")

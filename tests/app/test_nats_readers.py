@@ -18,22 +18,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import msgspec
 import nats
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 
-from app import topology
-from app.api.schemas import EntityCreate
-from app.auth.apikeys import NewKey
-from app.errors import Invalid
 from app.main import create_app
-from app.nats_auth import inbox_prefix, state_bucket
 from app.runtime import Runtime
+from core import topology
+from core.errors import Invalid
 from db import audit as audit_db
-from tests.conftest import OVERWATCH
+from services.auth.apikeys import NewKey
+from services.nats_auth import state_bucket
+from services.schemas import EntityCreate
+from tests.conftest import OVERWATCH, KeyConnection, api_client, connect_with_key
 from tests.helpers import dlq, eventually, seed, state, stream_messages, telemetry
 from workers.base import DLQ_REASON, DLQ_SUBJECT, REPLY_INJECTION
 
@@ -42,14 +41,11 @@ STATE = topology.BUCKET_STATE
 REFUSED = "permissions violation"
 
 
-class Reader:
+class Reader(KeyConnection):
     """A reader's NATS connection; ``errors`` collects the server's asynchronous refusals."""
 
     def __init__(self, nc: NATS, errors: list[str], closed: asyncio.Event) -> None:
-        self.nc = nc
-        self.errors = errors
-        self.closed = closed
-        self.closed_at = 0.0
+        super().__init__(nc, errors, closed)
         self.js = nc.jetstream(timeout=1.0)
         self.quick = nc.jetstream(timeout=0.5)  # for requests the server drops: they only time out
 
@@ -74,29 +70,8 @@ async def _reader(rt: Runtime, org: str | None, name: str = "reader") -> tuple[R
     manager = rt.services.nats_auth
     assert manager is not None and rt.nats_server is not None and key.nats_seed
     await manager.apply()
-    errors: list[str] = []
-    closed = asyncio.Event()
-    holder: list[Reader] = []
-
-    async def on_error(exc: Exception) -> None:
-        errors.append(str(exc))
-
-    async def on_closed() -> None:
-        if holder and not holder[0].closed_at:
-            holder[0].closed_at = time.monotonic()
-        closed.set()
-
-    nc = await nats.connect(
-        rt.nats_server.url,
-        nkeys_seed_str=key.nats_seed,
-        inbox_prefix=inbox_prefix(key.key_id),
-        error_cb=on_error,
-        closed_cb=on_closed,
-        disconnected_cb=on_closed,
-        allow_reconnect=False,
-    )
-    holder.append(Reader(nc, errors, closed))
-    return holder[0], key
+    reader: Reader = await connect_with_key(rt, key, Reader)
+    return reader, key
 
 
 async def _world(rt: Runtime) -> tuple[str, str]:
@@ -155,7 +130,10 @@ async def test_fabric_reader_reads_everything_and_publishes_nothing(make_runtime
         sub = await nc.subscribe("constellation.events.isr.>")
         await nc.flush()
         await rt.js.publish(topology.detection_subject("orgb", b1), _detection("orgb", b1, "t-live"))
-        live = await sub.next_msg(timeout=3)
+        try:
+            live = await sub.next_msg(timeout=10)
+        except nats.errors.TimeoutError:
+            raise AssertionError(f"no live event; server errors {reader.errors}, connected {nc.is_connected}") from None
         assert json.loads(live.data)["detection"]["track_id"] == "t-live"
         psub = await js.pull_subscribe("constellation.events.isr.>", "detection-processor")
         msgs = await psub.fetch(batch=10, timeout=2)
@@ -253,7 +231,7 @@ async def test_organisation_reader_sees_only_its_organisation(make_runtime: Any)
         )
         await rt.js.publish(topology.telemetry_subject("orga", a1), telemetry(battery=21.0))
         await rt.js.publish(topology.telemetry_subject("orgb", b1), telemetry(battery=21.0))
-        assert json.loads((await changes.next_msg(timeout=3)).data)["entity_id"] == a1
+        assert json.loads((await changes.next_msg(timeout=10)).data)["entity_id"] == a1
         await changes.unsubscribe()
         with pytest.raises(nats.errors.TimeoutError):
             await foreign.next_msg(timeout=0.5)
@@ -261,11 +239,10 @@ async def test_organisation_reader_sees_only_its_organisation(make_runtime: Any)
         # Its organisation's live subjects; another organisation's subscription is refused.
         mine = await nc.subscribe("constellation.telemetry.orga.*")
         theirs = await nc.subscribe("constellation.telemetry.orgb.*")
-        await nc.flush()
-        await asyncio.sleep(0.2)
+        await nc.flush()  # the server has taken both SUBs (one refused) before it answers the PING
         await rt.js.publish(topology.telemetry_subject("orgb", b1), telemetry())
         await rt.js.publish(topology.telemetry_subject("orga", a1), telemetry())
-        assert (await mine.next_msg(timeout=3)).subject == topology.telemetry_subject("orga", a1)
+        assert (await mine.next_msg(timeout=10)).subject == topology.telemetry_subject("orga", a1)
         await eventually(
             lambda: any("subscription" in e.lower() and "constellation.telemetry.orgb" in e for e in reader.errors),
             what="the refused subscription",
@@ -427,11 +404,7 @@ async def test_reader_revocation_cuts_the_connection_within_2_s(make_runtime: An
     admin = await rt.services.apikeys.create("tests", "admin", ["read", "commands", "admin"], None)
     reader, key = await _reader(rt, None)
     await reader.nc.subscribe("constellation.events.>")
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(rt)),
-        base_url="http://testserver",
-        headers={"Authorization": f"Bearer {admin.key}"},
-    ) as client:
+    async with api_client(create_app(rt), admin.key) as client:
         start = time.monotonic()
         assert (await client.post(f"/admin/keys/{key.key_id}/revoke")).status_code == 200
         await asyncio.wait_for(reader.closed.wait(), REVOCATION_BUDGET + 1)
@@ -471,11 +444,7 @@ async def test_reader_keys_are_issued_shown_once_listed_and_audited(make_runtime
         await rt.services.apikeys.create("tests", "x", ["read"], None, nats=True, nats_kind="device")
 
     admin = await rt.services.apikeys.create("tests", "admin", ["read", "commands", "admin"], None)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(rt)),
-        base_url="http://testserver",
-        headers={"Authorization": f"Bearer {admin.key}"},
-    ) as client:
+    async with api_client(create_app(rt), admin.key) as client:
         page = await client.post("/admin/keys/", data={"name": "ui-reader", "role": "viewer", "nats": "reader"})
         assert page.status_code == 200, page.text
         assert "reader · every organisation" in page.text and "NATS NKey seed" in page.text

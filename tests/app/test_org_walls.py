@@ -26,17 +26,17 @@ import pytest
 from nats.aio.client import Client as NATS
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import topology
-from app.api.schemas import CommandCreate, EntityCreate
-from app.contracts.common import new_id, utc_now
 from app.main import create_app
-from app.nats_auth import inbox_prefix
-from app.registry import apply_registry_entry
 from app.runtime import Runtime
+from core import topology
+from core.contracts.common import new_id, utc_now
 from db import alerts as alerts_db
 from db import commands as commands_db
 from db import embeds as embeds_db
 from db import registry as registry_db
+from services.nats_auth import inbox_prefix
+from services.registry import apply_registry_entry
+from services.schemas import CommandCreate, EntityCreate
 from tests.app.test_auth_flow import PASSWORD, csrf_from, login
 from tests.helpers import dlq, eventually, seed
 from workers.base import DLQ_REASON, DLQ_SUBJECT
@@ -595,7 +595,8 @@ async def test_no_write_by_any_role_of_one_organisation_changes_what_another_see
             for victim in victims:
                 after = await _what_org_sees(rt, viewers[victim], victim)
                 changed = [k for k in before[victim].keys() | after.keys() if before[victim].get(k) != after.get(k)]
-                assert not changed, f"{attacker}'s writes changed what {victim} sees: {changed}\n" + "\n".join(
+                diff = {k: (before[victim].get(k), after.get(k)) for k in changed}
+                assert not changed, f"{attacker}'s writes changed what {victim} sees: {diff!r:.3000}\n" + "\n".join(
                     world.log[-len(turns) :]
                 )
         # The walls held because the writes were refused, not because nothing was tried.

@@ -7,9 +7,9 @@ from typing import Any
 
 from nats.js.api import AckPolicy, RetentionPolicy
 
-from app import topology
-from app.contracts.state import violations
 from app.runtime import Runtime
+from core import topology
+from core.contracts.state import violations
 from db import detections as detections_db
 from tests.app.test_nats_readers import _detection
 from tests.helpers import dlq, eventually, seed, state, telemetry

@@ -12,7 +12,7 @@ import pytest
 
 from app.admin_cmd import run_user
 from app.runtime import Runtime
-from app.settings import Settings
+from core.settings import Settings
 
 
 def _mode(path: Path) -> int:

@@ -18,9 +18,9 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from app import topology
-from app.nats_auth import STATE_PREFIX, STATE_STREAM
 from app.runtime import Runtime
+from core import topology
+from services.nats_auth import STATE_PREFIX, STATE_STREAM
 from tests.app.test_nats_auth import _device
 from tests.helpers import dlq, eventually, seed, state, stream_messages, telemetry
 from workers.base import DLQ_REASON, DLQ_SUBJECT, REPLY_INJECTION, server_reply

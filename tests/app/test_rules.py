@@ -10,15 +10,17 @@ import httpx
 import msgspec
 import pytest
 
-from app.api.schemas import EntityCreate
 from app.main import create_app
-from app.rules import engine
-from app.rules.model import RuleForm, RuleSpec, validate
-from app.rules.service import RuleService
 from app.runtime import Runtime
+from core.topics import Topic
 from db import alerts as alerts_db
 from db import audit as audit_db
 from db import rules as rules_db
+from services.alerts import engine
+from services.alerts.defaults import DEFAULT_RULE_IDS
+from services.alerts.model import RuleForm, RuleSpec, validate
+from services.hub import Update
+from services.schemas import EntityCreate
 from tests.helpers import eventually, seed
 from workers.simulator import FaultConfig, Simulator, make_fleet
 
@@ -107,7 +109,7 @@ def test_comparisons_per_kind() -> None:
     ],
 )
 def test_invalid_rules_are_refused_with_the_field_named(changes: dict[str, Any], message: str) -> None:
-    from app.errors import Invalid
+    from core.errors import Invalid
 
     base = {"name": "r", "kind": "battery", "threshold": 20.0}
     with pytest.raises(Invalid, match=message):
@@ -117,9 +119,19 @@ def test_invalid_rules_are_refused_with_the_field_named(changes: dict[str, Any],
 # ---------------------------------------------------------------- with a real runtime
 
 
+async def without_default_rules(runtime: Runtime) -> None:
+    """Setup for the tests of added rules: a database with no default rules (they fire on their own)."""
+    for rule_id in DEFAULT_RULE_IDS.values():
+        await rules_db.delete_rule(runtime.db, rule_id)
+        runtime.hub.publish(Update(Topic.RULES, f"rule:{rule_id}"))
+    evaluator = next(w for w in runtime.workers.workers if w.name == "rules")
+    await eventually(lambda: not set(DEFAULT_RULE_IDS.values()) & set(evaluator.by_id), what="default rules unloaded")
+
+
 @pytest.mark.timeout(120)
 async def test_offline_rule_fires_resolves_and_ack_is_audited(runtime: Runtime, client: httpx.AsyncClient) -> None:
     """The acceptance test: "entity offline > 5 s" fires when the simulator stops an entity."""
+    await without_default_rules(runtime)
     ids = await seed(runtime, entities=2)
     assert runtime.nc is not None
     sim = Simulator(
@@ -146,7 +158,7 @@ async def test_offline_rule_fires_resolves_and_ack_is_audited(runtime: Runtime, 
         rules = await rules_db.list_rules(runtime.db)
         assert [r.name for r in rules] == ["Lost link"]
         rule_id = rules[0].rule_id
-        await asyncio.sleep(1.5)
+        await evaluator_ticks(runtime)  # the rule has been evaluated on every live entity
         assert await rules_db.open_events(runtime.db) == []  # live entities do not fire
 
         sim.pause("ent-1")
@@ -156,7 +168,8 @@ async def test_offline_rule_fires_resolves_and_ack_is_audited(runtime: Runtime, 
         assert 4.5 <= took <= 8.5, f"fired after {took:.1f}s"
         assert [(e.subject, e.rule_id) for e in events] == [("ent-1", rule_id)]
         assert events[0].value > 5 and events[0].threshold == 5
-        alert = await alerts_db.get_alert(runtime.db, events[0].alert_id)
+        # The firing's alert row is written beside the firing (not in its transaction): wait for it.
+        alert = await eventually(lambda: alerts_db.get_alert(runtime.db, events[0].alert_id), what="the alert")
         assert alert is not None and alert.kind == "rule" and alert.status == "active" and alert.org_id == "org1"
 
         sim.resume("ent-1")
@@ -184,9 +197,9 @@ async def test_offline_rule_fires_resolves_and_ack_is_audited(runtime: Runtime, 
 
 
 async def test_system_rule_fires_and_deleting_it_resolves(runtime: Runtime) -> None:
-    from app.audit import Actor
+    from services.audit import Actor
 
-    service = RuleService.of(runtime)
+    service = runtime.services.rules
     actor = Actor("tests")
     # Free disk is always below 100 %: fires on the next tick.
     row = await service.create(actor, validate(RuleForm(name="disk", kind="disk_free", threshold=100, enabled="on")))
@@ -198,20 +211,28 @@ async def test_system_rule_fires_and_deleting_it_resolves(runtime: Runtime) -> N
     assert {"rule.create", "rule.delete"} <= set(actions)
 
 
+async def evaluator_ticks(rt: Runtime, ticks: int = 2) -> None:
+    """Wait until the rule evaluator has completed ``ticks`` more ticks (a tick evaluates every rule on every
+    subject). Two ticks: the first may have begun before the caller's change; the second began after it."""
+    evaluator = next(w for w in rt.workers.workers if w.name == "rules")
+    target = evaluator.stats.processed + ticks
+    await eventually(lambda: evaluator.stats.processed >= target, timeout=5 + ticks, what=f"{ticks} evaluator ticks")
+
+
 async def _no_open(rt: Runtime) -> bool:
     return not await rules_db.open_events(rt.db)
 
 
 async def test_snooze_holds_back_and_is_audited(runtime: Runtime) -> None:
-    from app.audit import Actor
+    from services.audit import Actor
 
-    service = RuleService.of(runtime)
+    service = runtime.services.rules
     actor = Actor("tests")
     row = await service.create(actor, validate(RuleForm(name="d", kind="disk_free", threshold=100, enabled="")))
     await service.snooze(actor, row.rule_id, 30)
     spec = validate(RuleForm(name="d", kind="disk_free", threshold=100, enabled="on"))
     await service.update(actor, row.rule_id, spec)
-    await asyncio.sleep(2.5)
+    await evaluator_ticks(runtime, 3)  # evaluated, enabled, while snoozed
     assert await rules_db.open_events(runtime.db) == []  # snoozed: no firing
     await service.snooze(actor, row.rule_id, 0)
     await eventually(lambda: rules_db.open_events(runtime.db), timeout=8, what="fires after the snooze ends")
@@ -220,12 +241,13 @@ async def test_snooze_holds_back_and_is_audited(runtime: Runtime) -> None:
 
 
 async def test_bad_state_never_stops_the_evaluator(runtime: Runtime) -> None:
-    from app.audit import Actor
+    from services.audit import Actor
 
+    await without_default_rules(runtime)
     await seed(runtime, entities=1)
     for entity_id in ("weird", "low"):  # only registered entities' state reaches the rules
         await runtime.services.registry.create_entity("org1", EntityCreate(entity_id=entity_id, entity_type="waypoint"))
-    service = RuleService.of(runtime)
+    service = runtime.services.rules
     await service.create(Actor("t"), validate(RuleForm(name="b", kind="battery", threshold=20, enabled="on")))
     await service.create(Actor("t"), validate(RuleForm(name="o", kind="offline", threshold=5, enabled="on")))
     await service.create(Actor("t"), validate(RuleForm(name="t", kind="threat", threshold=2, enabled="on")))
@@ -243,14 +265,14 @@ async def test_bad_state_never_stops_the_evaluator(runtime: Runtime) -> None:
     events = await eventually(lambda: rules_db.open_events(runtime.db), timeout=8, what="battery fired")
     assert [(e.subject, e.rule_name) for e in events] == [("low", "b")]
     evaluator = next(w for w in runtime.workers.workers if w.name == "rules")
-    await asyncio.sleep(1.5)
+    await evaluator_ticks(runtime)  # whole ticks over the malformed state, after the event-driven round
     assert runtime.workers.status()["rules"] is True and evaluator.stats.restarts == 0
 
 
 async def test_viewer_sees_no_controls_and_gets_403(runtime: Runtime, client: httpx.AsyncClient) -> None:
-    from app.audit import Actor
+    from services.audit import Actor
 
-    service = RuleService.of(runtime)
+    service = runtime.services.rules
     row = await service.create(
         Actor("t"), validate(RuleForm(name="disk", kind="disk_free", threshold=100, enabled="on"))
     )

@@ -15,18 +15,18 @@ import msgspec
 import nats
 import pytest
 
-from app import topology
-from app.api.schemas import CommandCreate
-from app.cluster.embedded import ScaleOutConfig
-from app.cluster.links import EdgeLinks
-from app.cluster.node import NodeIdError, load_or_create_node_id
-from app.cluster.status import ClusterSnapshot, Peer, StreamCluster
-from app.commands import merge_recent
-from app.nats_client import redacted, server_address
+from app.node import NodeIdError, load_or_create_node_id
 from app.runtime import Runtime, StartupError
-from app.settings import ConfigError, Settings
+from core import topology
+from core.settings import ConfigError, Settings
 from db import commands as commands_db
 from db import projections as cursors_db
+from fabric.client import redacted, server_address
+from fabric.cluster_status import ClusterSnapshot, Peer, StreamCluster
+from fabric.links import EdgeLinks
+from fabric.scale_out import ScaleOutConfig
+from services.commands import merge_recent
+from services.schemas import CommandCreate
 from tests.cluster.traffic import Device, detection_payload, telemetry_payload
 from tests.helpers import eventually, seed
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from app import topology
 from app.runtime import Runtime
+from core import topology
 from tests.conftest import LiveServer
 from tests.helpers import eventually, seed, telemetry
 
@@ -38,6 +38,12 @@ async def _wait_for(reader: asyncio.StreamReader, needle: bytes, timeout: float)
     return time.monotonic()
 
 
+async def _applied(rt: Runtime) -> bool:
+    """The telemetry consumer has processed and acknowledged everything in its stream."""
+    info = await rt.js.consumer_info(topology.STREAM_TELEMETRY, topology.CONSUMER_TELEMETRY)
+    return info.num_pending == 0 and info.num_ack_pending == 0
+
+
 async def test_many_clients_and_a_slow_one(runtime: Runtime, live_server: LiveServer, admin_key: str) -> None:
     (e0,) = await seed(runtime, entities=1)
     await runtime.js.publish(topology.telemetry_subject("org1", e0), telemetry(battery=50.0))
@@ -51,7 +57,8 @@ async def test_many_clients_and_a_slow_one(runtime: Runtime, live_server: LiveSe
         # Flood updates so the slow client's socket and queue are saturated, then measure a marker update.
         for i in range(300):
             await runtime.nc.publish(topology.telemetry_subject("org1", e0), telemetry(battery=float(i % 90)))  # type: ignore[union-attr]
-        await asyncio.sleep(1.0)
+        await runtime.nc.flush()  # type: ignore[union-attr]
+        await eventually(lambda: _applied(runtime), what="the flood applied to the state")
         started = time.monotonic()
         await runtime.js.publish(topology.telemetry_subject("org1", e0), telemetry(battery=97.0))
         arrived = await asyncio.gather(*(_wait_for(r, b"97%", 15) for r, _ in clients))

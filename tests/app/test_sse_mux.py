@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 import msgspec
 
-from app import topology
 from app.runtime import Runtime
-from app.sse.mux import MAX_STREAMS, EventParser, check_target
+from core import topology
 from tests.conftest import LiveServer
 from tests.helpers import eventually, seed, telemetry
+from web.sse.mux import MAX_STREAMS, EventParser, check_target
 
 
 class Mux:

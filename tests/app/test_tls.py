@@ -6,7 +6,6 @@ import asyncio
 import json
 import shutil
 import ssl
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,16 +15,16 @@ import msgspec
 import nats
 import pytest
 
-from app import topology
 from app.main import create_app
-from app.nats_auth import inbox_prefix
-from app.nats_client import client_auth, close_quietly, connect
-from app.runtime import Runtime
+from app.runtime import Runtime, client_auth
 from app.server import EmbeddedServer, http_config
-from app.settings import ConfigError, Settings, load_settings
-from app.tls import CertPair, ca_context, nats_cert, self_signed
+from core import topology
+from core.settings import ConfigError, Settings, load_settings
+from fabric.client import close_quietly, connect
+from fabric.tls import CertPair, ca_context, nats_cert, self_signed
+from services.nats_auth import inbox_prefix
 from tests.conftest import free_port
-from tests.helpers import eventually, seed, state, telemetry
+from tests.helpers import eventually, seed, state, telemetry, wait_until
 
 PASSWORD = "correct horse battery"
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
@@ -49,11 +48,9 @@ class Served:
         self.task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Served:
-        self.task = asyncio.create_task(self.server.serve())
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline and not self.task.done(), "server did not start"
-            await asyncio.sleep(0.02)
+        task = self.task = asyncio.create_task(self.server.serve())
+        await eventually(lambda: self.server.started or task.done(), interval=0.02, what="the server")
+        assert not task.done(), "server did not start"
         return self
 
     async def __aexit__(self, *_: object) -> None:
@@ -155,7 +152,7 @@ async def test_self_signed_certificate_serves_https_and_nats_tls(tls_runtime: Ru
     assert rt.http_tls.key.stat().st_mode & 0o777 == 0o600
     assert rt.nats_server is not None and rt.nats_server.url.startswith("tls://")
     # The server's own connection runs over TLS (pinned to its certificate) and everything is ready.
-    checks = await rt.readiness()
+    checks = await rt.services.health.readiness()
     assert all(c["ok"] for c in checks.values()), checks
     assert rt.nc is not None and rt.nc.connected_url is not None and rt.nc.connected_url.scheme == "tls"
     # A second start reuses the certificate instead of making a new one.
@@ -225,20 +222,19 @@ def test_serve_over_https_with_a_self_signed_certificate(server_process: Any, tm
     data = tmp_path / "data"
     proc = server_process(env={"OVERWATCH_ADMIN_PASSWORD": "pw-for-tests-123"}, args=["--tls-self-signed"])
     cert = data / "tls" / "cert.pem"
-    deadline = time.monotonic() + 30
-    while True:
+
+    def ready() -> httpx.Response | None:
         assert proc.proc.poll() is None, proc.output()
         try:
-            ready = httpx.get(
+            answer = httpx.get(
                 f"https://127.0.0.1:{proc.port}/health/ready", verify=ca_context(str(cert), False), timeout=1
             )
-            if ready.status_code == 200:
-                break
         except (httpx.HTTPError, OSError):
-            pass  # not up yet (or the certificate not written yet)
-        assert time.monotonic() < deadline, proc.output()
-        time.sleep(0.1)
-    assert ready.json()["checks"]["nats_auth"]["ok"] is True
+            return None  # not up yet (or the certificate not written yet)
+        return answer if answer.status_code == 200 else None
+
+    ready_answer = wait_until(ready, timeout=30, interval=0.1, what="/health/ready over https")
+    assert ready_answer.json()["checks"]["nats_auth"]["ok"] is True
     assert f"serving https://127.0.0.1:{proc.port}" in proc.output()
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{proc.port}/health/live", timeout=2)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,8 +11,8 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from app import topology
 from app.main import create_app
+from core import topology
 from tests.helpers import eventually, seed, telemetry
 
 pytestmark = pytest.mark.timeout(60)
@@ -99,4 +98,3 @@ async def test_tracing_is_off_without_an_endpoint(make_runtime: Any, monkeypatch
     assert not runtime.tracing.enabled
     app: Any = object()
     assert runtime.tracing.middleware(app) is app  # nothing wraps the request path
-    await asyncio.sleep(0)

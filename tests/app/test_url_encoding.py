@@ -15,8 +15,8 @@ import httpx
 from bs4 import BeautifulSoup
 
 from app.runtime import Runtime
-from app.templating import TEMPLATES_DIR, build_environment, safe_link, urlseg
 from db import alerts as alerts_db
+from web.templating import TEMPLATES_DIR, build_environment, safe_link, urlseg
 
 URL_ATTRS = (
     r"href|action|hx-(?:post|get|delete|put|patch)|src|sse-connect|formaction"

@@ -6,8 +6,8 @@ import cv2
 import httpx
 import numpy as np
 
-from app import topology
 from app.runtime import Runtime
+from core import topology
 from db import embeds as embeds_db
 from tests.conftest import LiveServer
 from tests.helpers import eventually, seed

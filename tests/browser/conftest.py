@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import eventually
+
 CHROMIUM = os.environ.get("OVERWATCH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
     "--headless=new",
@@ -34,9 +36,13 @@ class PageLog:
     requests: list[str] = field(default_factory=list)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Any]:
-    """A headless Debian Chromium (skipped with a clear reason when it is not installed)."""
+    """A headless Debian Chromium, one per test session (each xdist worker), shared by the browser tests: each
+    test opens its own context (``open_page``) and closes it. Skipped with a clear reason when not installed.
+
+    Starting Playwright's driver and Chromium takes ~1.4 CPU-seconds; the suite's event loop is session-wide
+    (pyproject's asyncio loop scopes) so one browser can serve every test."""
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"Debian's chromium is not installed at {CHROMIUM} (.ci/run installs it)")
     from playwright.async_api import async_playwright
@@ -76,17 +82,10 @@ async def wait_js(page: Any, expression: str, timeout: float = 10.0, what: str =
     page, which our CSP (rightly) forbids; ``page.evaluate`` goes through the debugger
     protocol and is not affected, so we poll with it.
     """
-    import asyncio
-    import time
-
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = await page.evaluate(expression)
-        except Exception as exc:  # noqa: BLE001 - the page may be navigating
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what or expression} (last: {last!r})")
+    return await eventually(
+        lambda: page.evaluate(expression),
+        timeout=timeout,
+        interval=0.1,
+        what=what or expression,
+        retry_on=(Exception,),  # the page may be navigating
+    )

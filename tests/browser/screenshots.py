@@ -14,10 +14,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
+
+from tests.helpers import wait_until
 
 OVERWATCH = str(Path(sys.executable).parent / "overwatch")
 PASSWORD = "screenshots-password"
@@ -89,15 +90,30 @@ def main(out_dir: str = "screenshots") -> None:
         proc = subprocess.Popen([OVERWATCH, "serve", "--demo"], env=env, cwd=tmp)
         try:
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
+
+            def ready() -> bool:
                 try:
-                    if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                        break
+                    return httpx.get(f"{base}/health/ready", timeout=1).status_code == 200
                 except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
-            time.sleep(4)  # let the demo fleet move and the detector produce something
+                    return False
+
+            wait_until(ready, timeout=30, interval=0.2, what="the demo server")
+            # Worth a picture once the detector has produced something for the camera page.
+            made = subprocess.run(
+                [OVERWATCH, "apikey", "create", "--name", "screenshots", "--role", "viewer"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            ).stdout
+            key = next(line.split()[-1] for line in made.splitlines() if line.startswith("api key:"))
+
+            def camera_detects() -> bool:
+                r = httpx.get(f"{base}/api/entities/demo-cam-1", headers={"Authorization": f"Bearer {key}"}, timeout=2)
+                return r.status_code == 200 and bool((r.json().get("detections") or {}).get("objects"))
+
+            wait_until(camera_detects, timeout=60, interval=0.5, what="the demo camera's first detections")
             for path in asyncio.run(shoot(base, out)):
                 print(path)
         finally:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from app import topology
-from app.api.schemas import EntityCreate
 from app.runtime import Runtime
+from core import topology
+from services.schemas import EntityCreate
 from tests.browser.conftest import open_page, sign_in, wait_js
 from tests.conftest import LiveServer, ServerProcess, free_port
 from tests.helpers import eventually, seed, telemetry
@@ -73,8 +73,11 @@ async def test_every_page_renders_live_without_console_errors(
         # A KV change reaches the DOM: the overview card shows the new battery level.
         await page.goto(live_server.url + "/")
         await page.wait_for_selector(".conn.is-live")
+        # Paused; a publish of ent-1 the simulator had already begun is out once it has published three more
+        # (the rest of that tick and the start of the next): ours comes after it.
         sim.pause("ent-1")
-        await asyncio.sleep(0.3)
+        before = sim.published
+        await eventually(lambda: sim.published >= before + 3, what="a simulator tick after the pause")
         await runtime.js.publish(topology.telemetry_subject("org1", "ent-1"), telemetry(battery=33.0))
         await wait_js(page, "document.querySelector('#card-ent-1').textContent.includes('33%')", 10)
         sim.resume("ent-1")

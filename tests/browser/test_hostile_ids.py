@@ -19,11 +19,11 @@ import msgspec
 import nats
 import pytest
 
-from app import topology
-from app.nats_auth import inbox_prefix
 from app.runtime import Runtime
+from core import topology
 from db import alerts as alerts_db
 from db import audit as audit_db
+from services.nats_auth import inbox_prefix
 from tests.browser.conftest import open_page, sign_in
 from tests.conftest import LiveServer
 from tests.helpers import dlq, eventually, seed, telemetry

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from app import topology
 from app.runtime import Runtime
+from core import topology
 from tests.browser.conftest import open_page, sign_in
 from tests.conftest import LiveServer
 from tests.helpers import eventually, seed, telemetry

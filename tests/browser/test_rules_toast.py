@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from app.audit import Actor
-from app.rules.model import RuleForm, validate
-from app.rules.service import RuleService
 from app.runtime import Runtime
+from core import topology
 from db import rules as rules_db
+from services.alerts.model import RuleForm, validate
+from services.audit import Actor
 from tests.browser.conftest import open_page, sign_in, wait_js
 from tests.conftest import LiveServer
-from tests.helpers import eventually, seed
+from tests.helpers import eventually, seed, telemetry
 from workers.simulator import FaultConfig, Simulator, make_fleet
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -26,7 +26,7 @@ async def test_offline_rule_toasts_open_pages_of_users_who_see_it(
     browser: Any, runtime: Runtime, live_server: LiveServer
 ) -> None:
     ids = await seed(runtime, entities=2)
-    await seed(runtime, org_id="org2", entities=0)
+    (o2,) = await seed(runtime, org_id="org2", entities=1, prefix="o2")
     assert runtime.nc is not None
     sim = Simulator(
         runtime.nc, make_fleet("org1", [(i, "aircraft_multirotor") for i in ids], (37.0, -122.0)), 4, FaultConfig()
@@ -38,6 +38,8 @@ async def test_offline_rule_toasts_open_pages_of_users_who_see_it(
     await users.create("tests", "other@example.com", "viewer", ["org2"], PASSWORD)
     cache = runtime.services.state_cache
     await eventually(lambda: all((cache.get(i) or {}).get("is_live") for i in ids), what="fleet live")
+    await runtime.js.publish(topology.telemetry_subject("org2", o2), telemetry(battery=50.0))
+    await eventually(lambda: (cache.get(o2) or {}).get("is_live"), what="org2's entity live")
     ctx1, page, log = await open_page(browser)
     ctx2, other, _log2 = await open_page(browser)
     try:
@@ -49,7 +51,7 @@ async def test_offline_rule_toasts_open_pages_of_users_who_see_it(
             await wait_js(p, "document.getElementById('conn').classList.contains('is-live')", what="stream open")
         assert await page.evaluate("document.querySelectorAll('#toasts [data-toast]').length") == 0
         form = RuleForm(name="Lost link", kind="offline", threshold=5, severity="high", enabled="on", org_id="org1")
-        await RuleService.of(runtime).create(Actor("tests"), validate(form))
+        await runtime.services.rules.create(Actor("tests"), validate(form))
 
         sim.pause("ent-0")
         text = await wait_js(
@@ -58,7 +60,10 @@ async def test_offline_rule_toasts_open_pages_of_users_who_see_it(
         assert "Lost link" in text and "ent 0" in text and "offline > 5 s" in text
         badge = await wait_js(page, "document.getElementById('nav-alerts').textContent.trim()", what="badge")
         assert int(badge) >= 1
-        await asyncio.sleep(1.0)
+        # A later update org2 does see reaches its page after anything sent to it before (one ordered stream).
+        await runtime.js.publish(topology.telemetry_subject("org2", o2), telemetry(battery=42.0))
+        row = f"(document.getElementById('row-{o2}') || {{textContent: ''}})"
+        await wait_js(other, f"{row}.textContent.includes('42%')", what="org2's later update")
         assert await other.evaluate("document.querySelectorAll('#toasts [data-toast]').length") == 0, "org2 sees it"
 
         await page.click("#toasts [data-toast-close]")

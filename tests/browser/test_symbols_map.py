@@ -3,7 +3,6 @@ operator's MBTiles basemap (a small generated raster file) drawn under the marke
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from app import topology
-from app.api.schemas import EntityCreate
 from app.demo import DEMO_FLEET, seed_demo, start_demo_fleet
 from app.runtime import Runtime
+from core import topology
+from services.schemas import EntityCreate
 from tests.browser.conftest import open_page, sign_in, wait_js
 from tests.conftest import LiveServer
 from tests.helpers import eventually, telemetry
@@ -100,9 +99,18 @@ async def test_symbols_render_under_csp_and_an_mbtiles_basemap_is_drawn(
             "performance.getEntriesByType('resource').some(r => /\\/map\\/mbtiles\\/\\d+\\/\\d+\\/\\d+$/.test(r.name))",
             what="tiles",
         )
-        await asyncio.sleep(1.0)  # let MapLibre paint the tiles it fetched
-        shot = cv2.imdecode(np.frombuffer(await page.locator("#map").screenshot(), np.uint8), cv2.IMREAD_COLOR)
-        magenta = np.all(np.abs(shot.astype(int) - np.array(MAGENTA)) < 40, axis=2).mean()
+        magenta = 0.0
+
+        async def painted() -> bool:  # MapLibre paints the tiles it fetched on a later frame
+            nonlocal magenta
+            shot = cv2.imdecode(np.frombuffer(await page.locator("#map").screenshot(), np.uint8), cv2.IMREAD_COLOR)
+            magenta = float(np.all(np.abs(shot.astype(int) - np.array(MAGENTA)) < 40, axis=2).mean())
+            return magenta > 0.3
+
+        try:
+            await eventually(painted, timeout=10, interval=0.2, what="the MBTiles raster painted")
+        except AssertionError:
+            pass  # said below
         assert magenta > 0.3, f"only {magenta:.0%} of the map shows the MBTiles raster"
         assert any("/map/mbtiles/" in u for u in log.requests)
 

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.nats_server import find_nats_server
+from fabric.server import find_nats_server
 
 APP_USER, APP_PASSWORD = "overwatch", "overwatch-cluster-pw"  # as in the recipe (docs/scale-out.md)
 LEAF_USER, LEAF_PASSWORD = "leaf", "leaf-link-pw"

@@ -20,7 +20,7 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from app import topology
+from core import topology
 from tests.cluster.conftest import Node
 from tests.cluster.fabric import APP_PASSWORD, APP_USER, HubCluster
 from tests.cluster.traffic import (

@@ -26,8 +26,8 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from app import topology
-from app.nats_auth import INTERNAL_USER, internal_password
+from core import topology
+from services.nats_auth import INTERNAL_USER, internal_password
 from tests.cluster.conftest import EDGE, Node, start_node
 from tests.cluster.fabric import APP_PASSWORD, APP_USER, DOC_LEAF, HubCluster, TcpProxy, free_port, recipe_env
 from tests.cluster.traffic import Device, NodeDb, api, publish_reliably, register, sizes, traffic

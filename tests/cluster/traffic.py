@@ -24,7 +24,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from app import topology
+from core import topology
 
 Message = tuple[str, bytes, str]  # subject, payload, Nats-Msg-Id
 

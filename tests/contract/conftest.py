@@ -27,6 +27,7 @@ import nats
 import pytest
 
 from tests.conftest import OVERWATCH, ServerProcess, free_port
+from tests.helpers import eventually
 
 JS_DIR = Path(__file__).parent / "js"
 DEMO_ORG = "demo"
@@ -84,19 +85,22 @@ def issue(proc: ServerProcess, name: str, role: str, org: str | None) -> Credent
 
 async def _connect(url: str, cred: Credential, timeout: float = 10.0) -> nats.NATS:
     """Connect once the running server has picked the new key up (it polls the key table)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return await nats.connect(url, allow_reconnect=False, connect_timeout=2, **cred.connect_options())
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
+    connected: nats.NATS = await eventually(
+        lambda: nats.connect(url, allow_reconnect=False, connect_timeout=2, **cred.connect_options()),
+        timeout=timeout,
+        interval=0.2,
+        what="a connection with the new key",
+        retry_on=(Exception,),
+    )
+    return connected
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    """``overwatch serve --demo`` on free ports, with reader and device credentials issued by the CLI."""
+    """``overwatch serve --demo`` on free ports, with reader and device credentials issued by the CLI.
+
+    Package-scoped: the demo (its detector busy on a CPU) stops after the contract tests, not at the end of the
+    session; under xdist one worker runs all of them (``pytest_xdist_make_scheduler`` in tests/conftest.py)."""
     data = tmp_path_factory.mktemp("contract") / "data"
     nats_port = free_port()
     proc = ServerProcess(data, env={"NATS_PORT": str(nats_port), "OVERWATCH_ADMIN_PASSWORD": "contract-admin-pw"})
@@ -141,16 +145,18 @@ async def _prepare(demo: Demo, admin: str) -> None:
     nc = await _connect(demo.nats_url, demo.fabric)
     try:
         kv = await nc.jetstream().key_value("CONSTELLATION_GLOBAL_STATE")
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline:
+
+        async def tracking() -> bool:
             try:
                 state = json.loads((await kv.get(CAMERA)).value or b"{}")
-                if state.get("detections", {}).get("objects"):
-                    return
             except Exception:  # noqa: BLE001 - not written yet
-                pass
-            await asyncio.sleep(0.3)
-        raise AssertionError(f"the demo camera tracked nothing within 40 s:\n{demo.proc.output()[-3000:]}")
+                return False
+            return bool(state.get("detections", {}).get("objects"))
+
+        try:
+            await eventually(tracking, timeout=40, interval=0.3, what="the demo camera tracking something")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}:\n{demo.proc.output()[-3000:]}") from None
     finally:
         await nc.close()
 

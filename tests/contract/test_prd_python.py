@@ -10,9 +10,7 @@ subscriptions and direct gets, no JetStream consumers (docs/integrators.md).
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from typing import Any
 
 import httpx
@@ -22,6 +20,7 @@ from nats.js.api import ConsumerConfig
 from nats.js.kv import KeyValue
 
 from tests.contract.conftest import CAMERA, DEMO_ORG, OTHER_ENTITY, OTHER_ORG, Credential, Demo
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(150)  # the first test also starts the demo
 
@@ -60,9 +59,7 @@ async def prd_python_section(url: str, cred: Credential, entity_id: str) -> dict
         seen["events"].append(event)
 
     await nc.subscribe("constellation.events.isr.>", cb=message_handler)
-    deadline = time.monotonic() + 15
-    while len(seen["events"]) < 2 and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    await eventually(lambda: len(seen["events"]) >= 2, timeout=15, what="two events")  # the PRD loops forever
     await nc.close()
     return seen
 
@@ -168,9 +165,7 @@ async def org_python_section(url: str, cred: Credential, org: str, entity_id: st
         seen["events"].append(json.loads(msg.data.decode()))
 
     await nc.subscribe(f"constellation.events.isr.{org}.>", cb=message_handler)
-    deadline = time.monotonic() + 15
-    while len(seen["events"]) < 2 and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    await eventually(lambda: len(seen["events"]) >= 2, timeout=15, what="two events")  # the PRD loops forever
     await nc.close()
     return seen
 
@@ -266,10 +261,11 @@ async def test_organisation_reader_never_reaches_another_organisation(demo: Demo
             received.append(msg.subject)
 
         # Everything it may subscribe to, plus the other organisation's subjects (refused).
+        subs = []
         for subject in ("constellation.events.*.demo.*", "constellation.telemetry.demo.*"):
-            await reader.subscribe(subject, cb=record)
+            subs.append(await reader.subscribe(subject, cb=record))
         for subject in (f"constellation.telemetry.{OTHER_ORG}.*", "constellation.events.isr.>", ">"):
-            await reader.subscribe(subject, cb=record)
+            subs.append(await reader.subscribe(subject, cb=record))
         await reader.flush()
         # The other organisation's device publishes telemetry and a detection while the reader listens.
         djs = device.jetstream()
@@ -305,9 +301,13 @@ async def test_organisation_reader_never_reaches_another_organisation(demo: Demo
                 "CONSTELLATION_EVENTS",
                 ConsumerConfig(name="own", filter_subject=f"constellation.events.isr.{DEMO_ORG}.>"),
             )
-        await asyncio.sleep(1.0)
+        # The server routed the other organisation's two messages before it acknowledged them to the device;
+        # whatever it routed to the reader precedes the answer to the reader's PING, and the callbacks have
+        # run once no subscription holds a pending message.
+        await reader.flush()
+        await eventually(lambda: all(sub.pending_msgs == 0 for sub in subs), what="the reader's callbacks run")
         assert not [s for s in received if OTHER_ORG in s], received
-        for refused in (
+        refusals = (
             f'subscription to "constellation.telemetry.{OTHER_ORG}.*"',
             'subscription to "constellation.events.isr.>"',
             'subscription to ">"',
@@ -315,8 +315,12 @@ async def test_organisation_reader_never_reaches_another_organisation(demo: Demo
             f"constellation.events.isr.{OTHER_ORG}.>",
             "$js.api.consumer.info.constellation_events.detection-processor",
             f"$js.api.consumer.create.constellation_events.own.constellation.events.isr.{DEMO_ORG}.>",
-        ):
-            assert any("permissions violation" in e and refused.lower() in e for e in errors), (refused, errors)
+        )
+
+        def reported(refused: str) -> bool:
+            return any("permissions violation" in e and refused.lower() in e for e in errors)
+
+        await eventually(lambda: all(reported(r) for r in refusals), what="every refusal reported")
     finally:
         await reader.close()
         await device.close()

@@ -8,12 +8,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from app.api.schemas import OrgCreate
-from app.mavlink.bridge import Bridge
-from app.mavlink.config import LinkSpec, MavlinkSettings
-from app.mavlink.emulator import Emulator
 from app.runtime import Runtime
-from app.settings import Settings
+from core.settings import Settings
+from services.mavlink.bridge import Bridge
+from services.mavlink.config import LinkSpec, MavlinkSettings
+from services.mavlink.emulator import Emulator
+from services.schemas import OrgCreate
 from tests.browser.conftest import browser  # noqa: F401 - the Chromium fixture, for test_browser.py
 
 ORG = "org1"

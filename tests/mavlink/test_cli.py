@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from app.api.schemas import CommandCreate, OrgCreate
-from app.mavlink.emulator import Emulator
-from app.nats_auth import inbox_prefix
 from app.runtime import Runtime
 from db import commands as commands_db
+from services.mavlink.emulator import Emulator
+from services.nats_auth import inbox_prefix
+from services.schemas import CommandCreate, OrgCreate
 from tests.helpers import eventually
 
 OVERWATCH = str(Path(sys.executable).parent / "overwatch")

@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 from bs4 import BeautifulSoup
 
-from app.mavlink.readiness import readiness
 from app.runtime import Runtime
 from db import alerts as alerts_db
+from services.mavlink.readiness import readiness
 from tests.helpers import eventually
 
 ALERT = "device:mav-8:comm_lost"

@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from app.api.schemas import CommandCreate
-from app.mavlink import protocol
-from app.mavlink.emulator import Emulator
 from app.runtime import Runtime
 from db import commands as commands_db
 from db.commands import CommandRow
+from services.mavlink import protocol
+from services.mavlink.emulator import Emulator
+from services.schemas import CommandCreate
 from tests.helpers import eventually
 from tests.mavlink.conftest import ORG
 
@@ -182,9 +182,9 @@ async def test_px4_takeoff_altitude_is_amsl_and_forced_disarm_is_admin_only(
 @pytest.mark.parametrize("force", [False])
 def test_translation_needs_no_network(force: bool) -> None:
     """Each command's MAVLink form, for the three autopilot shapes the bridge distinguishes."""
-    from app.mavlink.commands import Untranslatable, translate
-    from app.mavlink.links import Link
-    from app.mavlink.vehicle import Vehicle
+    from services.mavlink.commands import Untranslatable, translate
+    from services.mavlink.links import Link
+    from services.mavlink.vehicle import Vehicle
 
     def vehicle(autopilot: int, mav_type: int, mode: str) -> Vehicle:
         v = Vehicle(1, 1, "mav-1", "v", Link.__new__(Link), None)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from app.mavlink.config import MAVLINK_SETTINGS
-from app.mavlink.protocol import RESULT_WORDS
-from app.mavlink.vehicle import HANDLERS
+from services.mavlink.config import MAVLINK_SETTINGS
+from services.mavlink.protocol import RESULT_WORDS
+from services.mavlink.vehicle import HANDLERS
 
 ROOT = Path(__file__).resolve().parents[2]
 

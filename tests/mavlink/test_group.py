@@ -6,16 +6,15 @@ vehicle gets its own command through the command service, audited, carried out b
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
 from bs4 import BeautifulSoup
 
-from app.mavlink.emulator import Emulator
 from app.runtime import Runtime
 from db import audit as audit_db
 from db import commands as commands_db
+from services.mavlink.emulator import Emulator
 from tests.helpers import eventually
 
 HX = {"HX-Request": "true"}
@@ -68,9 +67,11 @@ async def test_group_rtl_of_three_vehicles(
     assert all("rtl · completed" in fleet.select_one(f"#row-{i} .last-command").get_text() for i in ids)
 
     # Land moves vehicles: without the confirmation it is refused (nothing sent), with it each vehicle gets one.
+    recorded = [await commands_db.count_commands(runtime.db, i) for i in ids]
     refused = await client.post("/fleet/commands", data={"command": "land", "entity_id": ids[:2]}, headers=HX)
     assert refused.status_code == 422 and "confirmation" in refused.text
-    await asyncio.sleep(0.3)
+    # Refused before anything was sent: a command is recorded before it is published, and before the answer.
+    assert [await commands_db.count_commands(runtime.db, i) for i in ids] == recorded
     assert all(len(v.received) == 1 for v in vehicles)
     landed = await client.post(
         "/fleet/commands", data={"command": "land", "entity_id": ids[:2], "confirm": "yes"}, headers=HX

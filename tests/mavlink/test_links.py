@@ -8,10 +8,10 @@ import socket
 import tty
 from typing import Any
 
-from app.mavlink import protocol
-from app.mavlink.bridge import Bridge
-from app.mavlink.config import LinkSpec, MavlinkSettings
 from app.runtime import Runtime
+from services.mavlink import protocol
+from services.mavlink.bridge import Bridge
+from services.mavlink.config import LinkSpec, MavlinkSettings
 from tests.helpers import eventually
 
 M = protocol.MAV
@@ -43,7 +43,8 @@ async def test_udp_connect_tcp_and_serial_links_carry_vehicles_both_ways(runtime
             for _ in range(100):
                 frames = _vehicle_frames(52)
                 writer.write(frames[:7])  # split frames: a stream carries partial frames across reads
-                await asyncio.sleep(0.01)
+                await writer.drain()
+                await asyncio.sleep(0.01)  # traffic shaping (the rest of the frame comes later), not a wait
                 writer.write(frames[7:])
                 await writer.drain()
                 try:
@@ -72,16 +73,18 @@ async def test_udp_connect_tcp_and_serial_links_carry_vehicles_both_ways(runtime
     try:
         data, addr = await asyncio.wait_for(loop.sock_recvfrom(router, 2048), 5)
         assert _gcs_heartbeats(data) == 1  # the bridge spoke first
-        for _ in range(3):
+        cache = runtime.services.state_cache
+
+        def vehicles_heard() -> bool:
+            # The UDP and serial vehicles speak until they are heard (as the TCP one does), like a real one.
             router.sendto(_vehicle_frames(51), addr)
             os.write(master, _vehicle_frames(53))
-            await asyncio.sleep(0.2)
-        cache = runtime.services.state_cache
+            return all((cache.get(f"mav-{s}") or {}).get("position") for s in (51, 52, 53))
+
+        await eventually(vehicles_heard, timeout=10, interval=0.2, what="the three vehicles' positions")
         for sysid in (51, 52, 53):
-            view = await eventually(
-                lambda s=sysid: (cache.get(f"mav-{s}") or {}).get("position"), timeout=10, what=f"mav-{sysid}"
-            )
-            assert abs(view["global"]["latitude"] - (37.4 + sysid / 1e7)) < 1e-9
+            view = cache.get(f"mav-{sysid}") or {}
+            assert abs(view["position"]["global"]["latitude"] - (37.4 + sysid / 1e7)) < 1e-9
         serial_out = bytearray()
 
         def serial_heard() -> bool:

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from app.mavlink import protocol
-from app.mavlink.readiness import readiness
-from app.mavlink.words import PREARM_BIT
+from services.mavlink import protocol
+from services.mavlink.readiness import readiness
+from services.mavlink.words import PREARM_BIT
 
 M = protocol.MAV
 ALL = 0b1111111 | PREARM_BIT

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from app.api.schemas import CommandCreate
-from app.mavlink import protocol
-from app.mavlink.emulator import Emulator
 from app.runtime import Runtime
 from db import commands as commands_db
+from services.mavlink import protocol
+from services.mavlink.emulator import Emulator
+from services.schemas import CommandCreate
 from tests.helpers import eventually
 
 M = protocol.MAV

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from app.api.schemas import OrgCreate
 from app.demo import DEMO_MAV_NAME, DEMO_ORG_ID, seed_demo, start_demo_mavlink
-from app.mavlink.emulator import Emulator
 from app.mavlink_serve import bridge_settings, start_bridge
 from app.runtime import Runtime, StartupError
+from services.mavlink.emulator import Emulator
+from services.schemas import OrgCreate
 from tests.helpers import eventually
 
 

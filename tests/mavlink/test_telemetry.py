@@ -14,10 +14,10 @@ import httpx
 import msgspec
 from bs4 import BeautifulSoup
 
-from app.api.schemas import EntityCreate
-from app.mavlink import protocol
-from app.mavlink.mapping import Binding
 from app.runtime import Runtime
+from services.mavlink import protocol
+from services.mavlink.mapping import Binding
+from services.schemas import EntityCreate
 from tests.helpers import eventually, state
 from tests.mavlink.conftest import ORG
 
@@ -103,9 +103,9 @@ async def test_statustext_mavlink1_px4_modes_and_a_binding_to_an_existing_entity
 async def test_registration_respects_the_per_org_entity_limit(
     make_runtime: Any, make_vehicle: Any, tmp_path: Any
 ) -> None:
-    from app.api.schemas import OrgCreate
-    from app.mavlink.bridge import Bridge
-    from app.mavlink.config import LinkSpec, MavlinkSettings
+    from services.mavlink.bridge import Bridge
+    from services.mavlink.config import LinkSpec, MavlinkSettings
+    from services.schemas import OrgCreate
     from tests.helpers import dlq
 
     rt: Runtime = await make_runtime(max_entities_per_org=1)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from app.api.schemas import CommandCreate
 from app.runtime import Runtime
 from db import commands as commands_db
+from services.schemas import CommandCreate
 from tests.helpers import eventually, seed, state
 from workers.simulator import Simulator, make_fleet
 
@@ -59,7 +59,8 @@ async def test_offline_entity_keeps_command_queued_until_it_returns(runtime: Run
     (e0,) = await seed(runtime, entities=1)
     view = await runtime.services.commands.send("org1", e0, CommandCreate(command="hold"))
     assert view.status == "queued"
-    await asyncio.sleep(0.5)
+    # Only the entity's return dispatches it; an expiry pass meanwhile leaves it queued.
+    await runtime.services.commands.expire_due()
     assert await _status(runtime, view.command_id, "queued")
     sim, stop, task = await _start_sim(runtime, [e0])
     try:

@@ -3,15 +3,14 @@ and the valid traffic interleaved with it is all applied."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 from urllib.parse import quote
 
 import msgspec
 import pytest
 
-from app import topology
 from app.runtime import Runtime
+from core import topology
 from tests.helpers import dlq, eventually, seed, state, telemetry
 from workers import base
 
@@ -123,9 +122,8 @@ async def test_hostile_corpus(runtime: Runtime) -> None:
         assert doc
     assert all(w.stats.restarts == 0 for w in runtime.workers.workers), runtime.workers.stats()
     assert all(runtime.workers.status().values())
-    checks = await runtime.readiness()
+    checks = await runtime.services.health.readiness()
     assert all(c["ok"] for c in checks.values()), checks
-    await asyncio.sleep(0)
 
 
 async def _dead_count(runtime: Runtime, want: int) -> list[Any] | None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.api.schemas import EntityUpdate, OrgUpdate
 from app.runtime import Runtime
 from db import registry as registry_db
+from services.schemas import EntityUpdate, OrgUpdate
 from tests.helpers import eventually, seed
 
 

@@ -10,10 +10,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from app import topology
-from app.contracts.commands import CommandMessage
-from app.nats_server import EmbeddedNats
 from app.runtime import Runtime
+from core import topology
+from core.contracts.commands import CommandMessage
+from fabric.server import EmbeddedNats
 from tests.conftest import OVERWATCH
 from tests.helpers import dlq, eventually, seed, state
 from workers.simulator import FaultConfig, SimEntity, Simulator, distance_bearing, make_fleet
@@ -138,7 +138,6 @@ async def test_video_frames_are_tracked_and_bad_frames_dead_lettered(runtime: Ru
     assert runtime.nc is not None
     for _ in range(10):
         await runtime.nc.publish(topology.video_subject(e0), jpeg.tobytes(), headers={"Width": "64", "Height": "48"})
-        await asyncio.sleep(0.05)
     source = await eventually(lambda: runtime.services.video.source(e0), what="video source")
     assert source.live and source.frames >= 1 and source.width == 64
     await runtime.nc.publish(topology.video_subject(e0), b"GIF89a not a jpeg")

@@ -7,11 +7,11 @@ from typing import Any
 
 import msgspec
 
-from app.contracts.state import violations
 from app.runtime import Runtime
+from core.contracts.state import violations
+from fabric.state_store import StateStore
 from tests.helpers import eventually, seed, state
 from workers.state_keeper import StateKeeper
-from workers.state_store import StateStore
 
 OLD = "2026-01-01T00:00:00.000Z"
 
@@ -49,7 +49,7 @@ async def test_startup_conforms_every_value_with_cas_and_loses_no_writers_scope(
     await runtime.kv_state.delete(ids[3])  # a registered entity without a value gets one ...
     # ... once it is not just being created (its ``created`` event writes the first value): registered long ago.
     await runtime.db.execute("UPDATE entities SET created_at = ? WHERE entity_id = ?", (OLD, ids[3]))
-    keeper = StateKeeper(runtime.worker_context)
+    keeper = StateKeeper(runtime.worker_context, runtime.services.state_cache)
     writer = StateStore(runtime.kv_state, "telemetry")
     stop = asyncio.Event()
     written: dict[str, int] = {}
@@ -92,6 +92,6 @@ async def test_startup_conforms_every_value_with_cas_and_loses_no_writers_scope(
             "HIGH_THREAT": 0,
         }
     # A second pass finds nothing to do.
-    again = StateKeeper(runtime.worker_context)
+    again = StateKeeper(runtime.worker_context, runtime.services.state_cache)
     await again.startup()
     assert again.conformed == 0 and again.restored == 0

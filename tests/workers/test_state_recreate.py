@@ -18,12 +18,12 @@ import msgspec
 import nats
 from nats.js.kv import KeyValue
 
-from app import topology
-from app.nats_auth import inbox_prefix
 from app.runtime import Runtime
+from core import topology
+from fabric.state_store import StateStore
+from services.nats_auth import inbox_prefix
 from tests.helpers import dlq, eventually, seed, state, telemetry
 from workers.detect.state import StateWriter
-from workers.state_store import StateStore
 
 STATE = topology.BUCKET_STATE
 V1 = "/api/v1/organizations"

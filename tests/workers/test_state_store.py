@@ -7,9 +7,9 @@ from typing import Any
 
 import nats
 
-from app import topology
-from app.nats_server import EmbeddedNats
-from workers.state_store import StateStore, deep_merge, reported_last_sequence
+from core import topology
+from fabric.server import EmbeddedNats
+from fabric.state_store import StateStore, deep_merge, reported_last_sequence
 
 
 async def test_two_concurrent_writers_lose_nothing(nats_server: EmbeddedNats) -> None:

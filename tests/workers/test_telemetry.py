@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 import msgspec
 
-from app import topology
 from app.runtime import Runtime
+from core import topology
 from db import alerts as alerts_db
 from db import tracks as tracks_db
-from tests.helpers import eventually, seed, state, stream_messages, telemetry
+from tests.helpers import ManualClock, eventually, seed, state, stream_messages, telemetry
 
 
 async def test_telemetry_lands_in_state_scopes(runtime: Runtime) -> None:
@@ -51,15 +50,25 @@ async def test_bursts_coalesce_with_bounded_write_rate(make_runtime: Any) -> Non
 
 
 async def test_track_points_are_stored_downsampled(make_runtime: Any) -> None:
-    rt: Runtime = await make_runtime(track_interval=0.2)
+    clock = ManualClock(start=float(int(time.time())))  # whole seconds plus eighths: exact sums
+    rt: Runtime = await make_runtime(track_interval=0.25, clock=clock)
     (e0,) = await seed(rt, entities=1)
-    for i in range(10):
+    worker = next(w for w in rt.workers.workers if w.name == "telemetry")
+    for i in range(10):  # one message every 0.125 s of the worker's clock
+        before = worker.stats.processed
         await rt.js.publish(topology.telemetry_subject("org1", e0), telemetry(lat=37.0 + i * 0.001))
-        await asyncio.sleep(0.1)
-    count = await eventually(lambda: tracks_db.count_points(rt.db, e0), what="track points")
+        await eventually(lambda b=before: worker.stats.processed > b, what=f"message {i} applied")
+        clock.advance(0.125)
+    count = await eventually(lambda: _points_at_least(rt, e0, 5), what="track points")
     assert 2 <= count <= 8
+    assert count == 5, "a point at most every 0.25 s: at 0, 0.25, 0.5, 0.75 and 1 s"
     points = await tracks_db.recent_track(rt.db, e0, time.time() - 60)
     assert [p.latitude for p in points] == sorted(p.latitude for p in points)
+
+
+async def _points_at_least(rt: Runtime, entity_id: str, n: int) -> int:
+    count = await tracks_db.count_points(rt.db, entity_id)
+    return count if count >= n else 0
 
 
 async def test_silence_marks_offline_then_back_online(make_runtime: Any) -> None:
@@ -71,10 +80,10 @@ async def test_silence_marks_offline_then_back_online(make_runtime: Any) -> None
     await eventually(lambda: _with(rt, e0, lambda d: d.get("is_live") is False), timeout=6, what="offline")
     alert = await eventually(lambda: alerts_db.get_alert(rt.db, f"offline:{e0}"), what="offline alert")
     assert alert.status == "active" and alert.kind == "offline"
-    event = msgspec.json.decode((await status_sub.next_msg(timeout=5)).data)
+    event = msgspec.json.decode((await status_sub.next_msg(timeout=10)).data)
     if event["data"]["is_live"]:
         # The entity's first value (written from its ``created`` event) was offline: going live was a transition too.
-        event = msgspec.json.decode((await status_sub.next_msg(timeout=5)).data)
+        event = msgspec.json.decode((await status_sub.next_msg(timeout=10)).data)
     assert event["type"] == "status" and event["data"]["is_live"] is False
     await rt.js.publish(topology.telemetry_subject("org1", e0), telemetry())
     await eventually(lambda: _with(rt, e0, lambda d: d.get("is_live")), what="live again")

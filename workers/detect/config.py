@@ -14,8 +14,9 @@ from typing import Any
 
 import msgspec
 
-from app.settings import ConfigError, SettingSpec, raw_values, redacted_repr
-from app.topology import TOKEN_RE
+from core.camera.pose import PoseError, parse_pose_setting
+from core.settings import ConfigError, SettingSpec, raw_values, redacted_repr
+from core.topology import TOKEN_RE
 
 EXIT_CONFIG = 78  # EX_CONFIG: what the upstream deploy wrappers use for bad configuration
 
@@ -45,13 +46,43 @@ DETECT_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("source_fps", "DETECT_SOURCE_FPS", 15.0, "Frame rate of the synthetic source"),
     SettingSpec("loop", "DETECT_LOOP", False, "Play a video file in a loop instead of stopping at its end"),
     SettingSpec("stall_seconds", "DETECT_STALL_SECONDS", 10.0, "A stream without frames this long is reopened"),
-    SettingSpec("model", "DETECT_MODEL", "", "ONNX model; unset uses the shipped `models/detector.onnx`"),
+    SettingSpec(
+        "every_frame",
+        "DETECT_EVERY_FRAME",
+        False,
+        "Video files: read the next frame only once the last one was taken (none dropped, as fast as processed)",
+    ),
+    SettingSpec(
+        "model",
+        "DETECT_MODEL",
+        "",
+        "ONNX model; unset: the synthetic-scene model for `synthetic`, the COCO model for real sources",
+    ),
     SettingSpec("labels", "DETECT_LABELS", "", "Labels file (one class per line); unset reads the model's metadata"),
-    SettingSpec("conf", "DETECT_CONF", 0.3, "Confidence above which detections are published"),
+    SettingSpec(
+        "conf",
+        "DETECT_CONF",
+        None,
+        "Confidence above which detections are published; unset: the model's own (COCO 0.4, otherwise 0.3)",
+    ),
+    SettingSpec(
+        "class_conf",
+        "DETECT_CLASS_CONF",
+        "",
+        "Per-class thresholds over `DETECT_CONF`: `label=0.5,other label=0.6`",
+    ),
     SettingSpec("iou", "DETECT_IOU", 0.5, "NMS IoU threshold"),
     SettingSpec("threads", "DETECT_THREADS", 1, "onnxruntime intra-op threads (1 leaves a core for the rest)"),
     SettingSpec("max_fps", "DETECT_MAX_FPS", 0.0, "Cap on frames processed per second (0 = as fast as frames come)"),
     SettingSpec("track_buffer", "DETECT_TRACK_BUFFER", 30, "Frames a lost track is kept to re-identify its object"),
+    SettingSpec("min_hits", "DETECT_MIN_HITS", 3, "A track is published once seen in this many of the last M frames"),
+    SettingSpec("hit_window", "DETECT_HIT_WINDOW", 5, "M of `DETECT_MIN_HITS`: the frames looked back over"),
+    SettingSpec(
+        "camera_pose",
+        "DETECT_CAMERA_POSE",
+        "",
+        "Camera pose `lat,lon,height_m,heading,tilt,hfov` when the entity's record and telemetry give none",
+    ),
     SettingSpec("lost_after", "DETECT_LOST_AFTER", 2.0, "Seconds unseen before an object is lost (leaves KV)"),
     SettingSpec("threat_table", "DETECT_THREAT_TABLE", "", "JSON file of label → threat level merged over the default"),
     SettingSpec("movement", "SIGINT_MOVEMENT_THRESHOLD", 0.05, "Publish when the bbox centre moved more than this"),
@@ -86,13 +117,18 @@ class DetectSettings(msgspec.Struct, frozen=True, kw_only=True):
     source_fps: float = 15.0
     loop: bool = False
     stall_seconds: float = 10.0
+    every_frame: bool = False
     model: str = ""
     labels: str = ""
-    conf: float = 0.3
+    conf: float | None = None
+    class_conf: str = ""
     iou: float = 0.5
     threads: int = 1
     max_fps: float = 0.0
     track_buffer: int = 30
+    min_hits: int = 3
+    hit_window: int = 5
+    camera_pose: str = ""
     lost_after: float = 2.0
     threat_table: str = ""
     movement: float = 0.05
@@ -107,12 +143,35 @@ class DetectSettings(msgspec.Struct, frozen=True, kw_only=True):
     video_annotated: bool = True
 
     @property
+    def class_thresholds(self) -> dict[str, float]:
+        """``DETECT_CLASS_CONF`` as label → threshold (validated by ``validate``)."""
+        return parse_class_conf(self.class_conf)
+
+    @property
     def servers(self) -> list[str]:
         """NATS server URLs."""
         return [u.strip() for u in self.nats_url.split(",") if u.strip()]
 
     def __repr__(self) -> str:
         return redacted_repr(self, {"nats_token", "nats_password", "nats_nkey_seed"})
+
+
+def parse_class_conf(text: str) -> dict[str, float]:
+    """``label=0.5,other label=0.6`` → {label: threshold}; labels are lower-cased, values in 0..1."""
+    out: dict[str, float] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        label, sep, value = item.rpartition("=")
+        label = label.strip().lower()
+        try:
+            threshold = float(value)
+        except ValueError:
+            threshold = -1.0
+        if not sep or not label or not 0.0 <= threshold <= 1.0:
+            raise ConfigError(f"DETECT_CLASS_CONF: {item.strip()!r} is not label=threshold with a threshold in 0..1")
+        out[label] = threshold
+    return out
 
 
 def _env(name: str) -> str:
@@ -151,7 +210,17 @@ def validate(s: DetectSettings) -> None:
         raise ConfigError(f"NATS_TLS_CA: file not found: {s.nats_tls_ca}")
     if not s.servers:
         raise ConfigError("NATS_URL is empty")
-    for field in ("conf", "iou", "movement", "confidence"):
+    if s.conf is not None and not 0.0 <= s.conf <= 1.0:
+        raise ConfigError(f"DETECT_CONF must be between 0 and 1, got {s.conf}")
+    parse_class_conf(s.class_conf)
+    if not 1 <= s.min_hits <= s.hit_window <= 64:
+        raise ConfigError(f"need 1 ≤ DETECT_MIN_HITS ≤ DETECT_HIT_WINDOW ≤ 64, got {s.min_hits} of {s.hit_window}")
+    if s.camera_pose:
+        try:
+            parse_pose_setting(s.camera_pose)
+        except PoseError as exc:
+            raise ConfigError(f"DETECT_CAMERA_POSE: {exc}") from None
+    for field in ("iou", "movement", "confidence"):
         if not 0.0 <= getattr(s, field) <= 1.0:
             raise ConfigError(f"{_env(field)} must be between 0 and 1, got {getattr(s, field)}")
     for field in ("source_fps", "stall_seconds", "lost_after", "kv_hz", "video_fps"):

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from app.contracts.common import utc_now
+from core.contracts.common import utc_now
 
 BOOT_MESSAGE = "Overwatch ISR component initialized: {model_type}"
 # A tracked object's events: ``detection`` is a detection (new, moved, changed); an object that
@@ -119,10 +119,12 @@ def detection_event(
     reason: str,
     threat_reason: str = "",
     timestamp: str | None = None,
+    geo: dict[str, float] | None = None,
 ) -> Outgoing:
     """An object's event: ``event_type`` ``detection``, or ``lost`` / ``reappeared`` when ``reason`` says so.
 
-    ``metadata.event_reason`` says which smart-publishing rule fired (``new``, ``moved``, …).
+    ``metadata.event_reason`` says which smart-publishing rule fired (``new``, ``moved``, …);
+    ``metadata.geo`` is the object's projected ground position when the camera's pose is known.
     """
     metadata: dict[str, Any] = {
         "native_id": native_id,
@@ -132,6 +134,8 @@ def detection_event(
     }
     if threat_reason:
         metadata["threat_reason"] = threat_reason
+    if geo:
+        metadata["geo"] = geo
     event_type = EVENT_TYPES_BY_REASON.get(reason, EVENT_DETECTION)
     body = _envelope(ident, event_type, timestamp or utc_now())
     body["detection"] = {

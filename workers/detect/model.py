@@ -20,7 +20,20 @@ import onnxruntime as ort
 from workers.detect.boxes import decode_end_to_end, decode_yolo, letterbox, to_tensor, unletterbox
 
 MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"
-DEFAULT_MODEL = MODELS_DIR / "detector.onnx"
+DEFAULT_MODEL = MODELS_DIR / "detector.onnx"  # ours, trained on the synthetic scene only
+COCO_MODEL = MODELS_DIR / "coco" / "nanodet-g-coco.onnx"  # NanoDet-g, COCO-80 (models/coco/SOURCE.json)
+DEFAULT_CONF = 0.3  # publish threshold of a model that does not recommend its own
+# Per-class thresholds a shipped model starts with (DETECT_CLASS_CONF overrides them): street
+# furniture and indoor objects the COCO model sees in real footage that is not there — a bollard
+# as a fire hydrant, a car seat as a chair or couch (docs/detection.md).
+RECOMMENDED_CLASS_CONF: dict[str, dict[str, float]] = {
+    "nanodet-g-coco": {"fire hydrant": 0.6, "parking meter": 0.6, "chair": 0.5, "couch": 0.5, "toothbrush": 0.6},
+}
+
+
+def model_for_source(kind: str) -> Path:
+    """The shipped model for a source kind: the synthetic scene's own model for it, COCO for real video."""
+    return DEFAULT_MODEL if kind == "synthetic" else COCO_MODEL
 
 
 class ModelError(Exception):
@@ -107,6 +120,12 @@ class Detector:
             raise ModelError(f"{path} predicts {n_classes} classes but {source} names only {len(names)}")
         self.names = names
         self.model_type = meta.get("model_type") or path.stem
+        try:
+            recommended = float(meta.get("conf", DEFAULT_CONF))
+        except ValueError:
+            recommended = DEFAULT_CONF
+        # The publish threshold the model's maker recommends (metadata ``conf``); DETECT_CONF overrides it.
+        self.recommended_conf = recommended if 0.0 < recommended < 1.0 else DEFAULT_CONF
 
     def infer_raw(self, tensor: np.ndarray) -> np.ndarray:
         """Run the session on a prepared NCHW tensor; the first output."""

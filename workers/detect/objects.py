@@ -13,6 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.camera.pose import CameraPose
+from core.camera.projection import project_box
 from workers.detect import threats
 from workers.detect.tracker import Track
 
@@ -37,6 +39,7 @@ class TrackedObject:
     state: str = "active"  # active | lost
     seq: int = 0  # events published for this object (for Nats-Msg-Id)
     indicators: list[str] = field(default_factory=list)
+    geo: dict[str, float] | None = None  # projected ground contact point (camera pose known)
 
     @property
     def avg_confidence(self) -> float:
@@ -69,6 +72,8 @@ class TrackedObject:
                 "x_max": round(x2, 4),
                 "y_max": round(y2, 4),
             },
+            # Not in the KV spec: readers that follow it ignore the extra field.
+            **({"geo": self.geo} if self.geo else {}),
         }
 
 
@@ -88,9 +93,19 @@ class ObjectBook:
         return self.table.get(label.lower(), threats.DEFAULT_LEVEL)
 
     def observe(
-        self, tracks: list[Track], labels: list[str], width: int, height: int, now: str, mono: float
+        self,
+        tracks: list[Track],
+        labels: list[str],
+        width: int,
+        height: int,
+        now: str,
+        mono: float,
+        pose: CameraPose | None = None,
     ) -> list[tuple[TrackedObject, bool]]:
-        """Update from one frame's matched tracks; (object, came back from lost) pairs."""
+        """Update from one frame's matched tracks; (object, came back from lost) pairs.
+
+        With the camera's ``pose``, each object's ground contact point is projected (``geo``).
+        """
         self.frames += 1
         out: list[tuple[TrackedObject, bool]] = []
         for track, label in zip(tracks, labels, strict=True):
@@ -121,6 +136,7 @@ class ObjectBook:
                 obj.conf_sum += track.score
                 obj.last_seen, obj.last_seen_at = now, mono
             obj.indicators = threats.indicators(level, obj.confidence)
+            obj.geo = project_box(pose, obj.bbox, width / height, label) if pose else None
             out.append((obj, returned))
         return out
 

@@ -10,8 +10,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from app import __version__
-from app.contracts.common import utc_now
+from core import __version__
+from core.contracts.common import utc_now
 from workers.detect import threats
 from workers.detect.config import DetectSettings
 from workers.detect.model import Detector

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import cv2
 import numpy as np
 
-from app.contracts.common import utc_now
+from core.contracts.common import utc_now
 from workers.detect.synth import Truth
 from workers.detect.video_scene import VideoScene
 
@@ -235,9 +235,12 @@ class CaptureSource(Source):
         stall_after: float = 10.0,
         loop_file: bool = False,
         backoff: tuple[float, float] = (1.0, 30.0),
+        every_frame: bool = False,
     ) -> None:
+        """``every_frame`` (files only): hand over the next frame only once the last one was taken."""
         super().__init__(slot)
         self.spec = spec
+        self.every_frame = every_frame and spec.kind == "file"
         self.open_timeout, self.stall_after = open_timeout, stall_after
         self.loop_file = loop_file
         self.backoff = backoff
@@ -267,7 +270,7 @@ class CaptureSource(Source):
                 continue
             self.stats.connected = True
             fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-            period = 1.0 / fps if self.spec.kind == "file" and 1 <= fps <= 120 else 0.0
+            period = 1.0 / fps if self.spec.kind == "file" and 1 <= fps <= 120 and not self.every_frame else 0.0
             opened_at = time.monotonic()
             reason = self._read_until_broken(cap, period, opened_at)
             cap.release()
@@ -292,6 +295,13 @@ class CaptureSource(Source):
             if ok and image is not None:
                 got_any = True
                 last = now
+                if self.every_frame:
+                    # Offline analysis of a recording: no frame dropped, as fast as the pipeline takes them.
+                    self.slot.taken.clear()
+                    self.emit(image)
+                    while not self.slot.taken.wait(0.2) and not self._stop.is_set():
+                        pass
+                    continue
                 self.emit(image)
                 if period:
                     next_at += period
@@ -315,7 +325,12 @@ class CaptureSource(Source):
 
 
 def open_source(
-    spec: SourceSpec, slot: LatestFrame, fps: float = 15.0, stall_after: float = 10.0, loop_file: bool = False
+    spec: SourceSpec,
+    slot: LatestFrame,
+    fps: float = 15.0,
+    stall_after: float = 10.0,
+    loop_file: bool = False,
+    every_frame: bool = False,
 ) -> Source:
     """The capture implementation for a parsed spec."""
     if spec.kind == "synthetic":
@@ -323,4 +338,4 @@ def open_source(
     if spec.kind == "network" and str(spec.target).lower().startswith("rtsp"):
         # Process-wide FFmpeg options: TCP for RTSP (UDP loses packets on busy links).
         os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
-    return CaptureSource(slot, spec, stall_after=stall_after, loop_file=loop_file)
+    return CaptureSource(slot, spec, stall_after=stall_after, loop_file=loop_file, every_frame=every_frame)

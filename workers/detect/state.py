@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from app.contracts.common import utc_now
-from app.contracts.state import new_state
-from workers.state_store import StateStore
+from core.contracts.common import utc_now
+from core.contracts.state import new_state
+from fabric.state_store import StateStore
 
 log = logging.getLogger("overwatch.detect.state")
 
@@ -28,8 +28,18 @@ Scopes = Callable[[], dict[str, Any]]
 class StateWriter:
     """Throttled CAS writes of the detection scopes of one entity."""
 
-    def __init__(self, store: StateStore, entity_id: str, org_id: str, hz: float = 2.0, heartbeat: float = 3.0) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        entity_id: str,
+        org_id: str,
+        hz: float = 2.0,
+        heartbeat: float = 3.0,
+        on_read: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        """``on_read`` sees the entity's whole value as each write reads it (the worker follows its camera pose)."""
         self.store = store
+        self.on_read = on_read
         self.entity_id, self.org_id = entity_id, org_id
         self.interval = 1.0 / max(hz, 0.1)
         self.heartbeat = heartbeat
@@ -75,6 +85,8 @@ class StateWriter:
         """One CAS merge of ``scopes`` (and liveness) into the entity's value."""
 
         def mutate(doc: dict[str, Any]) -> bool:
+            if self.on_read is not None:
+                self.on_read(doc)
             doc.update(scopes)
             doc["last_seen"] = utc_now()
             return True

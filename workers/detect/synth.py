@@ -66,8 +66,10 @@ def _low_noise(rng: np.random.Generator, h: int, w: int, cells: tuple[int, int],
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
-def ground_background(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, int]:
-    horizon = int(h * rng.uniform(0.25, 0.6))
+def ground_background(rng: np.random.Generator, w: int, h: int, horizon: int | None = None) -> tuple[np.ndarray, int]:
+    """Sky, ground and maybe a road; ``horizon`` (row) is drawn at random unless given (a posed camera's)."""
+    drawn = int(h * rng.uniform(0.25, 0.6))  # drawn either way: the same seed gives the same scene
+    horizon = drawn if horizon is None else horizon
     overcast = rng.random() < 0.3
     sky_top = np.array([200, 170, 130] if not overcast else [170, 170, 165], np.float32) + rng.uniform(-40, 40, 3)
     sky_low = sky_top + rng.uniform(10, 60, 3)

@@ -1,10 +1,15 @@
 """Threat grading: label → level, suspicious indicators, alert level, and threat alerts with reasons.
 
-The default table is the upstream client's (its 24 prompt classes), plus the shipped
-model's labels that it lacks: ``bag`` (like ``backpack``/``suitcase``) and ``drone`` are
-``MODERATE_THREAT``. Levels are the seeds' three (``LOW_THREAT``, ``MODERATE_THREAT``,
+The default table is the upstream client's (its 24 prompt classes), plus the labels of
+the two shipped models that it lacks: ``bag`` (like ``backpack``/``suitcase``) and ``drone``
+of the synthetic-scene model are ``MODERATE_THREAT``; of the COCO model's 80 classes
+(``COCO_TABLE``), weapon-like objects (knife, baseball bat, scissors) are ``HIGH_THREAT``,
+bags that may be left unattended (handbag, backpack, suitcase) and large vehicles
+(truck, bus) and aircraft ``MODERATE_THREAT``. **COCO has no drone and no firearm class**:
+the COCO model cannot report either (a drone may come out as airplane, bird or kite).
+Levels are the seeds' three (``LOW_THREAT``, ``MODERATE_THREAT``,
 ``HIGH_THREAT``); the upstream client's words are accepted in an operator's table and
-normalised (``app/contracts/state.THREAT_ALIASES``). Operators replace or extend the table
+normalised (``core/contracts/state.THREAT_ALIASES``). Operators replace or extend the table
 with a JSON file ``{label: level}``. Unknown and harmless labels are ``LOW_THREAT``.
 """
 
@@ -14,7 +19,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.contracts.state import THREAT_ALIASES, THREAT_LEVELS, threat_word
+from core.contracts.state import THREAT_ALIASES, THREAT_LEVELS, threat_word
 
 LEVELS = THREAT_LEVELS  # LOW, MODERATE, HIGH
 RANK = {level: i + 1 for i, level in enumerate(LEVELS)}  # LOW 1 … HIGH 3
@@ -35,6 +40,19 @@ DEFAULT_TABLE: dict[str, str] = {
     "bag": "MODERATE_THREAT",
     "drone": "MODERATE_THREAT",
 }
+# The COCO model's classes that matter, in the seeds' words (those not named are LOW_THREAT).
+# COCO has no drone and no firearm class: neither can be reported by that model.
+COCO_TABLE: dict[str, str] = {
+    **dict.fromkeys(("knife", "baseball bat", "scissors"), "HIGH_THREAT"),  # weapon-like
+    **dict.fromkeys(("backpack", "handbag", "suitcase"), "MODERATE_THREAT"),  # a bag may be left unattended
+    **dict.fromkeys(("truck", "bus"), "MODERATE_THREAT"),  # large vehicles, as upstream grades trucks and vans
+    "airplane": "MODERATE_THREAT",  # an aircraft over a ground camera; also what a drone is often called
+    **dict.fromkeys(
+        ("person", "bicycle", "car", "motorcycle", "train", "boat", "bird", "kite", "umbrella", "sports ball"),
+        "LOW_THREAT",
+    ),
+}
+DEFAULT_TABLE.update(COCO_TABLE)
 
 
 class ThreatTableError(ValueError):

@@ -137,15 +137,24 @@ class Tracker:
         self.frame = 0
         self.removed: list[Track] = []
 
-    def update(self, xyxy: np.ndarray, scores: np.ndarray, classes: np.ndarray) -> list[Track]:
-        """Feed one frame's detections; return the tracks matched in this frame (confirmed ones)."""
+    def update(
+        self, xyxy: np.ndarray, scores: np.ndarray, classes: np.ndarray, high_at: np.ndarray | None = None
+    ) -> list[Track]:
+        """Feed one frame's detections; return the tracks matched in this frame (confirmed ones).
+
+        ``high_at`` gives each detection its own high-confidence threshold (per-class
+        thresholds); unset, ``config.high`` applies to all. New tracks need that plus
+        ``new_track - high``.
+        """
         cfg = self.config
         self.frame += 1
         self.removed = []
         for t in self.tracks:
             t.mean, t.cov = self.kf.predict(t.mean, t.cov)
-        high = np.nonzero(scores >= cfg.high)[0]
-        low = np.nonzero((scores > cfg.low) & (scores < cfg.high))[0]
+        if high_at is None:
+            high_at = np.full(len(scores), cfg.high, np.float32)
+        high = np.nonzero(scores >= high_at)[0]
+        low = np.nonzero((scores > cfg.low) & (scores < high_at))[0]
         pool = [t for t in self.tracks if t.confirmed]
         unconfirmed = [t for t in self.tracks if not t.confirmed]
         matched: list[Track] = []
@@ -178,7 +187,7 @@ class Tracker:
         for i in rest_u:
             unconfirmed[i].state = "removed"
         for di in leftover[rest_new]:
-            if scores[di] >= cfg.new_track:
+            if scores[di] >= min(1.0, high_at[di] + cfg.new_track - cfg.high):
                 mean, cov = self.kf.initiate(xyxy_to_xyah(xyxy[di]))
                 track = Track(new_track_id(), mean, cov, float(scores[di]), int(classes[di]))
                 track.vote(int(classes[di]), float(scores[di]))

@@ -22,28 +22,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 from nats.aio.client import Client as NATS
 from nats.js.errors import KeyNotFoundError
 
-from app import topology
-from app.contracts.common import utc_now
-from app.nats_auth import state_bucket
-from app.nats_client import NatsConnectError, close_quietly, connect
-from app.tls import ca_context
+from core import topology
+from core.camera.pose import CameraConfig, CameraPose, parse_pose_setting, resolve_pose
+from core.contracts.common import utc_now
+from fabric.client import NatsConnectError, close_quietly, connect
+from fabric.state_store import StateStore
+from fabric.tls import ca_context
+from services.nats_auth import state_bucket
 from workers.detect import threats
 from workers.detect.config import DetectSettings
 from workers.detect.events import Identity, Outgoing, Snapshot, boot_event, detection_event, publish_reason
 from workers.detect.events import shutdown_event as make_shutdown
 from workers.detect.frames import FrameEncoder, VideoPublisher
-from workers.detect.model import DEFAULT_MODEL, Detections, Detector
+from workers.detect.model import RECOMMENDED_CLASS_CONF, Detections, Detector, ModelError, model_for_source
 from workers.detect.objects import ObjectBook, TrackedObject
+from workers.detect.persistence import Persistence
 from workers.detect.report import Metrics, device_id_for, entity_scopes, fingerprint
 from workers.detect.sender import EventSender
 from workers.detect.sources import Frame, LatestFrame, Source, open_source, parse_source
 from workers.detect.state import StateWriter
 from workers.detect.tracker import Track, Tracker, TrackerConfig
-from workers.state_store import StateStore
 
 log = logging.getLogger("overwatch.detect")
 
@@ -74,22 +77,31 @@ class DetectionWorker:
         self.ident_device = settings.device_id or device_id_for(settings.entity_id)
         self.table = threats.load_table(Path(settings.threat_table) if settings.threat_table else None)
         self.spec = parse_source(settings.source)
-        model = Path(settings.model) if settings.model else DEFAULT_MODEL
+        # A real source gets the COCO model, the synthetic one its own scene's model (DETECT_MODEL overrides).
+        model = Path(settings.model) if settings.model else model_for_source(self.spec.kind)
         labels = Path(settings.labels) if settings.labels else None
-        self.detector = detector or Detector(
-            model, labels, conf=min(0.1, settings.conf), iou=settings.iou, threads=settings.threads
-        )
+        low = min(0.1, settings.conf if settings.conf is not None else 0.1)
+        self.detector = detector or Detector(model, labels, conf=low, iou=settings.iou, threads=settings.threads)
+        self.conf = settings.conf if settings.conf is not None else self.detector.recommended_conf
+        # The shipped model's per-class defaults only ever raise a class's threshold; DETECT_CLASS_CONF sets it.
+        recommended = {
+            label: max(value, self.conf)
+            for label, value in RECOMMENDED_CLASS_CONF.get(self.detector.model_type, {}).items()
+        }
+        self.class_conf = self._class_thresholds(recommended | settings.class_thresholds)
         self.ident = Identity(settings.org_id, settings.entity_id, self.ident_device, self.detector.model_type)
         self.subject = topology.detection_subject(settings.org_id, settings.entity_id)
         self.video_subject = topology.video_subject(settings.entity_id)
         self.tracker = Tracker(
-            TrackerConfig(
-                high=settings.conf,
-                low=min(0.1, settings.conf),
-                new_track=min(1.0, settings.conf + 0.05),
-                buffer=settings.track_buffer,
-            )
+            TrackerConfig(high=self.conf, low=low, new_track=min(1.0, self.conf + 0.05), buffer=settings.track_buffer)
         )
+        self.persistence = Persistence(settings.min_hits, settings.hit_window)
+        # Where the camera is and looks: the entity's state (registry ``camera`` + telemetry), read on
+        # every state write; DETECT_CAMERA_POSE fills in what the entity does not say.
+        self.pose_fallback: CameraConfig | None = (
+            parse_pose_setting(settings.camera_pose) if settings.camera_pose else None
+        )
+        self.pose: CameraPose | None = resolve_pose(None, self.pose_fallback)
         self.book = ObjectBook(self.table, lost_after=settings.lost_after)
         self.threats = threats.ThreatBook()
         self.published: dict[str, Snapshot] = {}
@@ -113,6 +125,21 @@ class DetectionWorker:
         self.slot: LatestFrame | None = None
         self._infer_pool = ThreadPoolExecutor(1, thread_name_prefix="infer")
         self.last_frame_shape = (480, 640)
+
+    def _class_thresholds(self, by_label: dict[str, float]) -> np.ndarray:
+        """Per class index: its publish threshold (``DETECT_CLASS_CONF`` over the general one)."""
+        names = [n.lower() for n in self.detector.names]
+        unknown = sorted(set(by_label) - set(names))
+        if unknown:
+            raise ModelError(f"DETECT_CLASS_CONF names {', '.join(map(repr, unknown))}, which the model does not know")
+        return np.array([by_label.get(n, self.conf) for n in names], np.float32)
+
+    def _on_state(self, doc: dict[str, Any] | None) -> None:
+        """The entity's state as last read: follow its camera pose."""
+        pose = resolve_pose(doc, self.pose_fallback)
+        if pose != self.pose:
+            log.info("camera pose %s", pose.as_dict() if pose else "unknown: objects are not placed on the map")
+            self.pose = pose
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -141,6 +168,7 @@ class DetectionWorker:
                 fps=self.settings.source_fps,
                 stall_after=self.settings.stall_seconds,
                 loop_file=self.settings.loop,
+                every_frame=self.settings.every_frame,
             )
         )
         self.source.start()
@@ -194,14 +222,20 @@ class DetectionWorker:
         # own key proves access (no key yet is fine: the first write creates it).
         kv = state_bucket(js)
         try:
-            await kv.get(self.settings.entity_id)
+            entry = await kv.get(self.settings.entity_id)
+            with contextlib.suppress(ValueError):
+                self._on_state(msgspec.json.decode(entry.value or b"{}"))
         except KeyNotFoundError:
             pass
         except Exception as exc:  # noqa: BLE001 - no KV access (permissions, other server): events only
             log.error("cannot bind %s (%s); publishing events only", topology.BUCKET_STATE, exc)
             return
         self.state = StateWriter(
-            StateStore(kv, writer="detection"), self.settings.entity_id, self.settings.org_id, hz=self.settings.kv_hz
+            StateStore(kv, writer="detection"),
+            self.settings.entity_id,
+            self.settings.org_id,
+            hz=self.settings.kv_hz,
+            on_read=self._on_state,
         )
 
     async def _loop(self, stopping: asyncio.Event) -> None:
@@ -273,9 +307,13 @@ class DetectionWorker:
 
     def _track(self, frame: Frame, det: Detections) -> Step:
         """Tracker update on the event loop (its only owner), in frame order."""
-        tracks = self.tracker.update(det.xyxy, det.scores, det.classes)
-        # Publish only what clears the confidence threshold now or did when confirmed.
-        shown = [t for t in tracks if t.score > self.settings.conf or t.track_id in self.book.objects]
+        high_at = None  # per-detection thresholds; a class the names do not cover gets the general one
+        if len(det.classes) and len(self.class_conf) and int(det.classes.max()) < len(self.class_conf):
+            high_at = self.class_conf[det.classes]
+        matched = self.tracker.update(det.xyxy, det.scores, det.classes, high_at)
+        tracks = self.persistence.update(self.tracker.tracks, matched)
+        # Publish only what clears its class's threshold now or did when it was first published.
+        shown = [t for t in tracks if t.score > self._threshold(t.cls) or t.track_id in self.book.objects]
         return Step(
             frame,
             shown,
@@ -284,11 +322,14 @@ class DetectionWorker:
             det.infer_ms,
         )
 
+    def _threshold(self, cls: int) -> float:
+        return float(self.class_conf[cls]) if 0 <= cls < len(self.class_conf) else self.conf
+
     def _publish_step(self, step: Step) -> None:
         frame = step.frame
         h, w = frame.image.shape[:2]
         self.last_frame_shape = (h, w)
-        observed = self.book.observe(step.tracks, step.labels, w, h, frame.captured_at, frame.mono)
+        observed = self.book.observe(step.tracks, step.labels, w, h, frame.captured_at, frame.mono, self.pose)
         urgent = False
         for obj, returned in observed:
             snap = Snapshot(obj.label, obj.confidence, *obj.centre, obj.threat_level)
@@ -344,6 +385,7 @@ class DetectionWorker:
                 indicators=obj.indicators,
                 reason=reason,
                 threat_reason=threats.reason(obj.label, level, obj.confidence) if level in threats.ALERTING else "",
+                geo=obj.geo,
             )
         )
         if reason == "lost":

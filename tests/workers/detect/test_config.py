@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import ConfigError
+from core.settings import ConfigError
 from tests.conftest import OVERWATCH
 from workers.detect.config import EXIT_CONFIG, load_detect_settings
 

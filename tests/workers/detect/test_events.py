@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from app.contracts.events import DetectionEvent, GenericEvent
+from core.contracts.events import DetectionEvent, GenericEvent
 from workers.detect.events import Identity, Snapshot, boot_event, detection_event, publish_reason, shutdown_event
 
 IDENT = Identity("org-1", "cam-1", "0123456789abcdef", "overwatch-synthetic-detector")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from workers.detect import threats
+from workers.detect.model import COCO_MODEL, Detector
 from workers.detect.objects import ObjectBook
 from workers.detect.tracker import Tracker
 
@@ -20,8 +21,27 @@ def test_default_table_matches_upstream_and_extends_it() -> None:
     assert t["person"] == t["car"] == "LOW_THREAT"
     assert t["bench"] == "LOW_THREAT"  # the upstream NORMAL: the seeds know three levels only
     assert t["bag"] == t["drone"] == "MODERATE_THREAT"
-    assert len([k for k in t if k not in ("bag", "drone")]) == 24
+    upstream = {
+        *("weapon", "knife", "gun", "rifle", "pistol", "explosive", "bomb"),
+        *("suspicious package", "unattended bag", "backpack", "suitcase", "unauthorized vehicle", "truck", "van"),
+        *("person", "car", "bicycle", "motorcycle", "dog", "traffic light", "stop sign", "bench", "bird", "cat"),
+    }
+    assert len(upstream) == 24 and upstream <= set(t)
+    assert set(t) == upstream | {"bag", "drone"} | set(threats.COCO_TABLE)
     assert set(t.values()) == {"LOW_THREAT", "MODERATE_THREAT", "HIGH_THREAT"}
+
+
+def test_coco_labels_are_graded_in_the_seeds_words_and_coco_cannot_name_drones_or_guns() -> None:
+    t = threats.DEFAULT_TABLE
+    coco = list(Detector(COCO_MODEL, threads=1).names)
+    assert len(coco) == 80
+    # Weapon-like objects are HIGH, bags that may be left and large vehicles MODERATE, people and cars LOW.
+    assert {t[k] for k in ("knife", "baseball bat", "scissors")} == {"HIGH_THREAT"}
+    assert {t[k] for k in ("backpack", "handbag", "suitcase", "truck", "bus", "airplane")} == {"MODERATE_THREAT"}
+    assert {t[k] for k in ("person", "car", "bicycle", "motorcycle", "bird", "kite")} == {"LOW_THREAT"}
+    assert all(label in coco for label in threats.COCO_TABLE)
+    # What the docs say plainly: the COCO model has no class for a drone or a firearm.
+    assert not {"drone", "gun", "rifle", "pistol", "weapon"} & set(coco)
 
 
 def test_operator_table(tmp_path: Path) -> None:

@@ -14,14 +14,14 @@ from typing import Any
 import msgspec
 import pytest
 
-from app import topology
-from app.api.schemas import EntityCreate
 from app.runtime import Runtime
+from core import topology
 from db import alerts as alerts_db
+from fabric.state_store import StateStore
+from services.schemas import EntityCreate
 from tests.helpers import eventually, seed, state, stream_messages
 from workers.detect.config import DetectSettings
 from workers.detect.worker import DetectionWorker
-from workers.state_store import StateStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -73,7 +73,7 @@ async def test_detection_worker_feeds_the_whole_picture(runtime: Runtime) -> Non
                 return True
 
             await foreign.merge(CAMERA, mutate)
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # pacing the competing writer (~100 writes/s), not a wait
 
     writer = asyncio.create_task(foreign_writer())
     try:

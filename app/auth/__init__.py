@@ -1,1 +1,0 @@
-"""Authentication and authorization: accounts, sessions, API keys, the guard layer, CSRF."""

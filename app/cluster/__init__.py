@@ -1,1 +1,0 @@
-"""Scale-out: node identity, cluster status, and the edge box as a leaf node (``docs/scale-out.md``)."""

@@ -1,1 +1,0 @@
-"""Metrics: OpenTelemetry instruments exported at ``/metrics``, samples and the metrics page."""

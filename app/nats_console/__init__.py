@@ -1,1 +1,0 @@
-"""The NATS console: streams, consumers, message browser, live tail and server view."""

@@ -1,1 +1,0 @@
-"""Alert rules: definitions, the evaluator, rule events, and the rules page."""

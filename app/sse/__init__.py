@@ -1,1 +1,0 @@
-"""Server-Sent Events: the in-process hub and the stream generators."""
