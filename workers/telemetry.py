@@ -52,6 +52,7 @@ class Pending:
     patch: dict[str, Any] = field(default_factory=dict)
     msgs: list[Msg] = field(default_factory=list)
     received: float = 0.0
+    newest: int = 0  # the highest stream sequence among ``msgs``
 
 
 def parse_subject(subject: str) -> tuple[str, str]:
@@ -85,6 +86,8 @@ class TelemetryWorker(ConsumerWorker):
         self.last_track: dict[str, float] = {}
         self.track_buffer: list[TrackPoint] = []
         self.coalesced = 0
+        self.applied_seq: dict[str, int] = {}  # per entity: the newest stream sequence written (this process)
+        self.stale = 0  # redeliveries older than what was already applied: acknowledged, not applied
         self.held = 0
         self.last_flush = 0.0
 
@@ -123,12 +126,20 @@ class TelemetryWorker(ConsumerWorker):
                 await self.retry_or_dead_letter(msg, exc)
                 continue
             pending = self.pending.get(entity_id)
+            seq = msg.metadata.sequence.stream if msg.reply else 0
+            if seq and seq <= max(self.applied_seq.get(entity_id, 0), pending.newest if pending else 0):
+                # JetStream redelivers what a crash left unacknowledged, not necessarily in order: a message
+                # older than one already taken would roll the entity's state back.
+                self.stale += 1
+                await msg.ack()
+                continue
             if pending is None:
                 pending = self.pending[entity_id] = Pending(info.org_id, info.entity_type, info.name, received=received)
             else:
                 self.coalesced += 1
             pending.patch = deep_merge(pending.patch, patch)
             pending.msgs.append(msg)
+            pending.newest = max(pending.newest, seq)
             self.held += 1
         backlogged = _pending_after(msgs[-1]) > BACKLOG_PENDING if msgs else False
         if backlogged and self.held < MAX_HELD and time.monotonic() - self.last_flush < BACKLOG_FLUSH:
@@ -210,6 +221,7 @@ class TelemetryWorker(ConsumerWorker):
                     await self.retry_or_dead_letter(msg, outcome)
                 continue
             self.last_write[entity_id] = now
+            self.applied_seq[entity_id] = max(self.applied_seq.get(entity_id, 0), p.newest)
             for msg in p.msgs:
                 await msg.ack()
             self.stats.processed += len(p.msgs)

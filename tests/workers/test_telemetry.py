@@ -135,3 +135,25 @@ async def test_telemetry_repairs_a_state_value_that_names_another_organisation(r
         what="org_id repaired by the next telemetry",
     )
     assert doc is not None and doc["entity_type"] == "aircraft_multirotor" and doc["name"]
+
+
+async def test_a_redelivered_older_message_does_not_roll_the_state_back(runtime: Runtime) -> None:
+    """After a crash JetStream redelivers what was left unacknowledged, not necessarily in order: the newest message
+    taken for an entity wins, an older one arriving later is acknowledged without being applied."""
+    (e0,) = await seed(runtime, entities=1)
+    subject = topology.telemetry_subject("org1", e0)
+    await runtime.js.publish(subject, telemetry(battery=10.0))
+    await runtime.js.publish(subject, telemetry(battery=20.0))
+    await eventually(
+        lambda: _with(runtime, e0, lambda d: (d.get("power") or {}).get("battery_remaining") == 20.0), what="applied"
+    )
+    # The same two messages again (real deliveries, from a second consumer), the newer one first.
+    pull = await runtime.js.pull_subscribe(subject, durable="reordered")
+    older, newer = await pull.fetch(2, timeout=5)
+    worker: Any = next(w for w in runtime.workers.workers if w.name == "telemetry")
+    for msg in (newer, older):
+        await worker.handle_batch([msg])
+        await worker.flush(due_only=False)
+    doc = await state(runtime, e0)
+    assert doc is not None and doc["power"]["battery_remaining"] == 20.0, doc
+    assert worker.stale >= 1
