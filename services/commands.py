@@ -206,7 +206,11 @@ class CommandService:
             changes={"params": [None, body.params]},
         )
         try:
-            await self._journal(row, expect=0)
+            if not await self._journal_new(row):
+                # The entity came back meanwhile and its queued commands, this one among them, were
+                # dispatched (and journalled) by this node's dispatcher: report what that made of it.
+                current = await commands_db.get_command(self.db, row.command_id)
+                return to_view(current or row)
             if edge:
                 await self._to_edge(edge, row)
         except (NatsError, APIError, TimeoutError) as exc:
@@ -217,6 +221,19 @@ class CommandService:
         else:
             await self._changed(row)
         return to_view(row)
+
+    async def _journal_new(self, row: CommandRow) -> bool:
+        """Journal a new command; False when its journal already has a record (a dispatcher claimed it first)."""
+        try:
+            await self._journal(row, expect=0)
+        except APIError as exc:
+            if exc.err_code != WRONG_LAST_SEQUENCE:
+                raise
+            _seq, last = await self.last_record(row)
+            if last is None or last.row.command_id != row.command_id:
+                raise
+            return False
+        return True
 
     async def _journal(self, row: CommandRow, expect: int) -> int:
         """Write ``row`` to its journal if the subject's last sequence is ``expect``; return the new sequence."""

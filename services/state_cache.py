@@ -94,7 +94,9 @@ class StateCache:
         self._roots: dict[str, dict[str, Any]] = {}
         self._subkeys: dict[str, dict[str, dict[str, Any]]] = {}
         self._views: dict[str, dict[str, Any]] = {}
-        self._typed: dict[str, EntityView] = {}  # decoded once per change of the view
+        # Decoded at most once per change of the view, and only when someone reads it: a
+        # telemetry burst rewrites a view many times between two reads (ingest hot path).
+        self._typed: dict[str, EntityView] = {}
         self.withheld: dict[str, str] = {}  # entity_id -> why its view is not shown now
         self.rejected: dict[str, int] = dict.fromkeys(REASONS, 0)  # refused writes by reason
         self.revisions: dict[str, int] = {}
@@ -113,11 +115,18 @@ class StateCache:
 
     def view(self, entity_id: str) -> EntityView | None:
         """The typed view of one entity (``None`` if it has none or it is withheld)."""
-        return self._typed.get(entity_id)
+        typed = self._typed.get(entity_id)
+        if typed is None:
+            doc = self._views.get(entity_id)
+            if doc is None:
+                return None
+            typed = entity_view(entity_id, str(doc.get("org_id") or ""), doc, self.revisions.get(entity_id, 0))
+            self._typed[entity_id] = typed
+        return typed
 
     def views(self) -> dict[str, EntityView]:
-        """Every shown entity's typed view (do not modify)."""
-        return self._typed
+        """Every shown entity's typed view (a new dict; the views themselves are shared)."""
+        return {entity_id: typed for entity_id in self._views if (typed := self.view(entity_id)) is not None}
 
     def org_of(self, entity_id: str) -> str | None:
         """The entity's organisation according to the registry (``None``: not registered)."""
@@ -227,7 +236,7 @@ class StateCache:
         org_id = self.orgs.org_of(entity_id)
         view["org_id"] = org_id
         self._views[entity_id] = view
-        self._typed[entity_id] = entity_view(entity_id, org_id or "", view, self.revisions.get(entity_id, 0))
+        self._typed.pop(entity_id, None)  # decoded again on the next read
         return view
 
     async def run(self, stopping: asyncio.Event) -> None:
