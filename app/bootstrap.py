@@ -15,21 +15,26 @@ from core.settings import Settings
 log = logging.getLogger("overwatch")
 
 
-def worker_factories() -> list[WorkerFactory]:
-    """Every in-process worker, in start order."""
-    from workers.commands import CommandWorker
+def worker_factories(settings: Settings | None = None) -> list[WorkerFactory]:
+    """Every in-process worker, in start order (a hub of edge boxes, ``OVERWATCH_EDGES``, has six more)."""
+    from workers.commands import CommandProjector, CommandWorker
     from workers.cot import CotGateway
     from workers.entity import EntityWorker
-    from workers.events import EventWorker
+    from workers.events import EventProjector, EventWorker
     from workers.nats_auth import NatsAuthWorker
     from workers.registry import RegistryProjector
     from workers.rules import RuleEvaluator
     from workers.state_keeper import StateKeeper
     from workers.state_watch import StateWatcher
     from workers.status_events import StatusEvents
-    from workers.telemetry import TelemetryWorker
+    from workers.telemetry import TelemetryWorker, TrackProjector
     from workers.video import VideoWorker
 
+    edge: list[WorkerFactory] = []
+    if settings is not None and settings.edge_list:
+        from workers.edge import edge_worker_factories
+
+        edge = edge_worker_factories()
     # Each worker gets the services it uses, by name; nothing receives the whole set.
     return [
         lambda ctx, s: RegistryProjector(ctx),
@@ -37,13 +42,18 @@ def worker_factories() -> list[WorkerFactory]:
         lambda ctx, s: StatusEvents(ctx, s.state_cache),
         lambda ctx, s: EntityWorker(ctx, s.registry),
         lambda ctx, s: TelemetryWorker(ctx, s.state_cache),
-        lambda ctx, s: EventWorker(ctx, s.alerts),
+        lambda ctx, s: EventWorker(ctx),
         lambda ctx, s: CommandWorker(ctx, s.state_cache, s.commands),
+        # This node's own histories: every message, through consumers named after the node.
+        lambda ctx, s: TrackProjector(ctx),
+        lambda ctx, s: EventProjector(ctx, s.alerts),
+        lambda ctx, s: CommandProjector(ctx, s.commands),
         lambda ctx, s: VideoWorker(ctx, s.video),
         lambda ctx, s: NatsAuthWorker(ctx, s.nats_auth),
         lambda ctx, s: StateKeeper(ctx, s.state_cache),
         lambda ctx, s: RuleEvaluator(ctx, s.state_cache, s.rules),
         lambda ctx, s: CotGateway(ctx, s.state_cache, s.registry),
+        *edge,
     ]
 
 
@@ -89,7 +99,7 @@ def run_server(settings: Settings) -> int:
     setup_logging(settings.log_level, settings.log_format)
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            return runner.run(serve(settings, worker_factories(), after_start))
+            return runner.run(serve(settings, worker_factories(settings), after_start))
     except StartupError as exc:
         log.debug("startup failed", exc_info=True)
         print(f"overwatch: error: {exc}", file=sys.stderr)

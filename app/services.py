@@ -41,7 +41,7 @@ from services.nats_console.access import KeyAccess
 from services.nats_console.dlq import DlqService
 from services.nats_console.kv import KvService
 from services.nats_console.messages import MessageService
-from services.nats_console.server import ServerService
+from services.nats_console.server import FabricView, ServerService
 from services.nats_console.streams import StreamService
 from services.registry import RegistryService
 from services.state_cache import StateCache
@@ -110,7 +110,7 @@ def build_services(rt: Runtime) -> Services:
     apikeys = ApiKeyService(rt.db, audit, rt.secret, nats_url=nats_url)
     nats_auth = None
     if rt.nats_server is not None:
-        nats_auth = NatsAuthManager(rt.db, rt.secret, rt.hub, rt.nats_server)
+        nats_auth = NatsAuthManager(rt.db, rt.secret, rt.hub, rt.nats_server, rt.node_id)
         apikeys.add_listener(nats_auth.mark_dirty)  # keys created or revoked here re-render at once
     registry = RegistryService(rt.kv_registry, rt.js, rt.db, rt.hub, audit)
     commands = CommandService(
@@ -122,6 +122,7 @@ def build_services(rt: Runtime) -> Services:
         rt.settings.command_ttl,
         audit,
         rt.clock,
+        node_id=rt.node_id,
     )
     video = VideoRegistry()
     tracks = TrackService(rt.db, console)
@@ -176,6 +177,7 @@ def build_services(rt: Runtime) -> Services:
             rt.settings.nats_store_path if rt.settings.embedded_nats else rt.settings.data_path,
             rt.started_at,
             api_prefix(rt.js),
+            fabric=lambda: fabric_view(rt),
         ),
         nats_kv=KvService(rt.nc, rt.js, KeyAccess(rt.db, cache), audit),
         # Workers are built after the services: the dead-letter page reads their refusals when asked.
@@ -200,4 +202,25 @@ def readiness_checks(rt: Runtime, nats_auth: NatsAuthManager | None) -> dict[str
         if nats_auth is not None:
             # A failed re-render or reload leaves revoked keys connected: not ready.
             checks["nats_auth"] = status_check(nats_auth.status)
+    # Scale-out (docs/scale-out.md): the cluster's shape, and the hub–edge links. Both start after
+    # the services, so they are read when asked.
+    checks["cluster"] = status_check(lambda: rt.cluster.check() if rt.cluster else {"ok": True, "detail": "starting"})
+    if rt.settings.leaf_remotes or rt.settings.edge_list:
+        checks["links"] = status_check(
+            lambda: rt.links.check_ready() if rt.links else {"ok": True, "detail": "starting"}
+        )
     return checks
+
+
+def fabric_view(rt: Runtime) -> FabricView:
+    """What the cluster monitor and the link probes last saw, and where this node's projections stand."""
+    from workers.projection import ProjectionWorker
+
+    links = rt.links
+    return FabricView(
+        node_id=rt.node_id,
+        cluster=rt.cluster.snapshot if rt.cluster is not None else None,
+        links=list(links.links.values()) if links is not None else [],
+        link_role=links.role if links is not None else "",
+        projections=[w.status() for w in rt.workers.workers if isinstance(w, ProjectionWorker)],
+    )

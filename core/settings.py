@@ -53,6 +53,46 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("nats_creds", "NATS_CREDS", "", "Credentials file for an external NATS server"),
     SettingSpec("nats_nkey_seed_file", "NATS_NKEY_SEED_FILE", "", "NKey seed file for an external NATS server"),
     SettingSpec(
+        "nats_replicas",
+        "NATS_REPLICAS",
+        1,
+        "Replicas of every stream and KV bucket (1 on one server, 3 on a cluster); changed ones are updated at start",
+    ),
+    SettingSpec(
+        "nats_system_user",
+        "NATS_SYSTEM_USER",
+        "",
+        "System-account user of an external server: cluster status (meta leader, peers, leaf connections)",
+    ),
+    SettingSpec("nats_system_password", "NATS_SYSTEM_PASSWORD", "", "Password of `NATS_SYSTEM_USER`"),
+    SettingSpec(
+        "nats_domain",
+        "NATS_DOMAIN",
+        "",
+        "JetStream domain of the embedded server: an edge box's name (e.g. `edge1`); required with a leaf remote",
+    ),
+    SettingSpec(
+        "nats_leaf_remote",
+        "NATS_LEAF_REMOTE",
+        "",
+        "Hub leaf-node URL(s), comma-separated: the embedded server joins the hub as a leaf node (an edge box)",
+    ),
+    SettingSpec(
+        "nats_leaf_creds",
+        "NATS_LEAF_CREDS",
+        "",
+        "Credentials file of the leaf connection (or `user:password@` in the URL)",
+    ),
+    SettingSpec(
+        "nats_hub_domain", "NATS_HUB_DOMAIN", "hub", "The hub's JetStream domain, where an edge fetches its commands"
+    ),
+    SettingSpec(
+        "edges",
+        "OVERWATCH_EDGES",
+        "",
+        "Edge domains this hub sources telemetry, events, commands and registry from (comma list)",
+    ),
+    SettingSpec(
         "secret_key",
         "OVERWATCH_SECRET_KEY",
         "",
@@ -240,6 +280,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     nats_token: str = ""
     nats_creds: str = ""
     nats_nkey_seed_file: str = ""
+    nats_replicas: int = 1
+    nats_system_user: str = ""
+    nats_system_password: str = ""
+    nats_domain: str = ""
+    nats_leaf_remote: str = ""
+    nats_leaf_creds: str = ""
+    nats_hub_domain: str = "hub"
+    edges: str = ""
     secret_key: str = ""
     admin_email: str = "admin@localhost"
     admin_password: str = ""
@@ -335,6 +383,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         """External NATS server URLs."""
         return [u.strip() for u in self.nats_url.split(",") if u.strip()]
 
+    @property
+    def leaf_remotes(self) -> list[str]:
+        """``NATS_LEAF_REMOTE`` as a list of URLs (empty: not an edge box)."""
+        return [u.strip() for u in self.nats_leaf_remote.split(",") if u.strip()]
+
+    @property
+    def edge_list(self) -> list[str]:
+        """``OVERWATCH_EDGES`` as a list of edge domains (empty: not a hub of edges)."""
+        return [e.strip() for e in self.edges.split(",") if e.strip()]
+
     def __post_init__(self) -> None:
         _validate(self)
 
@@ -342,7 +400,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return redacted_repr(self, _SECRET_FIELDS)
 
 
-_SECRET_FIELDS = frozenset({"secret_key", "admin_password", "nats_token", "pytak_tls_client_password"})
+_SECRET_FIELDS = frozenset(
+    {"secret_key", "admin_password", "nats_token", "pytak_tls_client_password", "nats_system_password"}
+)
 
 
 def _validate(s: Settings) -> None:
@@ -392,6 +452,7 @@ def _validate(s: Settings) -> None:
     for origin in [*s.cors_origin_list, *s.embed_origin_list]:
         if not re.match(r"^https?://[A-Za-z0-9.\-]+(:\d+)?$", origin):
             raise ConfigError(f"origin {origin!r} must look like https://host[:port]")
+    _validate_scale_out(s)
     _validate_cot(s)
     for spec in SETTINGS:
         value = getattr(s, spec.field)
@@ -486,3 +547,36 @@ def redacted_repr(struct: msgspec.Struct, secrets: frozenset[str] | set[str]) ->
         f: ("***" if f in secrets and getattr(struct, f) else getattr(struct, f)) for f in struct.__struct_fields__
     }
     return f"{type(struct).__name__}(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+
+_DOMAIN_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _validate_scale_out(s: Settings) -> None:
+    """Cluster, leaf and edge settings (``docs/scale-out.md``)."""
+    if not 1 <= s.nats_replicas <= 5:
+        raise ConfigError(f"NATS_REPLICAS must be 1..5, got {s.nats_replicas}")
+    for env, value in (("NATS_DOMAIN", s.nats_domain), ("NATS_HUB_DOMAIN", s.nats_hub_domain)):
+        if value and not _DOMAIN_RE.match(value):
+            raise ConfigError(f"{env} {value!r} must be a name of [A-Za-z0-9_-], at most 64 characters")
+    if bool(s.nats_system_user) != bool(s.nats_system_password):
+        raise ConfigError("set both NATS_SYSTEM_USER and NATS_SYSTEM_PASSWORD, or neither")
+    if s.leaf_remotes:
+        if not s.embedded_nats:
+            raise ConfigError("NATS_LEAF_REMOTE needs the embedded server: unset NATS_URL on an edge box")
+        if not s.nats_domain:
+            raise ConfigError("NATS_LEAF_REMOTE needs NATS_DOMAIN: the edge's own JetStream domain (e.g. edge1)")
+        if s.nats_domain == s.nats_hub_domain:
+            raise ConfigError(f"NATS_DOMAIN must differ from the hub's domain NATS_HUB_DOMAIN ({s.nats_hub_domain})")
+        for url in s.leaf_remotes:
+            if not re.match(r"^(nats-leaf|nats|tls|ws|wss)://[^\s,]+$", url):
+                raise ConfigError(f"NATS_LEAF_REMOTE: {url!r} must look like nats-leaf://host:7422")
+    if s.nats_leaf_creds and not s.leaf_remotes:
+        raise ConfigError("NATS_LEAF_CREDS is set without NATS_LEAF_REMOTE")
+    for edge in s.edge_list:
+        if not _DOMAIN_RE.match(edge):
+            raise ConfigError(f"OVERWATCH_EDGES: {edge!r} must be a name of [A-Za-z0-9_-], at most 64 characters")
+        if edge in (s.nats_domain, s.nats_hub_domain):
+            raise ConfigError(f"OVERWATCH_EDGES: {edge!r} is this server's own or the hub's domain")
+    if len(set(s.edge_list)) != len(s.edge_list):
+        raise ConfigError("OVERWATCH_EDGES lists an edge twice")

@@ -18,9 +18,12 @@ from nats.js.api import (
     ConsumerConfig,
     DeliverPolicy,
     DiscardPolicy,
+    ExternalStream,
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    StreamSource,
+    SubjectTransform,
 )
 from nats.js.errors import APIError, NotFoundError
 
@@ -110,6 +113,26 @@ def command_ack_subject(org_id: str, entity_id: str) -> str:
     return command_subject(org_id, entity_id) + ".ack"
 
 
+def command_state_subject(org_id: str, entity_id: str, command_id: str) -> str:
+    """``constellation.commands.{org_id}.{entity_id}.state.{command_id}``: the command's journal.
+
+    Every change a node makes to a command (queued, delivered, expired) is a record here, so
+    every node's command history is the same; a record is only written with the subject's
+    last sequence as expected (compare-and-set), so one node alone delivers a command.
+    Devices never see it (they subscribe to ``constellation.commands.{org_id}.*``).
+    """
+    return f"{command_subject(org_id, entity_id)}.state.{token(command_id, 'command_id')}"
+
+
+def command_request_subject(org_id: str, entity_id: str, command_id: str) -> str:
+    """``constellation.commands.{org_id}.{entity_id}.request.{command_id}``: a hub's command, on an edge box.
+
+    Only sourced from the hub's ``edge_outbox_subject`` (``docs/scale-out.md``); the edge
+    queues and delivers it like one of its own.
+    """
+    return f"{command_subject(org_id, entity_id)}.request.{token(command_id, 'command_id')}"
+
+
 def video_subject(entity_id: str) -> str:
     """``constellation.video.{entity_id}`` (core NATS, latest JPEG frames)."""
     return f"{PREFIX}.video.{token(entity_id, 'entity_id')}"
@@ -138,6 +161,41 @@ DLQ_SEQUENCE = "Overwatch-Dlq-Sequence"
 DLQ_WORKER = "Overwatch-Dlq-Worker"
 DLQ_TIME = "Overwatch-Dlq-Time"
 DLQ_ORIGINAL_SIZE = "Overwatch-Dlq-Original-Size"  # only on a dead letter whose payload was cut
+
+
+# ---------------------------------------------------------------- hub and edges (docs/scale-out.md)
+STREAM_EDGES = "CONSTELLATION_EDGES"
+EDGE_TOKEN = "edge"
+SUBJECT_EDGES_ALL = f"{PREFIX}.{EDGE_TOKEN}.>"
+
+
+def edge_prefix(edge: str) -> str:
+    """``constellation.edge.{edge}``: where a hub keeps what it sources from one edge box."""
+    return f"{PREFIX}.{EDGE_TOKEN}.{token(edge, 'edge')}"
+
+
+def edge_subject(edge: str, local: str) -> str:
+    """An edge's local subject (``constellation.telemetry.…``) as a hub stores it (``….edge.{edge}.telemetry.…``)."""
+    if not local.startswith(f"{PREFIX}."):
+        raise InvalidToken(f"not an Overwatch subject: {local!r}")
+    return f"{edge_prefix(edge)}.{local.removeprefix(PREFIX + '.')}"
+
+
+def split_edge(subject: str) -> tuple[str, str]:
+    """``(edge, local subject)`` of a subject a hub sourced from an edge; ``("", subject)`` for any other."""
+    head = f"{PREFIX}.{EDGE_TOKEN}."
+    if not subject.startswith(head):
+        return "", subject
+    edge, _, rest = subject.removeprefix(head).partition(".")
+    return edge, f"{PREFIX}.{rest}"
+
+
+def edge_outbox_subject(edge: str, org_id: str, entity_id: str, command_id: str) -> str:
+    """``constellation.edge.{edge}.outbox.{org_id}.{entity_id}.{command_id}``: a hub's command for an edge's entity."""
+    return (
+        f"{edge_prefix(edge)}.outbox.{token(org_id, 'org_id')}.{token(entity_id, 'entity_id')}."
+        f"{token(command_id, 'command_id')}"
+    )
 
 
 def kv_stream(bucket: str) -> str:
@@ -284,6 +342,91 @@ INTEGRATOR_CONSUMERS: tuple[ConsumerSpec, ...] = (
 )
 
 
+# ---------------------------------------------------------------- hub and edges (docs/scale-out.md)
+EDGES_SHARE = 0.15
+EDGE_STREAM = _stream(
+    STREAM_EDGES,
+    SUBJECT_EDGES_ALL,
+    "What this hub sources from its edge boxes, and its commands for them (the outbox)",
+    1 * DAY,
+    EVENTS_MAX_MSG_SIZE,
+    120.0,
+    EDGES_SHARE,
+)
+CONSUMER_EDGE_REGISTRY = "edge-registry"
+CONSUMER_EDGE_TELEMETRY = "edge-telemetry"
+CONSUMER_EDGE_ENTITY = "edge-entity"
+EDGE_CONSUMERS: tuple[ConsumerSpec, ...] = (
+    _consumer(STREAM_EDGES, CONSUMER_EDGE_REGISTRY, f"{PREFIX}.{EDGE_TOKEN}.*.registry.>", 1000, 30.0),
+    _consumer(STREAM_EDGES, CONSUMER_EDGE_TELEMETRY, f"{PREFIX}.{EDGE_TOKEN}.*.telemetry.>", 20000, 10.0),
+    _consumer(STREAM_EDGES, CONSUMER_EDGE_ENTITY, f"{PREFIX}.{EDGE_TOKEN}.*.entities.>", 1000, 30.0),
+)
+# Per-node projection consumers (``workers/projection.py``): ``ow-{node}-{projection}``.
+PROJECTIONS = ("events", "tracks", "commands", "edge-events", "edge-tracks", "edge-commands")
+
+
+def projection_consumer(node_id: str, projection: str) -> str:
+    """The name of a node's consumer for one projection."""
+    return f"ow-{node_id}-{projection}"
+
+
+def _wild(n: int) -> str:
+    """The subject-transform function that copies the n-th wildcard token of the source subject."""
+    return "{{wildcard(" + str(n) + ")}}"
+
+
+def edge_sources(edge: str) -> list[StreamSource]:
+    """What a hub's ``CONSTELLATION_EDGES`` sources from one edge box, through the edge's JetStream domain.
+
+    Each edge's subjects are moved under ``constellation.edge.{edge}.`` (subject
+    transforms), so nothing of an edge ever lands on a subject the hub's own workers or
+    devices use, and nothing is stored twice. Commands: only the device acks and the
+    journal come back (the requests came from here).
+    """
+    api = ExternalStream(api=f"$JS.{token(edge, 'edge')}.API")
+    head = edge_prefix(edge)
+
+    def source(stream: str, *transforms: tuple[str, str]) -> StreamSource:
+        return StreamSource(
+            name=stream,
+            external=api,
+            subject_transforms=[SubjectTransform(src=src, dest=dest) for src, dest in transforms],
+        )
+
+    return [
+        source(STREAM_TELEMETRY, (SUBJECT_TELEMETRY_ALL, f"{head}.telemetry.>")),
+        source(STREAM_EVENTS, (SUBJECT_EVENTS_ALL, f"{head}.events.>")),
+        source(STREAM_ENTITIES, (SUBJECT_ENTITIES_ALL, f"{head}.entities.>")),
+        source(
+            STREAM_COMMANDS,
+            (f"{PREFIX}.commands.*.*.ack", f"{head}.commands.{_wild(1)}.{_wild(2)}.ack"),
+            (f"{PREFIX}.commands.*.*.state.*", f"{head}.commands.{_wild(1)}.{_wild(2)}.state.{_wild(3)}"),
+        ),
+        source(kv_stream(BUCKET_REGISTRY), (f"$KV.{BUCKET_REGISTRY}.>", f"{head}.registry.>")),
+    ]
+
+
+def hub_outbox_source(edge: str, hub_domain: str) -> StreamSource:
+    """What an edge box's ``CONSTELLATION_COMMANDS`` sources from the hub: its own outbox, as requests."""
+    return StreamSource(
+        name=STREAM_EDGES,
+        external=ExternalStream(api=f"$JS.{token(hub_domain, 'hub domain')}.API"),
+        subject_transforms=[
+            SubjectTransform(
+                src=f"{edge_prefix(edge)}.outbox.*.*.*",
+                dest=f"{PREFIX}.commands.{_wild(1)}.{_wild(2)}.request.{_wild(3)}",
+            )
+        ],
+    )
+
+
+def source_key(source: StreamSource) -> tuple[object, ...]:
+    """What identifies a source and how it is read (the server adds defaults we do not compare)."""
+    external = source.external.api if source.external else ""
+    transforms = tuple((t.src, t.dest) for t in source.subject_transforms or ())
+    return (source.name, external, source.filter_subject or "", transforms)
+
+
 def bucket_stream_config(spec: BucketSpec, max_bytes: int) -> StreamConfig:
     """The backing stream of a KV bucket, as nats-py's ``create_key_value`` would build it."""
     return StreamConfig(
@@ -332,6 +475,7 @@ _STREAM_FIELDS = (
     "max_msgs_per_subject",
     "discard_new_per_subject",
     "description",
+    "num_replicas",
 )
 _CONSUMER_FIELDS = (
     "deliver_policy",
@@ -346,29 +490,46 @@ _CONSUMER_FIELDS = (
 
 
 def desired_streams(
-    max_file_store: int | None, dlq_max_per_subject: int = DLQ_MAX_PER_SUBJECT, state_ttl: float = STATE_TTL
+    max_file_store: int | None,
+    dlq_max_per_subject: int = DLQ_MAX_PER_SUBJECT,
+    state_ttl: float = STATE_TTL,
+    replicas: int = 1,
+    edges: tuple[str, ...] = (),
+    leaf: tuple[str, str] | None = None,
 ) -> list[StreamConfig]:
     """All stream configs (plain and KV-backing), with ``max_bytes`` sized to the store.
 
-    ``state_ttl`` (seconds) is how long an EntityState value lives without a write.
+    ``state_ttl`` (seconds) is how long an EntityState value lives without a write;
+    ``replicas`` is each stream's and bucket's replica count (``NATS_REPLICAS``). A hub
+    (``edges``) gets ``CONSTELLATION_EDGES`` sourcing from each edge; an edge box
+    (``leaf=(its domain, the hub's domain)``) sources its commands from the hub's outbox.
     """
     out: list[StreamConfig] = []
-    for spec in STREAMS:
+    specs = (*STREAMS, EDGE_STREAM) if edges else STREAMS
+    for spec in specs:
         mb = int(max_file_store * spec.store_share) if max_file_store else -1
-        config = spec.config.evolve(max_bytes=mb)
+        config = spec.config.evolve(max_bytes=mb, num_replicas=replicas)
         if config.name == STREAM_DLQ:
             config = config.evolve(max_msgs_per_subject=dlq_max_per_subject)
+        if config.name == STREAM_EDGES:
+            config = config.evolve(sources=[src for edge in edges for src in edge_sources(edge)])
+        if config.name == STREAM_COMMANDS and leaf is not None:
+            config = config.evolve(sources=[hub_outbox_source(*leaf)])
         out.append(config)
     for bucket in BUCKETS:
         mb = int(max_file_store * bucket.store_share) if max_file_store else -1
         if bucket.bucket == BUCKET_STATE:
             bucket = replace(bucket, ttl=state_ttl)
-        out.append(bucket_stream_config(bucket, mb))
+        out.append(bucket_stream_config(bucket, mb).evolve(num_replicas=replicas))
     return out
 
 
 def _diff(current: object, wanted: object, fields: tuple[str, ...]) -> list[str]:
     changed = []
+    if isinstance(wanted, StreamConfig) and isinstance(current, StreamConfig):
+        sourced = sorted(source_key(s) for s in current.sources or ())
+        if sourced != sorted(source_key(s) for s in wanted.sources or ()):
+            changed.append("sources")
     for name in fields:
         want = getattr(wanted, name)
         have = getattr(current, name, None)
@@ -388,19 +549,24 @@ async def ensure_topology(
     dlq_max_per_subject: int = DLQ_MAX_PER_SUBJECT,
     state_ttl: float = STATE_TTL,
     integrator_consumers: bool = True,
+    replicas: int = 1,
+    edges: tuple[str, ...] = (),
+    leaf: tuple[str, str] | None = None,
 ) -> dict[str, str]:
     """Create missing streams, buckets and consumers; update those whose config changed.
 
     Returns ``{name: "created" | "updated" | "ok" | "removed"}``. ``integrator_consumers=False``
-    removes ``detection-processor`` (and never creates it). Raises ``TopologyError`` with the
-    server's reason when a change cannot be applied (e.g. retention of a live stream).
+    removes ``detection-processor`` (and never creates it). ``replicas``, ``edges`` and
+    ``leaf`` as for ``desired_streams`` (a changed replica count is applied to existing
+    streams and buckets). Raises ``TopologyError`` with the server's reason when a change
+    cannot be applied (e.g. retention of a live stream, or more replicas than servers).
     """
     report: dict[str, str] = {}
-    for config in desired_streams(max_file_store, dlq_max_per_subject, state_ttl):
+    for config in desired_streams(max_file_store, dlq_max_per_subject, state_ttl, replicas, edges, leaf):
         if config.name == STREAM_DLQ:
             await _prepare_dlq(js, config)
         report[config.name or "?"] = await _ensure_stream(js, config)
-    for spec in CONSUMERS:
+    for spec in (*CONSUMERS, *(EDGE_CONSUMERS if edges else ())):
         report[f"{spec.stream}/{spec.config.durable_name}"] = await _ensure_consumer(js, spec)
     for spec in INTEGRATOR_CONSUMERS:
         name = f"{spec.stream}/{spec.config.durable_name}"

@@ -69,23 +69,70 @@ async def advance(db: Database, command_id: str, status: str, detail: str, when:
     """
 
     async def run(conn: aiosqlite.Connection) -> CommandRow | None:
-        rows = list(await conn.execute_fetchall("SELECT * FROM commands WHERE command_id = ?", (command_id,)))
-        if not rows:
-            return None
-        row = msgspec.convert(dict(rows[0]), CommandRow)
-        progress = status == row.status == "accepted" and bool(detail) and detail != row.detail
-        if row.status in TERMINAL or (RANK[status] <= RANK[row.status] and not progress):
-            return None
-        delivered = row.delivered_at or (when if status != "expired" else None)
-        await conn.execute(
-            "UPDATE commands SET status = ?, detail = ?, updated_at = ?, delivered_at = ? WHERE command_id = ?",
-            (status, detail or row.detail, when, delivered, command_id),
-        )
-        return msgspec.structs.replace(
-            row, status=status, detail=detail or row.detail, updated_at=when, delivered_at=delivered
-        )
+        return await advance_in(conn, command_id, status, detail, when)
 
     return await db.write(run)
+
+
+async def advance_in(
+    conn: aiosqlite.Connection,
+    command_id: str,
+    status: str,
+    detail: str,
+    when: str,
+    *,
+    overrides_expired: bool = False,
+) -> CommandRow | None:
+    """``advance`` inside the caller's transaction (a projection applies a batch and its cursor at once).
+
+    ``overrides_expired``: the word of the side that owns the entity (an edge box) replaces
+    an expiry this side only inferred because it heard nothing (``docs/scale-out.md``).
+    """
+    rows = list(await conn.execute_fetchall("SELECT * FROM commands WHERE command_id = ?", (command_id,)))
+    if not rows:
+        return None
+    row = msgspec.convert(dict(rows[0]), CommandRow)
+    progress = status == row.status == "accepted" and bool(detail) and detail != row.detail
+    inferred = overrides_expired and row.status == "expired" and status != "expired"
+    if not inferred and (row.status in TERMINAL or (RANK[status] <= RANK[row.status] and not progress)):
+        return None
+    delivered = row.delivered_at or (when if status != "expired" else None)
+    await conn.execute(
+        "UPDATE commands SET status = ?, detail = ?, updated_at = ?, delivered_at = ? WHERE command_id = ?",
+        (status, detail or row.detail, when, delivered, command_id),
+    )
+    return msgspec.structs.replace(
+        row, status=status, detail=detail or row.detail, updated_at=when, delivered_at=delivered
+    )
+
+
+async def insert_in(conn: aiosqlite.Connection, row: CommandRow) -> bool:
+    """``insert_command`` inside the caller's transaction (False if the id exists)."""
+    cursor = await conn.execute(
+        "INSERT OR IGNORE INTO commands(command_id, org_id, entity_id, command, params, status, detail, issued_by,"
+        " issued_at, updated_at, expires_at, delivered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            row.command_id,
+            row.org_id,
+            row.entity_id,
+            row.command,
+            row.params,
+            row.status,
+            row.detail,
+            row.issued_by,
+            row.issued_at,
+            row.updated_at,
+            row.expires_at,
+            row.delivered_at,
+        ),
+    )
+    return cursor.rowcount > 0
+
+
+async def get_in(conn: aiosqlite.Connection, command_id: str) -> CommandRow | None:
+    """One command by id, read inside the caller's transaction."""
+    rows = list(await conn.execute_fetchall("SELECT * FROM commands WHERE command_id = ?", (command_id,)))
+    return msgspec.convert(dict(rows[0]), CommandRow) if rows else None
 
 
 async def list_commands(db: Database, entity_id: str, limit: int = 50, offset: int = 0) -> list[CommandRow]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiosqlite
 import msgspec
 
 from db.database import Database
@@ -24,13 +25,39 @@ class DetectionRow(msgspec.Struct, kw_only=True):
     received_at: float
 
 
+_INSERT = (
+    "INSERT INTO detections(entity_id, org_id, track_id, label, confidence, threat_level, event_type, bbox,"
+    " metadata, ts, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+async def insert_detections_in(conn: aiosqlite.Connection, rows: list[DetectionRow]) -> None:
+    """``insert_detections`` inside the caller's transaction (a projection writes rows and cursor at once)."""
+    await conn.executemany(_INSERT, [_values(r) for r in rows])
+
+
+def _values(r: DetectionRow) -> tuple[object, ...]:
+    return (
+        r.entity_id,
+        r.org_id,
+        r.track_id,
+        r.label,
+        r.confidence,
+        r.threat_level,
+        r.event_type,
+        r.bbox,
+        r.metadata,
+        r.ts,
+        r.received_at,
+    )
+
+
 async def insert_detections(db: Database, rows: list[DetectionRow]) -> None:
     """Store many detection rows in one transaction."""
     if not rows:
         return
     await db.executemany(
-        "INSERT INTO detections(entity_id, org_id, track_id, label, confidence, threat_level, event_type, bbox,"
-        " metadata, ts, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        _INSERT,
         [
             (
                 r.entity_id,

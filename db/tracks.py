@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiosqlite
 import msgspec
 
 from db.database import Database
@@ -28,6 +29,22 @@ async def insert_points(db: Database, points: list[TrackPoint]) -> None:
         "INSERT OR IGNORE INTO tracks(entity_id, ts, latitude, longitude, altitude, heading, speed, battery)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [(p.entity_id, p.ts, p.latitude, p.longitude, p.altitude, p.heading, p.speed, p.battery) for p in points],
+    )
+
+
+async def insert_points_in(conn: aiosqlite.Connection, points: list[TrackPoint]) -> None:
+    """``insert_points`` inside the caller's transaction (a projection writes points and cursor at once)."""
+    await conn.executemany(
+        "INSERT OR IGNORE INTO tracks(entity_id, ts, latitude, longitude, altitude, heading, speed, battery)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(p.entity_id, p.ts, p.latitude, p.longitude, p.altitude, p.heading, p.speed, p.battery) for p in points],
+    )
+
+
+async def last_point(db: Database, entity_id: str) -> TrackPoint | None:
+    """The newest stored point of an entity."""
+    return await db.fetch_one(
+        TrackPoint, "SELECT * FROM tracks WHERE entity_id = ? ORDER BY ts DESC LIMIT 1", (entity_id,)
     )
 
 

@@ -5,14 +5,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import ssl
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import ParseResult, unquote, urlsplit
 
 import nats
 from nats.aio.client import Client as NATS
 
 log = logging.getLogger("overwatch.nats.client")
+
+
+def server_address(url: ParseResult) -> str:
+    """``host:port`` of a server URL, never its user or password (a cluster URL may carry them)."""
+    host = url.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{url.port}" if url.port else host
+
+
+def _userinfo(servers: list[str]) -> tuple[str, str, str]:
+    """``(user, password, token)`` from the first URL that carries any (a token is a user without password)."""
+    for url in servers:
+        parts = urlsplit(url if "://" in url else f"nats://{url}")
+        if parts.username:
+            user, password = unquote(parts.username), unquote(parts.password or "")
+            return (user, password, "") if password else ("", "", user)
+    return "", "", ""
+
+
+def redacted(urls: list[str]) -> str:
+    """Server URLs for a message: any ``user:password@`` replaced by ``***@``."""
+    return ", ".join(re.sub(r"//[^/@]*@", "//***@", u) for u in urls)
 
 
 class NatsConnectError(Exception):
@@ -70,6 +95,10 @@ async def connect(
         # Large enough to absorb a telemetry burst while reconnecting.
         "pending_size": 64 * 1024 * 1024,
     }
+    if not (user or token or creds or nkey_seed or nkey_seed_file):
+        # Credentials in the URLs (``nats://user:password@host``) are nats-py's only for those URLs: a
+        # cluster member learnt from the servers' INFO would be tried without them and refuse us.
+        user, password, token = _userinfo(servers)
     if token:
         options["token"] = token
     if creds:
@@ -92,10 +121,10 @@ async def connect(
     except TimeoutError:
         reason = errors[-1] if errors else "no answer"
         raise NatsConnectError(
-            f"cannot connect to NATS at {', '.join(servers)} within {timeout:.0f}s ({reason})"
+            f"cannot connect to NATS at {redacted(servers)} within {timeout:.0f}s ({reason})"
         ) from None
     except (OSError, nats.errors.Error) as exc:
-        raise NatsConnectError(f"cannot connect to NATS at {', '.join(servers)}: {exc}") from None
+        raise NatsConnectError(f"cannot connect to NATS at {redacted(servers)}: {exc}") from None
 
 
 async def close_quietly(nc: NATS | None, drain_timeout: float = 2.0) -> None:

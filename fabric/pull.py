@@ -38,6 +38,12 @@ class PullConsumer:
         self._request_at = 0.0
         self._last_status = ""
 
+    @property
+    def last_status(self) -> str:
+        """The status code that ended the last pull request (``409``: consumer gone or at a limit; ``503``: no
+        responders); empty while one is open."""
+        return self._last_status
+
     async def start(self) -> None:
         """Subscribe to the delivery inbox."""
         self._sub = await self.nc.subscribe(self._inbox, cb=self._on_msg, pending_msgs_limit=4 * self.batch + 100)

@@ -17,9 +17,11 @@ import os
 import shutil
 import signal
 import sysconfig
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+from fabric.scale_out import ScaleOutConfig
 from fabric.tls import CertPair, nats_tls_block
 
 log = logging.getLogger("overwatch.nats")
@@ -28,6 +30,7 @@ PR_SET_PDEATHSIG = 1
 _READY_MARK = "Server is ready"
 _RELOADED_MARK = "Reloaded server configuration"
 _RELOAD_FAILED_MARK = "Failed to reload server configuration"
+LEAF_RETRY_MARK = "Error trying to connect as leafnode to remote server"
 
 
 class NatsServerError(Exception):
@@ -84,6 +87,7 @@ class EmbeddedNats:
         extra_config: str = "",
         binary: str | None = None,
         tls: CertPair | None = None,
+        scale_out: ScaleOutConfig | None = None,
     ) -> None:
         self.store_dir = store_dir
         self.host = host
@@ -93,7 +97,10 @@ class EmbeddedNats:
         self.extra_config = extra_config
         self.binary = binary
         self.tls = tls
+        self.scale_out = scale_out or ScaleOutConfig()
         self.restarts = 0
+        self.leaf_retries = 0
+        self._leaf_logged = 0.0
         self._proc: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -124,9 +131,10 @@ class EmbeddedNats:
     def config_text(self) -> str:
         """The nats-server configuration file this supervisor writes."""
         store = json.dumps(str(self.store_dir))
+        scale = self.scale_out
         lines = [
             f"listen: {json.dumps(f'{self.host}:{self.port}')}",
-            'server_name: "overwatch"',
+            f"server_name: {json.dumps(scale.server_name)}",
             f"ports_file_dir: {json.dumps(str(self.store_dir))}",
             # Above the PRD's 1 MiB event limit, so a larger event still reaches the event worker
             # and is dead-lettered with the reason (CONSTELLATION_EVENTS stores up to this size).
@@ -135,7 +143,9 @@ class EmbeddedNats:
             f"  store_dir: {store}",
             f"  max_memory_store: {self.max_memory}",
             f"  max_file_store: {self.max_file_store}",
+            *([f"  domain: {json.dumps(scale.domain)}"] if scale.domain else []),
             "}",
+            *scale.blocks(),
         ]
         if self.tls:
             lines.append(nats_tls_block(self.tls))
@@ -219,6 +229,13 @@ class EmbeddedNats:
             if not raw:
                 return
             line = raw.decode(errors="replace").rstrip()
+            if LEAF_RETRY_MARK in line:
+                # An edge box whose hub is unreachable retries every second: expected, so one warning a minute.
+                self.leaf_retries += 1
+                if time.monotonic() - self._leaf_logged > 60:
+                    self._leaf_logged = time.monotonic()
+                    log.warning("leaf link to the hub not up (%d tries so far): %s", self.leaf_retries, line)
+                continue
             if "[FTL]" in line or "[ERR]" in line:
                 self._fatal.append(line.split("] ", 2)[-1])
                 log.error("%s", line)

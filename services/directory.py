@@ -47,6 +47,17 @@ class EntityInfo(msgspec.Struct, frozen=True):
     entity_type: str
     name: str
     status: str
+    edge: str = ""  # the edge box that owns it (a hub's copy, ``docs/scale-out.md``); "" for our own
+
+
+def edge_of_metadata(metadata: str) -> str:
+    """``metadata.edge`` of a registry row (the JSON text SQLite keeps), or ``""``."""
+    try:
+        meta = msgspec.json.decode(metadata or "{}")
+    except msgspec.DecodeError:
+        return ""
+    edge = meta.get("edge") if isinstance(meta, dict) else None
+    return edge if isinstance(edge, str) else ""
 
 
 class EntityDirectory:
@@ -79,7 +90,12 @@ class EntityDirectory:
             self._unknown[entity_id] = time.monotonic()
             return None
         info = EntityInfo(
-            entity_id=row.entity_id, org_id=row.org_id, entity_type=row.entity_type, name=row.name, status=row.status
+            entity_id=row.entity_id,
+            org_id=row.org_id,
+            entity_type=row.entity_type,
+            name=row.name,
+            status=row.status,
+            edge=edge_of_metadata(row.metadata),
         )
         self._known[entity_id] = info
         return info

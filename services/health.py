@@ -17,6 +17,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from db.database import Database
+from fabric.client import server_address
 from fabric.server import EmbeddedNats
 
 Check = dict[str, Any]  # {"ok": bool, "detail": str}
@@ -46,7 +47,7 @@ def nats_check(nc: NATS) -> CheckFn:
     async def check() -> Check:
         return {
             "ok": bool(nc.is_connected),
-            "detail": nc.connected_url.netloc if nc.connected_url else "not connected",
+            "detail": server_address(nc.connected_url) if nc.connected_url else "not connected",
         }
 
     return check

@@ -123,7 +123,9 @@ def _consumer_guard(names: tuple[str, ...], pull: bool) -> list[str]:
     return deny
 
 
-def reader_permissions(org_id: str | None, entity_ids: list[str], key_id: str) -> dict[str, dict[str, list[str]]]:
+def reader_permissions(
+    org_id: str | None, entity_ids: list[str], key_id: str, own_consumers: tuple[str, ...] = ()
+) -> dict[str, dict[str, list[str]]]:
     """Subjects a reader may publish to (JetStream API requests and acks only) and subscribe on.
 
     A fabric reader (``org_id=None``) may bind the state bucket and the three readable
@@ -145,7 +147,10 @@ def reader_permissions(org_id: str | None, entity_ids: list[str], key_id: str) -
     lists every key and subject).
     """
     inbox = f"{inbox_prefix(key_id)}.>"
-    deny = _consumer_guard(SERVER_CONSUMERS, pull=True) + _consumer_guard(SHARED_CONSUMERS, pull=False)
+    # ``own_consumers``: this node's projection consumers (``ow-{node}-…``), as much the server's as the workers'.
+    deny = _consumer_guard((*SERVER_CONSUMERS, *own_consumers), pull=True) + _consumer_guard(
+        SHARED_CONSUMERS, pull=False
+    )
     # Listing consumers would hand out the random names of other clients' (and the server's) watchers.
     deny += [f"{API}.CONSUMER.NAMES.>", f"{API}.CONSUMER.LIST.>"]
     publish = [f"{API}.INFO", f"{API}.STREAM.NAMES"]
@@ -242,7 +247,7 @@ def _key_problem(org_id: str | None, pubkey: str, key_id: str, kind: str = "devi
     return ""
 
 
-async def build_authorization(db: Database, secret: str) -> AuthBlock:
+async def build_authorization(db: Database, secret: str, node_id: str = "") -> AuthBlock:
     """Render the ``authorization`` block; records that cannot be rendered are skipped with a reason.
 
     ``secret`` is the instance secret the server's own user's password derives from.
@@ -274,7 +279,9 @@ async def build_authorization(db: Database, secret: str) -> AuthBlock:
             skipped += [f"entity {e!r} of organisation {org}: id is not a subject token" for e in bad]
             by_org[org] = [e for e in ids if topology.TOKEN_RE.match(e)]
         if key.nats_kind == "reader":
-            permissions = reader_permissions(key.org_id, by_org.get(org, []), key.key_id)
+            # This node's projection consumers are as much the server's as the workers' durables.
+            own = tuple(topology.projection_consumer(node_id, p) for p in topology.PROJECTIONS) if node_id else ()
+            permissions = reader_permissions(key.org_id, by_org.get(org, []), key.key_id, own)
         else:
             permissions = device_permissions(org, by_org[org], key.key_id)
         users.append({"nkey": key.nats_pubkey, "permissions": permissions})
@@ -285,9 +292,9 @@ async def build_authorization(db: Database, secret: str) -> AuthBlock:
     return AuthBlock(text=text, users=len(users), skipped=skipped, next_expiry=next_expiry)
 
 
-async def render_authorization(db: Database, secret: str) -> str:
+async def render_authorization(db: Database, secret: str, node_id: str = "") -> str:
     """The ``authorization`` block of the embedded server's configuration."""
-    return (await build_authorization(db, secret)).text
+    return (await build_authorization(db, secret, node_id)).text
 
 
 class NatsAuthManager:
@@ -297,9 +304,10 @@ class NatsAuthManager:
     says why not (``/health/ready`` shows it as a failed ``nats_auth`` check).
     """
 
-    def __init__(self, db: Database, secret: str, hub: Hub, server: EmbeddedNats) -> None:
+    def __init__(self, db: Database, secret: str, hub: Hub, server: EmbeddedNats, node_id: str = "") -> None:
         self.db = db
         self.secret = secret  # the server's own user's password derives from it
+        self.node_id = node_id  # names this node's projection consumers, kept off reader credentials
         self.server = server  # the embedded child whose configuration is rewritten and reloaded
         self._dirty = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -341,7 +349,7 @@ class NatsAuthManager:
     async def _apply(self) -> bool:
         server = self.server
         try:
-            block = await build_authorization(self.db, self.secret)
+            block = await build_authorization(self.db, self.secret, self.node_id)
         except Exception as exc:
             self.error = f"rendering the NATS authorization failed: {exc}"
             raise

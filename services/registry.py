@@ -37,7 +37,7 @@ from core.topics import Topic
 from db import registry as registry_db
 from db.database import Database
 from services.audit import SYSTEM_ACTOR, Actor, AuditService, diff
-from services.directory import OrgAssignment
+from services.directory import OrgAssignment, edge_of_metadata
 from services.hub import Hub, Update
 from services.schemas import EntityCreate, EntityUpdate, OrgCreate, OrgUpdate, Page
 
@@ -227,15 +227,18 @@ class RegistryService:
     async def update_entity(
         self, org_id: str, entity_id: str, body: EntityUpdate, actor: Actor = SYSTEM_ACTOR
     ) -> EntityRecord:
-        """Change the given fields of an entity."""
+        """Change the given fields of an entity (not a hub's copy of an edge box's: the edge owns it)."""
         if body.metadata is not msgspec.UNSET:
             check_camera_metadata(body.metadata)
         await self.get_entity(org_id, entity_id)
+        await self._not_an_edge_copy(entity_id, actor)
         return await self._patch(registry_entity_key(entity_id), EntityRecord, body, f"entity {entity_id}", actor)
 
     async def delete_entity(self, org_id: str, entity_id: str, actor: Actor = SYSTEM_ACTOR) -> None:
-        """Delete an entity (registry, then projection, then lifecycle event)."""
-        await self._remove(await self.get_entity(org_id, entity_id), actor)
+        """Delete an entity (registry, then projection, then lifecycle event); an edge copy only as the system."""
+        rec = await self.get_entity(org_id, entity_id)
+        await self._not_an_edge_copy(entity_id, actor)
+        await self._remove(rec, actor)
 
     async def get_entity(self, org_id: str | None, entity_id: str) -> EntityRecord:
         """One entity from the projection; 404 if unknown or not in ``org_id``."""
@@ -250,6 +253,71 @@ class RegistryService:
         rows = await registry_db.list_entities(self.db, org_id, limit, offset, org_ids)
         total = await registry_db.count_entities(self.db, org_id)
         return Page(items=[r.to_record() for r in rows], total=total, limit=limit, offset=offset)
+
+    # ------------------------------------------------------------ a hub's copies of edge boxes' records
+    async def adopt_edge_org(self, rec: OrgRecord, edge: str) -> bool:
+        """Create an edge box's organisation here if this hub has none of that id (True when created).
+
+        Organisations are shared names: an existing one is the hub's and stays as it is.
+        """
+        if await registry_db.get_org(self.db, rec.org_id) is not None:
+            return False
+        try:
+            await self.create_org(
+                OrgCreate(org_id=rec.org_id, name=rec.name, org_type=rec.org_type, description=rec.description),
+                SYSTEM_ACTOR,
+            )
+        except Conflict:
+            return False  # another hub node created it a moment ago
+        log.info("organisation %s adopted from edge box %s", rec.org_id, edge)
+        return True
+
+    async def adopt_edge_entity(self, rec: EntityRecord, edge: str) -> str:
+        """Create or update this hub's copy of an edge box's entity: ``created``, ``updated`` or ``unchanged``.
+
+        The copy carries ``metadata.edge``; an id that is this hub's own or another edge's is
+        refused (``Conflict``), as is a move to another organisation. ``NotFound`` while the
+        organisation is not here yet.
+        """
+        copy = msgspec.structs.replace(rec, metadata={**rec.metadata, "edge": edge})
+        existing = await registry_db.get_entity(self.db, rec.entity_id)
+        if existing is None:
+            if await registry_db.get_org(self.db, rec.org_id) is None:
+                raise NotFound(f"organization {rec.org_id} of edge entity {rec.entity_id} not here yet")
+            await self.register_entity(copy)
+            return "created"
+        owner = edge_of_metadata(existing.metadata)
+        if owner != edge:
+            whose = f"edge box {owner}'s" if owner else "this hub's own"
+            raise Conflict(f"entity {rec.entity_id} of edge box {edge} is refused: the id is {whose}")
+        if existing.org_id != rec.org_id:
+            raise Conflict(f"entity {rec.entity_id} of edge box {edge} would move to organisation {rec.org_id}")
+        current = existing.to_record()
+        if msgspec.structs.replace(current, updated_at="", created_at="") == msgspec.structs.replace(
+            copy, updated_at="", created_at=""
+        ):
+            return "unchanged"
+        await self._cas(
+            registry_entity_key(rec.entity_id),
+            EntityRecord,
+            lambda old: msgspec.structs.replace(copy, created_at=old.created_at),
+            f"entity {rec.entity_id}",
+        )
+        return "updated"
+
+    async def release_edge_entity(self, entity_id: str, edge: str) -> bool:
+        """Delete this hub's copy of an entity its edge box deleted (True when it was that edge's)."""
+        existing = await registry_db.get_entity(self.db, entity_id)
+        if existing is None or edge_of_metadata(existing.metadata) != edge:
+            return False
+        await self.delete_entity(existing.org_id, entity_id)
+        return True
+
+    async def _not_an_edge_copy(self, entity_id: str, actor: Actor) -> None:
+        row = await registry_db.get_entity(self.db, entity_id)
+        edge = edge_of_metadata(row.metadata) if row is not None else ""
+        if edge and actor is not SYSTEM_ACTOR:
+            raise Conflict(f"entity {entity_id} is owned by edge box {edge}: change it there")
 
     # ------------------------------------------------------------ internals
     async def _create(self, rec: OrgRecord | EntityRecord, actor: Actor) -> None:

@@ -167,6 +167,12 @@ class StateCache:
                 self.revisions[entity_id] = revision
         self._changed(entity_id, old_live, written=doc is not None)
 
+    def touch(self, entity_id: str) -> None:
+        """Announce the entity again (a new version) though its value did not change: what a page shows of it
+        from elsewhere did (an edge box's link state)."""
+        if entity_id in self._views:
+            self._changed(entity_id, bool(self._views[entity_id].get("is_live")), written=False)
+
     def _on_registry_change(self, entity_id: str) -> None:
         """The registry (un)registered the entity or changed its organisation: judge its view again."""
         if entity_id in self._roots or entity_id in self._subkeys:

@@ -22,8 +22,13 @@ class HealthController(Controller):
 
     @get("/ready")
     async def ready(self, health: NamedDependency[Health]) -> Response[dict[str, object]]:
-        """200 when NATS, JetStream, the database and all workers are healthy, else 503."""
+        """200 when NATS, JetStream, the database and all workers are healthy, else 503.
+
+        ``status`` is ``degraded`` (still 200) when a check is ok but marked ``degraded``: a
+        cluster that lost a server but kept its quorum, an edge box whose hub link is down.
+        """
         checks = await health.readiness()
         ok = all(c["ok"] for c in checks.values())
-        body: dict[str, object] = {"status": "ok" if ok else "degraded", "checks": checks}
+        degraded = not ok or any(c.get("degraded") for c in checks.values())
+        body: dict[str, object] = {"status": "degraded" if degraded else "ok", "checks": checks}
         return Response(body, status_code=200 if ok else 503)

@@ -91,6 +91,7 @@ class WorkerContext:
     hub: Hub
     tracer: Tracer = field(default_factory=NoOpTracer)  # a real one only when OTLP export is on
     clock: Clock = SYSTEM_CLOCK  # time for time-driven workers (rules, liveness sweep, expiry)
+    node_id: str = "node"  # this node's stable id (``app/node.py``): names its projection consumers
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""EventWorker: detection, liveness and device alert events.
+"""Detection, liveness and device alert events: the shared ``EventWorker`` and the per-node ``EventProjector``.
 
 * ``constellation.events.isr.{org}.{entity}`` — detection events (PRD envelope, ``org_id``
   accepted as an alias): stored in the detection history; a ``HIGH_THREAT`` or
@@ -9,7 +9,14 @@
   ``shutdown`` — the entity announces it is up / going down (liveness);
   ``alert`` — a device alert; anything else is accepted and only counted.
 
-Batches are stored in one SQLite transaction and acknowledged after it committed.
+Two readers share the parsing (``EventParser``):
+
+* ``EventWorker`` — the shared durable ``event-processor`` (each message to one node): what
+  is done once for everyone, the liveness write into KV, and dead-lettering what is invalid;
+* ``EventProjector`` — a per-node consumer (``workers/projection.py``): every node stores
+  every detection and raises every alert in its own SQLite, stamped with the stream's time
+  so all nodes hold the same history. Invalid events are skipped there (the shared worker
+  dead-letters them once).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import logging
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -36,7 +44,9 @@ from fabric.state_store import StateStore
 from services.alerts.store import AlertService
 from services.directory import EntityDirectory, EntityInfo
 from services.hub import Update
-from workers.base import ConsumerWorker, WorkerContext
+from workers.base import ConsumerWorker, WorkerContext, server_reply
+from workers.projection import Batch, ProjectionWorker, RegistryWait, stream_iso, stream_time
+from workers.telemetry import check_owner
 
 log = logging.getLogger("overwatch.workers.events")
 
@@ -59,167 +69,142 @@ def checked_id(value: str, pattern: re.Pattern[str], what: str) -> str:
     return value
 
 
-class EventWorker(ConsumerWorker):
-    """Consumes ``constellation.events.>`` through ``event-processor``."""
+@dataclass(frozen=True)
+class ParsedEvent:
+    """A valid event: where it came from and what it says."""
 
-    name = "events"
-    stream = topology.STREAM_EVENTS
-    durable = topology.CONSUMER_EVENT
-    batch_size = 500
+    kind: str
+    org_id: str
+    entity_id: str
+    info: EntityInfo
+    event_type: str
+    detection: DetectionEvent | None = None  # a detection (ISR subject, or ``event_type`` detection)
+    liveness: bool | None = None  # bootsequence (True) / shutdown (False)
+    device_alert: dict[str, Any] | None = None
 
-    def __init__(self, ctx: WorkerContext, alerts: AlertService) -> None:
-        super().__init__(ctx)
-        self.alerts = alerts
-        self.directory = EntityDirectory(ctx.db, ctx.hub)
-        self.store = StateStore(ctx.kv_state, "events")
-        self.by_type: dict[str, int] = {}
-        self._last_prune = 0.0
 
-    def _count(self, event_type: str) -> None:
-        # Event types are chosen by devices: a bounded number of short names, the rest as "other".
-        key = event_type[:64]
-        if key not in self.by_type and len(self.by_type) >= MAX_EVENT_TYPES:
-            key = "other"
-        self.by_type[key] = self.by_type.get(key, 0) + 1
+class UnknownEntity(Exception):
+    """The event names an entity this node's registry does not know (yet)."""
 
-    async def handle(self, msg: Msg) -> None:
-        """Single-message path: a batch of one."""
-        await self.handle_batch([msg])
 
-    async def handle_batch(self, msgs: Sequence[Msg]) -> None:
-        """Validate every event, store detections in one transaction, then acknowledge."""
-        rows: list[DetectionRow] = []
-        done: list[Msg] = []
-        for msg in msgs:
-            try:
-                row = await self._process(msg)
-            except InvalidMessage as exc:
-                self.stats.failed += 1
-                await self.dead_letter(msg, exc.reason, self.stream)
-                await msg.term()
-                continue
-            except Exception as exc:  # noqa: BLE001 - retried with backoff, then dead-lettered
-                await self.retry_or_dead_letter(msg, exc)
-                continue
-            if row is not None:
-                rows.append(row)
-            done.append(msg)
-        try:
-            await detections_db.insert_detections(self.ctx.db, rows)
-        except Exception as exc:  # noqa: BLE001
-            for msg in done:
-                await self.retry_or_dead_letter(msg, TransientError(f"storing detections failed: {exc}"))
-            return
-        for msg in done:
-            await msg.ack()
-        self.stats.processed += len(done)
-        self.stats.last_message_at = time.time()
-        for entity_id in {r.entity_id for r in rows}:
-            self.ctx.hub.publish(Update(Topic.DETECTIONS, entity_id))
-        await self._maybe_prune()
+def count_type(by_type: dict[str, int], event_type: str) -> None:
+    """Count an event type; device-chosen names are bounded, the rest counted as "other"."""
+    key = event_type[:64]
+    if key not in by_type and len(by_type) >= MAX_EVENT_TYPES:
+        key = "other"
+    by_type[key] = by_type.get(key, 0) + 1
 
-    async def idle(self) -> None:
-        """Prune old detections while idle."""
-        await self._maybe_prune()
 
-    async def _maybe_prune(self) -> None:
-        if time.monotonic() - self._last_prune > 300:
-            self._last_prune = time.monotonic()
-            hours = self.ctx.settings.detection_retention_hours
-            await retention.prune(self.ctx.db, "detections", hours * 3600, now=self.ctx.clock.now())
+class EventParser:
+    """Validation shared by both readers; raises ``InvalidMessage`` or ``UnknownEntity``."""
 
-    async def _process(self, msg: Msg) -> DetectionRow | None:
-        self.reject_server_reply(msg)
-        parts = msg.subject.split(".")
+    def __init__(self, directory: EntityDirectory) -> None:
+        self.directory = directory
+
+    async def parse(self, subject: str, data: bytes, edge: str = "") -> ParsedEvent:
+        """Check subject, size, entity, organisation, owner and payload; decode what the event type needs.
+
+        ``edge``: the edge box a hub sourced the event from (``subject`` is then the edge's own).
+        """
+        parts = subject.split(".")
         if len(parts) != 5 or parts[1] != "events" or not all(topology.TOKEN_RE.match(p) for p in parts[2:]):
-            raise InvalidMessage(f"unexpected event subject {msg.subject!r}")
+            raise InvalidMessage(f"unexpected event subject {subject!r}")
         kind, org_id, entity_id = parts[2], parts[3], parts[4]
-        if len(msg.data) > MAX_PAYLOAD:
-            raise InvalidMessage(f"payload of {len(msg.data)} bytes exceeds {MAX_PAYLOAD}")
+        if len(data) > MAX_PAYLOAD:
+            raise InvalidMessage(f"payload of {len(data)} bytes exceeds {MAX_PAYLOAD}")
         info = await self.directory.lookup(entity_id)
         if info is None:
-            if msg.metadata.num_delivered < 3:
-                raise TransientError(f"unknown entity {entity_id} (registry may be catching up)")
-            raise InvalidMessage(f"unknown entity {entity_id}")
+            raise UnknownEntity(entity_id)
         if info.org_id != org_id:
             raise InvalidMessage(f"entity {entity_id} belongs to organisation {info.org_id}, not {org_id}")
+        check_owner(info, edge)
         try:
-            event = decode(msg.data, GenericEvent)
+            event = decode(data, GenericEvent)
         except DecodeError as exc:
             raise InvalidMessage(str(exc)) from None
         if kind == "isr" and event.event_type not in LIVENESS_TYPES:
             # The ISR subject carries detections, and (as the upstream client sends them) liveness events.
-            return await self._detection(msg, org_id, entity_id)
+            return self._detection(data, kind, org_id, entity_id, info)
         if event.resolve_entity_id() not in ("", entity_id):
             raise InvalidMessage(f"payload entity {event.resolve_entity_id()!r} does not match subject")
-        self._count(event.event_type)
-        if event.event_type == "bootsequence":
-            await self._liveness(info, True)
-        elif event.event_type == "shutdown":
-            await self._liveness(info, False)
-        elif event.event_type == "detection":
-            return await self._detection(msg, org_id, entity_id)
-        elif event.event_type == "alert":
-            await self._device_alert(msg, org_id, entity_id, info.name or entity_id)
-        return None
+        if event.event_type in LIVENESS_TYPES:
+            return ParsedEvent(
+                kind, org_id, entity_id, info, event.event_type, liveness=event.event_type == "bootsequence"
+            )
+        if event.event_type == "detection":
+            return self._detection(data, kind, org_id, entity_id, info)
+        if event.event_type == "alert":
+            return ParsedEvent(kind, org_id, entity_id, info, event.event_type, device_alert=_device_alert(data))
+        return ParsedEvent(kind, org_id, entity_id, info, event.event_type)
 
-    async def _detection(self, msg: Msg, org_id: str, entity_id: str) -> DetectionRow | None:
+    def _detection(self, data: bytes, kind: str, org_id: str, entity_id: str, info: EntityInfo) -> ParsedEvent:
         try:
-            event = decode(msg.data, DetectionEvent)
+            event = decode(data, DetectionEvent)
         except DecodeError as exc:
             raise InvalidMessage(str(exc)) from None
         if event.entity_id != entity_id:
             raise InvalidMessage(f"payload entity_id {event.entity_id!r} does not match subject")
         if event.organization and event.organization != org_id:
             raise InvalidMessage(f"payload organisation {event.organization!r} does not match subject")
-        self._count(event.event_type)
         det = event.detection
-        if det is None:
-            return None
-        if not 0.0 <= det.confidence <= 1.0:
-            raise InvalidMessage(f"confidence {det.confidence} outside 0..1")
-        checked_id(det.track_id, TRACK_RE, "track_id")
-        raw_threat = det.metadata.get("threat_level")
-        threat = threat_word(raw_threat) if raw_threat not in (None, "") else ""
-        if threat is None:
-            accepted = ", ".join([*THREAT_LEVELS, *THREAT_ALIASES])
-            raise InvalidMessage(f"unknown threat_level {str(raw_threat)[:40]!r}: use one of {accepted}")
-        lost = event.event_type in LOST_TYPES or det.metadata.get("event_reason") in LOST_TYPES
-        alert_id = f"threat:{entity_id}:{det.track_id}"
-        alerts = self.alerts
-        if lost:
-            await alerts.clear(alert_id, f"{det.label} no longer detected")
-        elif threat in THREATS:
-            reason = str(
-                det.metadata.get("reason")
-                or det.metadata.get("threat_reason")
-                or f"{det.label} detected with confidence {det.confidence:.2f}"
-            )
-            name = await self.directory.lookup(entity_id)
-            await alerts.raise_alert(
-                alert_id,
-                kind="threat",
-                severity=THREATS[threat],
-                org_id=org_id,
-                entity_id=entity_id,
-                track_id=det.track_id,
-                title=f"{threat.replace('_', ' ').title()}: {det.label} at {(name.name if name else '') or entity_id}",
-                reason=reason,
-                data={"label": det.label, "confidence": det.confidence},
-            )
-        return DetectionRow(
-            entity_id=entity_id,
-            org_id=org_id,
-            track_id=det.track_id,
-            label=det.label[:128],
-            confidence=det.confidence,
-            threat_level=threat[:32],
-            event_type=event.event_type[:64],
-            bbox=msgspec.json.encode(det.bbox).decode(),
-            metadata=msgspec.json.encode(det.metadata).decode()[:4096],
-            ts=det.timestamp or event.timestamp,
-            received_at=time.time(),
-        )
+        if det is not None:
+            if not 0.0 <= det.confidence <= 1.0:
+                raise InvalidMessage(f"confidence {det.confidence} outside 0..1")
+            checked_id(det.track_id, TRACK_RE, "track_id")
+            raw_threat = det.metadata.get("threat_level")
+            if raw_threat not in (None, "") and threat_word(raw_threat) is None:
+                accepted = ", ".join([*THREAT_LEVELS, *THREAT_ALIASES])
+                raise InvalidMessage(f"unknown threat_level {str(raw_threat)[:40]!r}: use one of {accepted}")
+        return ParsedEvent(kind, org_id, entity_id, info, event.event_type, detection=event)
+
+
+def _device_alert(data: bytes) -> dict[str, Any]:
+    try:
+        doc = decode_object(data)
+    except DecodeError as exc:
+        raise InvalidMessage(str(exc)) from None
+    severity = str(doc.get("severity") or "warning").lower()
+    if severity not in DEVICE_SEVERITIES:
+        raise InvalidMessage(f"unknown severity {severity!r}")
+    raw_code = doc.get("code") or "device"
+    if isinstance(raw_code, bool) or not isinstance(raw_code, (str, int)):
+        raise InvalidMessage(f"alert code must be a string, got {type(raw_code).__name__}")
+    return {
+        "severity": severity,
+        "message": str(doc.get("message") or "device alert")[:500],
+        "code": checked_id(str(raw_code), CODE_RE, "alert code"),
+        "cleared": doc.get("cleared") is True,
+    }
+
+
+class EventWorker(ConsumerWorker):
+    """Consumes ``constellation.events.>`` through the shared ``event-processor``: liveness into KV, dead letters."""
+
+    name = "events"
+    stream = topology.STREAM_EVENTS
+    durable = topology.CONSUMER_EVENT
+    batch_size = 500
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        super().__init__(ctx)
+        self.directory = EntityDirectory(ctx.db, ctx.hub)
+        self.parser = EventParser(self.directory)
+        self.store = StateStore(ctx.kv_state, "events")
+        self.by_type: dict[str, int] = {}
+
+    async def handle(self, msg: Msg) -> None:
+        """Validate one event; write liveness into KV."""
+        self.reject_server_reply(msg)
+        edge, local = topology.split_edge(msg.subject)
+        try:
+            event = await self.parser.parse(local, msg.data, edge)
+        except UnknownEntity as exc:
+            if msg.metadata.num_delivered < 3:
+                raise TransientError(f"unknown entity {exc} (registry may be catching up)") from None
+            raise InvalidMessage(f"unknown entity {exc}") from None
+        count_type(self.by_type, event.event_type)
+        if event.liveness is not None:
+            await self._liveness(event.info, event.liveness)
 
     async def _liveness(self, info: EntityInfo, up: bool) -> None:
         now = utc_now()
@@ -239,28 +224,155 @@ class EventWorker(ConsumerWorker):
             defaults=lambda: new_state(info.entity_id, info.org_id, info.entity_type, name=info.name),
         )
 
-    async def _device_alert(self, msg: Msg, org_id: str, entity_id: str, name: str) -> None:
+
+class EventProjector(ProjectionWorker):
+    """This node's detection history and event-driven alerts, from every event (``ow-{node}-events``)."""
+
+    name = "events-projection"
+    stream = topology.STREAM_EVENTS
+    filter_subject = topology.SUBJECT_EVENTS_ALL
+    projection = "events"
+    adopt_durable = topology.CONSUMER_EVENT
+
+    def __init__(self, ctx: WorkerContext, alerts: AlertService) -> None:
+        super().__init__(ctx)
+        self.alerts = alerts
+        self.directory = EntityDirectory(ctx.db, ctx.hub)
+        self.parser = EventParser(self.directory)
+        self.registry = RegistryWait(self.directory, self.stopping)
+        self.by_type: dict[str, int] = {}
+        self.skipped = 0  # invalid events (the shared worker dead-letters them)
+        self.unknown = 0  # events of entities this node's registry never learnt in time
+        self._last_prune = 0.0
+
+    async def has_history(self) -> bool:
+        """An upgraded node already stored detections through the shared durable."""
+        return bool(await self.ctx.db.scalar("SELECT 1 FROM detections LIMIT 1"))
+
+    async def _parse(self, msg: Msg) -> ParsedEvent | None:
+        edge, subject = topology.split_edge(msg.subject)
         try:
-            doc = decode_object(msg.data)
-        except DecodeError as exc:
-            raise InvalidMessage(str(exc)) from None
-        severity = str(doc.get("severity") or "warning").lower()
-        if severity not in DEVICE_SEVERITIES:
-            raise InvalidMessage(f"unknown severity {severity!r}")
-        message = str(doc.get("message") or "device alert")[:500]
-        raw_code = doc.get("code") or "device"
-        if isinstance(raw_code, bool) or not isinstance(raw_code, (str, int)):
-            raise InvalidMessage(f"alert code must be a string, got {type(raw_code).__name__}")
-        code = checked_id(str(raw_code), CODE_RE, "alert code")
-        if doc.get("cleared") is True:
-            await self.alerts.clear(f"device:{entity_id}:{code}", message)
+            return await self.parser.parse(subject, msg.data, edge)
+        except InvalidMessage:
+            self.skipped += 1
+            return None
+        except UnknownEntity as exc:
+            # This node's registry projection may be behind the stream: give it a moment, once per entity.
+            if await self.registry.lookup(str(exc)) is None:
+                self.unknown += 1
+                log.warning("%s: %s names an entity this node does not know; skipped", self.name, msg.subject)
+                return None
+        try:
+            return await self.parser.parse(subject, msg.data, edge)
+        except (InvalidMessage, UnknownEntity):
+            self.skipped += 1
+            return None
+
+    async def prepare(self, msgs: Sequence[Msg]) -> Batch:
+        """Detections become rows (written with the cursor); alerts are raised or cleared at once (idempotent)."""
+        rows: list[DetectionRow] = []
+        for msg in msgs:
+            if server_reply(msg):  # the shared worker dead-letters it
+                self.skipped += 1
+                continue
+            event = await self._parse(msg)
+            if event is None:
+                continue
+            count_type(self.by_type, event.event_type)
+            at = stream_iso(msg)
+            if event.detection is not None:
+                row = await self._detection(event, event.detection, at, stream_time(msg).timestamp())
+                if row is not None:
+                    rows.append(row)
+            elif event.device_alert is not None:
+                await self._device_alert(event, event.device_alert, at)
+        batch = Batch()
+        if rows:
+
+            async def write(conn: Any) -> None:
+                await detections_db.insert_detections_in(conn, rows)
+
+            async def notify() -> None:
+                for entity_id in {r.entity_id for r in rows}:
+                    self.ctx.hub.publish(Update(Topic.DETECTIONS, entity_id))
+
+            batch.writes.append(write)
+            batch.after.append(notify)
+        batch.after.append(self._maybe_prune)
+        return batch
+
+    async def idle(self) -> None:
+        """Prune old detections while idle."""
+        await self._maybe_prune()
+
+    async def _maybe_prune(self) -> None:
+        if time.monotonic() - self._last_prune > 300:
+            self._last_prune = time.monotonic()
+            hours = self.ctx.settings.detection_retention_hours
+            await retention.prune(self.ctx.db, "detections", hours * 3600, now=self.ctx.clock.now())
+
+    async def _detection(
+        self, event: ParsedEvent, det_event: DetectionEvent, at: str, stored: float
+    ) -> DetectionRow | None:
+        det = det_event.detection
+        if det is None:
+            return None
+        raw_threat = det.metadata.get("threat_level")
+        threat = (threat_word(raw_threat) or "") if raw_threat not in (None, "") else ""
+        lost = det_event.event_type in LOST_TYPES or det.metadata.get("event_reason") in LOST_TYPES
+        entity_id = event.entity_id
+        alert_id = f"threat:{entity_id}:{det.track_id}"
+        alerts = self.alerts
+        if lost:
+            await alerts.clear(alert_id, f"{det.label} no longer detected", at=at)
+        elif threat in THREATS:
+            reason = str(
+                det.metadata.get("reason")
+                or det.metadata.get("threat_reason")
+                or f"{det.label} detected with confidence {det.confidence:.2f}"
+            )
+            await alerts.raise_alert(
+                alert_id,
+                kind="threat",
+                severity=THREATS[threat],
+                org_id=event.org_id,
+                entity_id=entity_id,
+                track_id=det.track_id,
+                title=f"{threat.replace('_', ' ').title()}: {det.label} at {event.info.name or entity_id}",
+                reason=reason,
+                # Marked so the rules engine never adopts it as a default threat rule's alert and
+                # clears it when the state holds no such track: it is cleared by a ``lost`` event.
+                data={"label": det.label, "confidence": det.confidence, "source": "detection"},
+                at=at,
+            )
+        return DetectionRow(
+            entity_id=entity_id,
+            org_id=event.org_id,
+            track_id=det.track_id,
+            label=det.label[:128],
+            confidence=det.confidence,
+            threat_level=threat[:32],
+            event_type=det_event.event_type[:64],
+            bbox=msgspec.json.encode(det.bbox).decode(),
+            metadata=msgspec.json.encode(det.metadata).decode()[:4096],
+            ts=det.timestamp or det_event.timestamp,
+            # When the stream stored it: the same on every node, so every node's history is the same.
+            received_at=stored,
+        )
+
+    async def _device_alert(self, event: ParsedEvent, alert: dict[str, Any], at: str) -> None:
+        code, message = alert["code"], alert["message"]
+        alert_id = f"device:{event.entity_id}:{code}"
+        if alert["cleared"]:
+            await self.alerts.clear(alert_id, message, at=at)
             return
         await self.alerts.raise_alert(
-            f"device:{entity_id}:{code}",
+            alert_id,
             kind="device",
-            severity=severity,
-            org_id=org_id,
-            entity_id=entity_id,
-            title=f"{name}: {code}",
+            severity=alert["severity"],
+            org_id=event.org_id,
+            entity_id=event.entity_id,
+            title=f"{event.info.name or event.entity_id}: {code}",
             reason=message,
+            at=at,
         )

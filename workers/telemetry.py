@@ -1,4 +1,4 @@
-"""TelemetryWorker: telemetry → EntityState scopes (CAS), tracks in SQLite, liveness sweep.
+"""TelemetryWorker: telemetry → EntityState scopes (CAS), liveness sweep; ``TrackProjector``: tracks in SQLite.
 
 Bursts coalesce per entity: messages fetched within one write interval are merged
 (latest value of each field wins) and written as one CAS update, at most
@@ -6,6 +6,11 @@ Bursts coalesce per entity: messages fetched within one write interval are merge
 only after the write that contains it succeeded, so ``kill -9`` at any moment loses
 nothing JetStream acknowledged. The liveness sweep marks silent entities offline
 (the default offline rule, ``workers/rules.py``, alerts on it; ``workers/status_events.py`` publishes it).
+
+The worker reads the shared durable ``telemetry-processor`` (each message applied to KV
+once, by one node); tracks are each node's own history, so every node's ``TrackProjector``
+reads every message through its own consumer (``workers/projection.py``) and samples
+positions by the stream's time: all nodes store the same points.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from db.tracks import TrackPoint
 from fabric.state_store import Job, StateStore, deep_merge
 from services.directory import EntityDirectory, EntityInfo
 from services.state_cache import StateCache
-from workers.base import ConsumerWorker, WorkerContext
+from workers.base import ConsumerWorker, WorkerContext, server_reply
+from workers.projection import Batch, ProjectionWorker, RegistryWait, ack_fields
 
 log = logging.getLogger("overwatch.workers.telemetry")
 
@@ -40,6 +46,9 @@ UNKNOWN_ENTITY_RETRIES = 2  # deliveries to wait for a registry that is still ca
 MAX_HELD = 15_000  # un-acked messages held for coalescing (below the consumer's max_ack_pending)
 BACKLOG_FLUSH = 0.5  # seconds between writes while a backlog is drained (more coalescing, fewer writes)
 BACKLOG_PENDING = 5_000  # messages still waiting in the stream that count as a backlog
+# Nodes share the telemetry durable, so two of them may write one entity's messages out of order:
+# each scope remembers the stream sequence it was written from, and an older one never overwrites it.
+ORDER_FIELD = "telemetry_seq"
 
 
 @dataclass
@@ -52,7 +61,8 @@ class Pending:
     patch: dict[str, Any] = field(default_factory=dict)
     msgs: list[Msg] = field(default_factory=list)
     received: float = 0.0
-    newest: int = 0  # the highest stream sequence among ``msgs``
+    seqs: dict[str, int] = field(default_factory=dict)  # patch key → stream sequence of its newest message
+    edge: str = ""  # the edge box it came from (on a hub), "" for our own
 
 
 def parse_subject(subject: str) -> tuple[str, str]:
@@ -83,12 +93,9 @@ class TelemetryWorker(ConsumerWorker):
         self.min_interval = 1.0 / s.telemetry_max_hz
         self.pending: dict[str, Pending] = {}
         self.last_write: dict[str, float] = {}
-        self.last_track: dict[str, float] = {}
-        self.track_buffer: list[TrackPoint] = []
         self.coalesced = 0
-        self.applied_seq: dict[str, int] = {}  # per entity: the newest stream sequence written (this process)
-        self.stale = 0  # redeliveries older than what was already applied: acknowledged, not applied
         self.held = 0
+        self.order_id = self.stream
         self.last_flush = 0.0
 
     @property
@@ -98,6 +105,9 @@ class TelemetryWorker(ConsumerWorker):
 
     async def run(self) -> None:
         """Consume telemetry and run the liveness sweep and retention alongside."""
+        info = await self.ctx.js.stream_info(self.stream)
+        # Sequences restart when a stream is created again: the order mark names the stream's creation.
+        self.order_id = f"{self.stream}@{info.created.isoformat() if info.created else ''}"
         sweeper = asyncio.create_task(self._sweep_loop(), name="telemetry-sweep")
         try:
             await super().run()
@@ -126,20 +136,23 @@ class TelemetryWorker(ConsumerWorker):
                 await self.retry_or_dead_letter(msg, exc)
                 continue
             pending = self.pending.get(entity_id)
-            seq = msg.metadata.sequence.stream if msg.reply else 0
-            if seq and seq <= max(self.applied_seq.get(entity_id, 0), pending.newest if pending else 0):
-                # JetStream redelivers what a crash left unacknowledged, not necessarily in order: a message
-                # older than one already taken would roll the entity's state back.
-                self.stale += 1
-                await msg.ack()
-                continue
             if pending is None:
-                pending = self.pending[entity_id] = Pending(info.org_id, info.entity_type, info.name, received=received)
+                pending = self.pending[entity_id] = Pending(
+                    info.org_id, info.entity_type, info.name, received=received, edge=info.edge
+                )
             else:
                 self.coalesced += 1
-            pending.patch = deep_merge(pending.patch, patch)
             pending.msgs.append(msg)
-            pending.newest = max(pending.newest, seq)
+            seq = _stream_seq(msg)
+            for key, value in patch.items():
+                held = pending.seqs.get(key, 0)
+                if not seq or seq >= held:
+                    pending.patch[key] = deep_merge(pending.patch.get(key), value)
+                    pending.seqs[key] = max(seq, held)
+                else:
+                    # A redelivered, older message (its node died holding it): it only fills in what
+                    # the newer ones of this write did not say.
+                    pending.patch[key] = deep_merge(value, pending.patch[key])
             self.held += 1
         backlogged = _pending_after(msgs[-1]) > BACKLOG_PENDING if msgs else False
         if backlogged and self.held < MAX_HELD and time.monotonic() - self.last_flush < BACKLOG_FLUSH:
@@ -152,7 +165,8 @@ class TelemetryWorker(ConsumerWorker):
 
     async def _parse(self, msg: Msg, now_iso: str) -> tuple[str, EntityInfo, dict[str, Any]]:
         self.reject_server_reply(msg)
-        org_id, entity_id = parse_subject(msg.subject)
+        edge, local = topology.split_edge(msg.subject)
+        org_id, entity_id = parse_subject(local)
         if len(msg.data) > MAX_PAYLOAD:
             raise InvalidMessage(f"payload of {len(msg.data)} bytes exceeds {MAX_PAYLOAD}")
         try:
@@ -168,12 +182,12 @@ class TelemetryWorker(ConsumerWorker):
             raise InvalidMessage(f"unknown entity {entity_id}: register it before sending telemetry")
         if info.org_id != org_id:
             raise InvalidMessage(f"entity {entity_id} belongs to organisation {info.org_id}, not {org_id}")
+        check_owner(info, edge)
         return entity_id, info, patch
 
     async def flush(self, due_only: bool) -> None:
         """Write every pending entity whose write interval has passed (all with ``due_only=False``)."""
         if not self.pending:
-            await self._write_tracks()
             return
         now = self.last_flush = time.monotonic()
         due = [e for e in self.pending if not due_only or now - self.last_write.get(e, 0.0) >= self.min_interval]
@@ -181,17 +195,22 @@ class TelemetryWorker(ConsumerWorker):
             batch = [(entity_id, self.pending.pop(entity_id)) for entity_id in due]
             self.held -= sum(len(p.msgs) for _, p in batch)
             await self._write_batch(batch)
-        await self._write_tracks()
 
     async def _write_batch(self, batch: list[tuple[str, Pending]]) -> None:
         """One pipelined CAS write per entity; acknowledge each entity's messages once written."""
         seen = utc_now()
-        finals: list[dict[str, Any]] = [{} for _ in batch]
 
-        def mutator(p: Pending, final: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+        def mutator(p: Pending) -> Callable[[dict[str, Any]], bool]:
             def mutate(doc: dict[str, Any]) -> bool:
+                order = _order_of(doc, self.order_id)
                 for scope, value in p.patch.items():
+                    seq = p.seqs.get(scope, 0)
+                    if seq and seq <= order.get(scope, 0):
+                        continue  # another node already wrote a newer message of this scope
                     doc[scope] = deep_merge(doc.get(scope), value) if isinstance(value, dict) else value
+                    if seq:
+                        order[scope] = seq
+                doc[ORDER_FIELD] = {"stream": self.order_id, "scopes": order}
                 doc["is_live"] = True
                 doc["last_seen"] = seen
                 if doc.get("status") not in ("active", "error"):
@@ -203,8 +222,8 @@ class TelemetryWorker(ConsumerWorker):
                     doc["entity_type"] = p.entity_type  # a value written without them (deleted, forged)
                 if not doc.get("name"):
                     doc["name"] = p.name
-                final.clear()
-                final.update(doc)
+                if p.edge:
+                    doc["edge"] = p.edge  # a hub's copy of an edge box's entity (docs/scale-out.md)
                 return True
 
             return mutate
@@ -212,65 +231,25 @@ class TelemetryWorker(ConsumerWorker):
         def defaults(entity_id: str, p: Pending) -> Callable[[], dict[str, Any]]:
             return lambda: new_state(entity_id, p.org_id, p.entity_type, name=p.name)
 
-        jobs: list[Job] = [(eid, mutator(p, finals[i]), defaults(eid, p)) for i, (eid, p) in enumerate(batch)]
+        jobs: list[Job] = [(eid, mutator(p), defaults(eid, p)) for eid, p in batch]
         outcomes = await self.store.merge_many(jobs)
         now = time.monotonic()
-        for (entity_id, p), outcome, final in zip(batch, outcomes, finals, strict=True):
+        for (entity_id, p), outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 for msg in p.msgs:
                     await self.retry_or_dead_letter(msg, outcome)
                 continue
             self.last_write[entity_id] = now
-            self.applied_seq[entity_id] = max(self.applied_seq.get(entity_id, 0), p.newest)
             for msg in p.msgs:
                 await msg.ack()
             self.stats.processed += len(p.msgs)
-            self._record_track(entity_id, p, final)
         self.stats.last_message_at = time.time()
-
-    def _record_track(self, entity_id: str, p: Pending, doc: dict[str, Any]) -> None:
-        position = position_of(p.patch)
-        if position is None:
-            return
-        now = self.ctx.clock.now()
-        if now - self.last_track.get(entity_id, 0.0) < self.ctx.settings.track_interval:
-            return
-        self.last_track[entity_id] = now
-        vfr = doc.get("vfr") or {}
-        power = doc.get("power") or {}
-        self.track_buffer.append(
-            TrackPoint(
-                entity_id=entity_id,
-                ts=now,
-                latitude=position[0],
-                longitude=position[1],
-                altitude=position[2],
-                heading=_float(vfr.get("heading")),
-                speed=_float(vfr.get("groundspeed")),
-                battery=_float(power.get("battery_remaining")),
-            )
-        )
-
-    async def _write_tracks(self) -> None:
-        if not self.track_buffer:
-            return
-        points, self.track_buffer = self.track_buffer, []
-        try:
-            await tracks_db.insert_points(self.ctx.db, points)
-        except Exception:
-            log.exception("storing %d track points failed", len(points))
 
     # ------------------------------------------------------------ liveness
     async def _sweep_loop(self) -> None:
-        last_prune = 0.0
         while not self.stopping.is_set():
             try:
                 await self.sweep()
-                if time.monotonic() - last_prune > 300:
-                    last_prune = time.monotonic()
-                    s = self.ctx.settings
-                    keep_s = s.track_retention_hours * 3600
-                    await retention.prune(self.ctx.db, "tracks", keep_s, now=self.ctx.clock.now())
             except Exception:
                 log.exception("liveness sweep failed")
             try:
@@ -285,8 +264,8 @@ class TelemetryWorker(ConsumerWorker):
         now = self.ctx.clock.now()
         marked = 0
         for entity_id, view in list(cache.views().items()):
-            if not view.is_live or "." in entity_id:
-                continue
+            if not view.is_live or "." in entity_id or view.doc.get("edge"):
+                continue  # an edge box says when its entities go offline (its status events)
             deadline = offline_deadline(view.doc, timeout)
             if deadline is None or now < deadline:
                 continue
@@ -332,6 +311,29 @@ def offline_deadline(doc: dict[str, Any], timeout: float) -> float | None:
     return seen.timestamp() + timeout
 
 
+def check_owner(info: EntityInfo, edge: str) -> None:
+    """Refuse a message about an entity from anywhere but its owner: an edge box's entity takes data only
+    from that edge's streams on a hub, and our own only from our own subjects (``docs/scale-out.md``)."""
+    if info.edge != edge:
+        owner = f"edge box {info.edge}" if info.edge else "this server"
+        source = f"edge box {edge}" if edge else "a local subject"
+        raise InvalidMessage(f"entity {info.entity_id} is owned by {owner}; refused from {source}")
+
+
+def _order_of(doc: dict[str, Any], order_id: str) -> dict[str, int]:
+    """The stream sequence each scope was last written from (empty when written from another stream)."""
+    mark = doc.get(ORDER_FIELD)
+    if not isinstance(mark, dict) or mark.get("stream") != order_id or not isinstance(mark.get("scopes"), dict):
+        return {}
+    return {k: v for k, v in mark["scopes"].items() if isinstance(k, str) and isinstance(v, int)}
+
+
+def _stream_seq(msg: Msg) -> int:
+    """The message's stream sequence (0 for a core message: no order to keep)."""
+    fields = ack_fields(msg)
+    return fields.stream_seq if fields is not None else 0
+
+
 def _pending_after(msg: Msg) -> int:
     """Messages still waiting for this consumer, from the ack subject (no server round trip)."""
     try:
@@ -342,3 +344,129 @@ def _pending_after(msg: Msg) -> int:
 
 def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+TRACK_SCOPES = ("vfr", "power")  # what a track point takes besides the position
+
+
+class TrackProjector(ProjectionWorker):
+    """This node's position history (``ow-{node}-tracks``): every telemetry message, sampled by stream time.
+
+    A point is stored when an entity's message carries a position and at least
+    ``OVERWATCH_TRACK_INTERVAL`` seconds of stream time passed since its last stored
+    point; only then is a message decoded (at telemetry rates most are not), and heading,
+    speed and battery come from it or the latest decoded values. The last point's time
+    and values are re-read from this node's database after a restart, so the sampling
+    continues as if nothing happened and every node stores the same points.
+    """
+
+    name = "tracks-projection"
+    stream = topology.STREAM_TELEMETRY
+    filter_subject = topology.SUBJECT_TELEMETRY_ALL
+    projection = "tracks"
+    adopt_durable = topology.CONSUMER_TELEMETRY
+    batch_size = 2000
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        super().__init__(ctx)
+        self.registry = RegistryWait(EntityDirectory(ctx.db, ctx.hub), self.stopping)
+        self.last_point: dict[str, float] = {}  # entity → stream time of its last stored point
+        self.latest: dict[str, dict[str, Any]] = {}  # entity → latest vfr/power scopes seen
+        self._subjects: dict[str, tuple[str, str, str]] = {}  # subject → (edge, org, entity): parsed once
+        self.skipped = 0
+        self._last_prune = 0.0
+
+    async def has_history(self) -> bool:
+        """An upgraded node already stored tracks through the shared durable."""
+        return bool(await self.ctx.db.scalar("SELECT 1 FROM tracks LIMIT 1"))
+
+    async def _known(self, entity_id: str, org_id: str, edge: str) -> bool:
+        info = await self.registry.lookup(entity_id)
+        return info is not None and info.org_id == org_id and info.edge == edge
+
+    async def _seed(self, entity_id: str) -> None:
+        last = await tracks_db.last_point(self.ctx.db, entity_id)
+        self.last_point[entity_id] = last.ts if last else 0.0
+        self.latest[entity_id] = {
+            "vfr": {"heading": last.heading, "groundspeed": last.speed} if last else {},
+            "power": {"battery_remaining": last.battery} if last else {},
+        }
+
+    async def prepare(self, msgs: Sequence[Msg]) -> Batch:
+        """Sample positions into points, written with the cursor."""
+        points: list[TrackPoint] = []
+        interval = self.ctx.settings.track_interval
+        now_iso = utc_now()
+        subjects = self._subjects
+        for msg in msgs:
+            parsed = subjects.get(msg.subject)
+            if parsed is None:
+                edge, local = topology.split_edge(msg.subject)
+                try:
+                    org_id, entity_id = parse_subject(local)
+                except InvalidMessage:
+                    self.skipped += 1  # the shared worker dead-letters it
+                    continue
+                if len(subjects) > 100_000:
+                    subjects.clear()
+                parsed = subjects[msg.subject] = (edge, org_id, entity_id)
+            edge, org_id, entity_id = parsed
+            fields = ack_fields(msg)
+            stored = fields.timestamp_ns / 1e9 if fields is not None else time.time()  # the stream's time
+            last = self.last_point.get(entity_id)
+            if last is not None and stored - last < interval:
+                continue  # not due: no need to decode (most messages at telemetry rates)
+            if server_reply(msg) or len(msg.data) > MAX_PAYLOAD:
+                self.skipped += 1
+                continue
+            try:
+                patch, _ts = to_patch(decode_object(msg.data), now_iso)
+            except DecodeError:
+                self.skipped += 1
+                continue
+            if last is None:
+                if not await self._known(entity_id, org_id, edge):
+                    self.skipped += 1
+                    continue
+                await self._seed(entity_id)
+            latest = self.latest[entity_id]
+            for scope in TRACK_SCOPES:
+                value = patch.get(scope)
+                if isinstance(value, dict):
+                    latest[scope] = {**latest.get(scope, {}), **value}
+            position = position_of(patch)
+            if position is None:
+                continue  # due, but this message has no position: the next one with a position is sampled
+            self.last_point[entity_id] = stored
+            vfr, power = latest.get("vfr") or {}, latest.get("power") or {}
+            points.append(
+                TrackPoint(
+                    entity_id=entity_id,
+                    ts=stored,
+                    latitude=position[0],
+                    longitude=position[1],
+                    altitude=position[2],
+                    heading=_float(vfr.get("heading")),
+                    speed=_float(vfr.get("groundspeed")),
+                    battery=_float(power.get("battery_remaining")),
+                )
+            )
+        batch = Batch()
+        if points:
+
+            async def write(conn: Any) -> None:
+                await tracks_db.insert_points_in(conn, points)
+
+            batch.writes.append(write)
+        batch.after.append(self._maybe_prune)
+        return batch
+
+    async def idle(self) -> None:
+        """Prune old points while idle."""
+        await self._maybe_prune()
+
+    async def _maybe_prune(self) -> None:
+        if time.monotonic() - self._last_prune > 300:
+            self._last_prune = time.monotonic()
+            keep_s = self.ctx.settings.track_retention_hours * 3600
+            await retention.prune(self.ctx.db, "tracks", keep_s, now=self.ctx.clock.now())

@@ -94,10 +94,18 @@ class RuleService:
         return await rules_db.list_events(self.db, org_ids=org_ids, limit=limit)
 
     async def alerts_without_firing(self, builtin: str) -> list[AlertRow]:
-        """Active alerts of a built-in kind with no open firing behind them (raised before default rules)."""
+        """Active alerts of a built-in kind with no open firing behind them (raised before default rules).
+
+        Threat alerts the event projection raised from detection events are not among them:
+        a ``lost`` event clears those, not the state's tracks (every node projects the same events).
+        """
         open_ids = {e.alert_id for e in await rules_db.open_events(self.db)}
         rows, _total = await self.alerts.page(org_ids=None, status="active", kind=builtin, limit=100_000)
-        return [r for r in rows if r.alert_id.startswith(f"{builtin}:") and r.alert_id not in open_ids]
+        return [
+            r
+            for r in rows
+            if r.alert_id.startswith(f"{builtin}:") and r.alert_id not in open_ids and not _from_detection(r.data)
+        ]
 
     async def sync_defaults(self) -> None:
         """Give the default rules nobody has edited the thresholds the settings say (idempotent)."""
@@ -296,3 +304,12 @@ class RuleService:
 
     def _changed(self, rule_id: str) -> None:
         self.hub.publish(Update(Topic.RULES, f"rule:{rule_id}"))
+
+
+def _from_detection(data: str) -> bool:
+    """Whether an alert's data says the event projection raised it from a detection event."""
+    try:
+        doc = msgspec.json.decode(data or "{}")
+    except msgspec.DecodeError:
+        return False
+    return isinstance(doc, dict) and doc.get("source") == "detection"

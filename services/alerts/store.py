@@ -76,13 +76,15 @@ class AlertService:
         entity_id: str = "",
         track_id: str = "",
         data: dict[str, Any] | None = None,
+        at: str | None = None,
     ) -> bool:
         """Create or re-activate an alert, or escalate it when the severity rises.
 
         Returns True when something changed (so callers can log or notify).
-        Escalation and re-activation clear a previous acknowledgement.
+        Escalation and re-activation clear a previous acknowledgement. ``at`` stamps the
+        change with a time every node agrees on (a stream message's), instead of now.
         """
-        now = utc_now()
+        now = at or utc_now()
         current = await alerts_db.get_alert(self.db, alert_id)
         if current is not None and org_id and current.org_id and current.org_id != org_id:
             # Alert ids name an entity, and an entity id can be deleted in one organisation and
@@ -129,12 +131,12 @@ class AlertService:
         self.hub.publish(Update(Topic.ALERTS, alert_id, row))
         return True
 
-    async def clear(self, alert_id: str, reason: str = "") -> bool:
-        """Mark an active alert cleared; False if it was not active."""
+    async def clear(self, alert_id: str, reason: str = "", at: str | None = None) -> bool:
+        """Mark an active alert cleared; False if it was not active (``at`` as for ``raise_alert``)."""
         current = await alerts_db.get_alert(self.db, alert_id)
         if current is None or current.status != "active":
             return False
-        now = utc_now()
+        now = at or utc_now()
         row = msgspec.structs.replace(
             current, status="cleared", cleared_at=now, updated_at=now, reason=reason or current.reason
         )

@@ -92,6 +92,7 @@ class EntityCard(msgspec.Struct, kw_only=True):
     readiness_label: str = ""
     last_command: str = ""
     last_command_status: str = ""
+    edge: str = ""  # on a hub: the edge box that owns the entity (docs/scale-out.md)
 
     @property
     def marker_state(self) -> str:
@@ -143,6 +144,7 @@ def entity_card(view: EntityView) -> EntityCard:
         readiness_label=ready.label if ready else "",
         last_command=view.last_command,
         last_command_status=view.last_command_status,
+        edge=str(view.doc.get("edge") or "") if isinstance(view.doc.get("edge"), str) else "",
     )
 
 

@@ -13,6 +13,7 @@ from db import alerts as alerts_db
 from db import detections as detections_db
 from db import registry as registry_db
 from db.database import Database
+from fabric.client import server_address
 from services.console.cards import EntityCard, FleetSummary, entity_card, fleet_summary
 from services.hub import Hub, Update
 from services.state_cache import StateCache
@@ -125,7 +126,7 @@ class ConsoleData:
             entities = sum([await registry_db.count_entities(self.db, o) for o in org_ids])
         return SystemStatus(
             nats_connected=bool(nc and nc.is_connected),
-            nats_url=nc.connected_url.netloc if nc and nc.connected_url else "",
+            nats_url=server_address(nc.connected_url) if nc and nc.connected_url else "",
             embedded=self.embedded_nats,
             organizations=orgs,
             entities=entities,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ import msgspec
 from nats.aio.client import Client as NATS
 
 from fabric.api import Rates, request
+from fabric.client import server_address
+from fabric.cluster_status import ClusterSnapshot
+from fabric.links import LinkState
 from fabric.server import EmbeddedNats
 
 
@@ -75,6 +79,16 @@ def _process_uptime(pid: int | None) -> float | None:
     return boot_uptime - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
+class FabricView(msgspec.Struct, frozen=True, kw_only=True):
+    """The scale-out part of the page: cluster, stream placement, sources, leafs, links, this node's projections."""
+
+    node_id: str
+    cluster: ClusterSnapshot | None
+    links: list[LinkState]
+    link_role: str
+    projections: list[dict[str, object]]
+
+
 class ServerService:
     """The server page: JetStream account usage, this connection's traffic and rates, disk, uptimes."""
 
@@ -85,7 +99,9 @@ class ServerService:
         disk: Path,
         started_at: float,
         prefix: str = "$JS.API",
+        fabric: Callable[[], FabricView] | None = None,
     ) -> None:
+        self.fabric = fabric or (lambda: FabricView(node_id="", cluster=None, links=[], link_role="", projections=[]))
         self.nc = nc
         self.server = server  # the embedded child, None when NATS is external
         self.disk = disk  # the NATS store (embedded) or the data directory
@@ -126,7 +142,7 @@ class ServerService:
             server_name=str(info.get("server_name", "")),
             server_id=str(info.get("server_id", "")),
             version=str(nc.connected_server_version) if nc.is_connected else "",
-            connected_url=nc.connected_url.netloc if nc.connected_url else "",
+            connected_url=server_address(nc.connected_url) if nc.connected_url else "",
             embedded=server is not None,
             server_uptime_s=_process_uptime(server.pid) if server is not None else None,
             app_uptime_s=time.time() - self.started_at,

@@ -298,3 +298,15 @@ async def test_acknowledging_by_api_console_or_rule_history_is_one_path(
     assert (await client.post(f"/alerts/{quote(via_api, safe='')}/ack")).status_code in (200, 303)
     again = await audit_db.query_audit(runtime.db, limit=100)
     assert len([a for a in again if a.action.endswith(".acknowledge")]) == 3
+
+
+async def test_threat_alerts_from_detection_events_are_not_adopted_by_the_threat_rule(runtime: Runtime) -> None:
+    """After a restart, the threat rule adopts active threat alerts with no firing behind them,
+    except those the event projection raised from detection events: a ``lost`` event clears
+    those, so every node of a cluster keeps the same alert list whatever its state cache holds."""
+    alerts = runtime.services.rules.alerts
+    common = {"kind": "threat", "severity": "high", "title": "High Threat: rifle", "reason": "armed"}
+    await alerts.raise_alert("threat:cam-a:t1", **common, data={"label": "rifle", "source": "detection"})
+    await alerts.raise_alert("threat:cam-a:t2", **common, data={"label": "rifle"})  # raised before default rules
+    adopted = [a.alert_id for a in await runtime.services.rules.alerts_without_firing("threat")]
+    assert adopted == ["threat:cam-a:t2"]

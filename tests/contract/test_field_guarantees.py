@@ -24,8 +24,19 @@ async def test_every_key_meets_the_field_guarantees(demo: Demo) -> None:
     nc = await nats.connect(demo.nats_url, **demo.fabric.connect_options())
     try:
         kv = await nc.jetstream().key_value("CONSTELLATION_GLOBAL_STATE")
-        keys = await kv.keys()
-        assert set(demo.entities) <= set(keys), (demo.entities, keys)
+        keys: list[str] = []
+
+        async def every_entity_listed() -> bool:
+            # A key rewritten while the listing's snapshot is taken (the camera, many times a second)
+            # can be left out of one listing: list again until every entity is there.
+            nonlocal keys
+            keys = await kv.keys()
+            return set(demo.entities) <= set(keys)
+
+        try:
+            await eventually(every_entity_listed, timeout=10, what="every demo entity among the keys")
+        except AssertionError:
+            raise AssertionError((demo.entities, keys)) from None
         broken = {}
         for key in keys:  # every key: the PRD's list_entities reads each as an EntityState
             doc = json.loads((await kv.get(key)).value or b"null")

@@ -86,3 +86,29 @@ async def test_acks_never_move_a_command_backwards(runtime: Runtime) -> None:
     assert await service.acknowledge(view.command_id, e0, "accepted", "late", org_id="org1") is None
     assert await service.acknowledge(view.command_id, e0, "failed", "late", org_id="org1") is None
     assert await _status(runtime, view.command_id, "completed")
+
+
+async def test_a_command_sent_as_its_entity_comes_back_is_dispatched_once(runtime: Runtime) -> None:
+    """The entity's return dispatches its queued commands: one just stored but not yet journalled by
+    ``send`` is among them. The dispatcher journals it first; ``send`` then reports that outcome
+    instead of failing (the interleaving is forced here at the audit step between the two)."""
+    (e0,) = await seed(runtime, entities=1)
+    service = runtime.services.commands
+    record = service.audit.record
+    dispatched: list[int] = []
+
+    async def audit_then_come_back(*args: Any, **kwargs: Any) -> Any:
+        result = await record(*args, **kwargs)
+        if args[1] == "command.send":
+            dispatched.append(await service.dispatch_queued(e0))
+        return result
+
+    service.audit.record = audit_then_come_back  # type: ignore[method-assign]
+    try:
+        view = await service.send("org1", e0, CommandCreate(command="hold"))
+    finally:
+        service.audit.record = record  # type: ignore[method-assign]
+    assert dispatched == [1]
+    assert view.status == "delivered"
+    seq, last = await service.last_record(await commands_db.get_command(runtime.db, view.command_id))  # type: ignore[arg-type]
+    assert last is not None and last.row.status == "delivered" and seq

@@ -28,8 +28,14 @@ async def test_two_nodes_agree_and_a_late_node_catches_up(runtime: Runtime, make
 
     node_c: Runtime = await make_runtime()  # empty database, started later
     await eventually(lambda: _same(node_c, want), what="late node rebuilt")
-    org = await registry_db.get_org(node_c.db, "alpha")
-    assert org is not None and org.description == "edited"
+    # The edited organisation's latest revision comes after its entities' in the bucket's replay.
+    org = await eventually(lambda: _edited_org(node_c), what="late node's organisation edited")
+    assert org.description == "edited"
+
+
+async def _edited_org(rt: Runtime) -> Any:
+    org = await registry_db.get_org(rt.db, "alpha")
+    return org if org is not None and org.description == "edited" else None
 
 
 async def _same(rt: Runtime, want: list[tuple[str, str]]) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -11,7 +12,7 @@ from app.runtime import Runtime
 from core import topology
 from db import alerts as alerts_db
 from db import tracks as tracks_db
-from tests.helpers import ManualClock, eventually, seed, state, stream_messages, telemetry
+from tests.helpers import eventually, seed, state, stream_messages, telemetry
 
 
 async def test_telemetry_lands_in_state_scopes(runtime: Runtime) -> None:
@@ -50,19 +51,25 @@ async def test_bursts_coalesce_with_bounded_write_rate(make_runtime: Any) -> Non
 
 
 async def test_track_points_are_stored_downsampled(make_runtime: Any) -> None:
-    clock = ManualClock(start=float(int(time.time())))  # whole seconds plus eighths: exact sums
-    rt: Runtime = await make_runtime(track_interval=0.25, clock=clock)
+    """A point at most every ``track_interval`` seconds of *stream* time (what every node of a cluster
+    agrees on): the stored points are exactly the greedy sample of the messages' storage times."""
+    rt: Runtime = await make_runtime(track_interval=0.25)
     (e0,) = await seed(rt, entities=1)
-    worker = next(w for w in rt.workers.workers if w.name == "telemetry")
-    for i in range(10):  # one message every 0.125 s of the worker's clock
-        before = worker.stats.processed
-        await rt.js.publish(topology.telemetry_subject("org1", e0), telemetry(lat=37.0 + i * 0.001))
-        await eventually(lambda b=before: worker.stats.processed > b, what=f"message {i} applied")
-        clock.advance(0.125)
-    count = await eventually(lambda: _points_at_least(rt, e0, 5), what="track points")
-    assert 2 <= count <= 8
-    assert count == 5, "a point at most every 0.25 s: at 0, 0.25, 0.5, 0.75 and 1 s"
+    seqs = []
+    for i in range(10):
+        ack = await rt.js.publish(topology.telemetry_subject("org1", e0), telemetry(lat=37.0 + i * 0.001))
+        seqs.append(ack.seq)
+        await asyncio.sleep(0.1)  # pacing the traffic (about 2.5 messages per interval), not waiting for a result
+    stored = [(await rt.js.get_msg(topology.STREAM_TELEMETRY, seq)).time for seq in seqs]
+    times = [t.timestamp() for t in stored if t is not None]
+    expected: list[float] = []
+    for t in times:
+        if not expected or t - expected[-1] >= 0.25 - 1e-5:
+            expected.append(t)
+    await eventually(lambda: _points_at_least(rt, e0, len(expected)), what="track points")
     points = await tracks_db.recent_track(rt.db, e0, time.time() - 60)
+    assert len(points) == len(expected) and 2 <= len(points) <= 8, (len(points), len(expected))
+    assert all(abs(p.ts - t) < 1e-3 for p, t in zip(points, expected, strict=True))
     assert [p.latitude for p in points] == sorted(p.latitude for p in points)
 
 
@@ -139,7 +146,7 @@ async def test_telemetry_repairs_a_state_value_that_names_another_organisation(r
 
 async def test_a_redelivered_older_message_does_not_roll_the_state_back(runtime: Runtime) -> None:
     """After a crash JetStream redelivers what was left unacknowledged, not necessarily in order: the newest message
-    taken for an entity wins, an older one arriving later is acknowledged without being applied."""
+    written for a scope wins (the value remembers its stream sequence), an older one arriving later is not applied."""
     (e0,) = await seed(runtime, entities=1)
     subject = topology.telemetry_subject("org1", e0)
     await runtime.js.publish(subject, telemetry(battery=10.0))
@@ -156,4 +163,4 @@ async def test_a_redelivered_older_message_does_not_roll_the_state_back(runtime:
         await worker.flush(due_only=False)
     doc = await state(runtime, e0)
     assert doc is not None and doc["power"]["battery_remaining"] == 20.0, doc
-    assert worker.stale >= 1
+    assert doc["telemetry_seq"]["scopes"]["power"] == newer.metadata.sequence.stream, doc["telemetry_seq"]

@@ -25,4 +25,5 @@ class ServerController(Controller):
             view = await nats_server_view.view()
         except ApiError as exc:
             raise api_failure(exc, "JetStream account") from None
-        return Template("pages/nats-server.html", context=page_context(request, "server", s=view))
+        fabric = nats_server_view.fabric()  # cluster, links and projections (docs/scale-out.md)
+        return Template("pages/nats-server.html", context=page_context(request, "server", s=view, fabric=fabric))
