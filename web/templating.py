@@ -118,9 +118,15 @@ def csrf(ctx: Context) -> str:
 
 
 def build_environment(directory: Path = TEMPLATES_DIR) -> Environment:
-    """The single Jinja environment: autoescape everywhere, strict undefined names."""
+    """The single Jinja environment: autoescape everywhere, strict undefined names.
+
+    Templates ship with the package and never change while the server runs, so they are not
+    checked for changes (``auto_reload`` would stat each file, imports included, on every
+    render: thousands of times a second with many live streams).
+    """
     env = Environment(
         loader=FileSystemLoader(str(directory)),
+        auto_reload=False,
         autoescape=select_autoescape(default=True, default_for_string=True),
         undefined=StrictUndefined,
         trim_blocks=True,

@@ -107,16 +107,35 @@ class AckFields(NamedTuple):
     pending: int
 
 
+_PARSED: dict[str, AckFields | None] = {}  # reply subject → its fields: a message is read by several steps
+_PARSED_MAX = 8192
+
+
 def ack_fields(msg: Msg) -> AckFields | None:
     """Sequences, storage time and backlog from the reply subject, in one split (``None``: a core message).
 
     ``msg.metadata`` builds nested objects and a datetime per message, which at telemetry
-    rates costs more than the rest of the hot path; the tokens are all that is needed.
+    rates costs more than the rest of the hot path; the tokens are all that is needed, and
+    a message's are parsed once however many steps read them (the subject's hash is cached).
     ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>`` (9 tokens), or the
     newer ``$JS.ACK.<domain>.<account>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>…``.
     """
     reply = msg.reply
-    if not reply or not reply.startswith("$JS.ACK."):
+    if not reply:
+        return None
+    try:
+        return _PARSED[reply]
+    except KeyError:
+        pass
+    fields = _parse_reply(reply)
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    _PARSED[reply] = fields
+    return fields
+
+
+def _parse_reply(reply: str) -> AckFields | None:
+    if not reply.startswith("$JS.ACK."):
         return None
     tokens = reply.split(".")
     base = 5 if len(tokens) == 9 else 7 if len(tokens) >= 11 else -1

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from core.structs import as_view
 from core.topics import Topic
@@ -34,10 +35,17 @@ log = logging.getLogger("overwatch.rules")
 
 TICK_S = 1.0
 EVENT_GAP_S = 0.1  # at most ten event-driven evaluation rounds per second
+BUSY_SHARE = 0.1  # event-driven rounds take at most this share of the process under a telemetry flood
+MAX_EVENT_GAP_S = 1.0  # and still run at least once a second (as the tick does)
 PROBE_MAX_AGE_S = 2.0  # system figures are re-read at most this often for rules
 FULL_EVERY = 10  # ticks between two full evaluations (every rule on every subject)
 
 Key = tuple[str, str]  # (rule_id, subject)
+
+
+def event_gap(round_s: float) -> float:
+    """Seconds to wait after an event-driven round that took ``round_s`` (CPU-bound, so measured, not clocked)."""
+    return min(MAX_EVENT_GAP_S, max(EVENT_GAP_S, round_s * (1 - BUSY_SHARE) / BUSY_SHARE))
 
 
 def spec_of(row: RuleRow) -> RuleSpec:
@@ -101,9 +109,11 @@ class RuleEvaluator(Worker):
                     await self.tick(now, full, dirty)
                 elif self.dirty:
                     dirty, self.dirty = list(self.dirty), {}
+                    started = time.perf_counter()
                     await self.evaluate_entities(now, dirty, settle=True, changed=True)
-                    # Changes arriving meanwhile pile up in ``dirty`` and are evaluated together.
-                    await asyncio.sleep(EVENT_GAP_S)
+                    # Changes arriving meanwhile pile up in ``dirty`` and are evaluated together; the
+                    # longer a round took (every entity changing), the more of them the next one takes.
+                    await asyncio.sleep(event_gap(time.perf_counter() - started))
             except Exception as exc:
                 self.stats.failed += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"

@@ -263,10 +263,12 @@ class TelemetryWorker(ConsumerWorker):
         cache = self.state_cache
         now = self.ctx.clock.now()
         marked = 0
-        for entity_id, view in list(cache.views().items()):
-            if not view.is_live or "." in entity_id or view.doc.get("edge"):
+        # The merged documents, not the typed views: once a second over every entity, decoding each
+        # view that changed since (all of them under a telemetry flood) would cost more than the sweep.
+        for entity_id, doc in list(cache.all().items()):
+            if doc.get("is_live") is not True or "." in entity_id or doc.get("edge"):
                 continue  # an edge box says when its entities go offline (its status events)
-            deadline = offline_deadline(view.doc, timeout)
+            deadline = offline_deadline(doc, timeout)
             if deadline is None or now < deadline:
                 continue
             if entity_id in self.pending:

@@ -22,6 +22,7 @@ from services.alerts.model import RuleForm, RuleSpec, validate
 from services.hub import Update
 from services.schemas import EntityCreate
 from tests.helpers import eventually, seed
+from workers.rules import event_gap
 from workers.simulator import FaultConfig, Simulator, make_fleet
 
 
@@ -87,6 +88,13 @@ def test_snooze_does_not_stop_a_resolution() -> None:
     spec, track = rule(), engine.Track()
     engine.step(spec, track, "e", 5, now=0, snoozed=False)
     assert engine.step(spec, track, "e", 90, now=1, snoozed=True) is not None
+
+
+def test_event_rounds_back_off_to_a_tenth_of_the_process_under_a_flood() -> None:
+    """Quick rounds run ten times a second; a round that took 50 ms waits 450 ms; never more than a second."""
+    assert event_gap(0.001) == pytest.approx(0.1)
+    assert event_gap(0.05) == pytest.approx(0.45)
+    assert event_gap(0.5) == pytest.approx(1.0)
 
 
 def test_comparisons_per_kind() -> None:
