@@ -2,7 +2,8 @@
 
 The one evaluator of alert rules: the default rules (the built-in offline, low-battery
 and threat alerts, ``services.alerts.defaults``) and the rules admins add. State changes
-of an entity re-evaluate that entity's rules at once (in the order the changes arrived);
+of an entity re-evaluate that entity's rules at once (in the order the changes arrived;
+under a telemetry flood the rounds space out so they take at most a tenth of the process);
 the tick advances durations, offline ages and the system rules, and resolves what no
 longer has a rule or a subject. An entity that is deleted, unregistered or whose state is
 withheld (a value naming another organisation) resolves its firings at once. Alerts are

@@ -142,10 +142,11 @@ async def test_edge_works_cut_off_and_the_hub_catches_up_exactly_once(
             timeout=20,
             what="the hub adopted the edge's entities",
         )
+        # Each entity is shown once its first state reached the hub (they arrive one by one).
         fleet = await eventually(
-            lambda: _page_with(s.hub_node.url, s.hub_node.key, "/fleet", f"edge {EDGE} · link up"),
+            lambda: _page_with(s.hub_node.url, s.hub_node.key, "/fleet", f"edge {EDGE} · link up", *ENTITIES),
             timeout=20,
-            what="edge entities on the hub's fleet page, link up",
+            what="every edge entity on the hub's fleet page, link up",
         )
         assert all(e in fleet for e in ENTITIES)
 
@@ -244,9 +245,9 @@ async def test_edge_works_cut_off_and_the_hub_catches_up_exactly_once(
         await edge_nc.close()
 
 
-async def _page_with(url: str, key: str, path: str, text: str) -> str | None:
+async def _page_with(url: str, key: str, path: str, *texts: str) -> str | None:
     html = await page(url, key, path)
-    return html if text in html else None
+    return html if all(text in html for text in texts) else None
 
 
 async def _link(url: str, state: str) -> bool:
