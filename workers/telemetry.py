@@ -431,6 +431,10 @@ class TrackProjector(ProjectionWorker):
                     self.skipped += 1
                     continue
                 await self._seed(entity_id)
+                if stored - self.last_point[entity_id] < interval:
+                    # After a restart the sampling continues from the last stored point: a message
+                    # that was not due then is not due now (every node stores the same points).
+                    continue
             latest = self.latest[entity_id]
             for scope in TRACK_SCOPES:
                 value = patch.get(scope)

@@ -256,3 +256,21 @@ async def test_link_return_re_sources_a_one_replica_stream(nats_server: Any) -> 
         assert links.check_ready()["ok"] is True
     finally:
         await nc.close()
+
+
+async def test_a_restarted_node_samples_tracks_from_its_last_stored_point(make_runtime: Any, tmp_path: Path) -> None:
+    """A node restarted within an entity's track interval stores no extra point (as the nodes that ran on do)."""
+    data = str(tmp_path / "node")
+    first: Runtime = await make_runtime(data_dir=data, track_interval=3600.0)
+    (e0,) = await seed(first, entities=1)
+    await first.js.publish(topology.telemetry_subject("org1", e0), telemetry_payload(0, 0))
+    await eventually(lambda: _has(first, "tracks", 1), what="the first point")
+    await first.stop()
+    again: Runtime = await make_runtime(data_dir=data, track_interval=3600.0)
+    ack = await again.js.publish(topology.telemetry_subject("org1", e0), telemetry_payload(0, 1))
+    await eventually(lambda: _cursor_at(again, "tracks", ack.seq), what="the restarted node's track projection read it")
+    assert await _count(again, "tracks") == 1
+
+
+async def _cursor_at(rt: Runtime, projection: str, seq: int) -> bool:
+    return (await cursors_db.load_cursor(rt.db, projection) or 0) >= seq
