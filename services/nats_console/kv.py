@@ -27,7 +27,7 @@ from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import APIError, BucketNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from core import topology
@@ -41,6 +41,7 @@ MAX_KEYS = 1000  # keys listed per page at most (narrow the filter for more)
 MAX_HISTORY = 64  # revisions shown (a bucket keeps at most its history depth anyway)
 WATCH_TIMEOUT = 5.0  # seconds to wait for the next key while listing
 LIST_TIMEOUT = 5.0
+WRONG_LAST_SEQUENCE = 10071  # JetStream: the expected last subject sequence did not match
 KEY_RE = re.compile(r"^[-/_=.a-zA-Z0-9]{1,1024}$")
 BUCKET_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _FILTER_TOKEN = re.compile(r"^[-/_=a-zA-Z0-9]+$")
@@ -455,3 +456,8 @@ class KvService:
             await asyncio.wait_for(kv.delete(key, last=expected), LIST_TIMEOUT)
         except KeyWrongLastSequenceError:
             raise Conflict(f"{key} changed since revision {expected}: review it and try again") from None
+        except APIError as exc:
+            # nats-py's ``delete`` passes the server's "wrong last sequence" on as a plain API error.
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                raise Conflict(f"{key} changed since revision {expected}: review it and try again") from None
+            raise

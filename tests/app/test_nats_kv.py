@@ -179,6 +179,10 @@ async def test_put_and_delete_admin_only_with_confirmation_and_audit(
     assert stale.status_code == 409
     # Delete: confirm page first, then a delete marker (history kept), audited.
     current = entry.revision or 0
+    stale_delete = await client.post(
+        f"/nats/kv/{STATE}/delete", data={"key": "ent-0.note", "revision": str(rev), "confirm": "yes"}
+    )
+    assert stale_delete.status_code == 409 and "changed since revision" in stale_delete.text
     confirm = await client.post(f"/nats/kv/{STATE}/delete", data={"key": "ent-0.note", "revision": str(current)})
     assert confirm.status_code == 200 and 'id="kv-confirm"' in confirm.text
     assert (await runtime.kv_state.get("ent-0.note")).revision == current
