@@ -27,7 +27,8 @@ def worker_factories(settings: Settings | None = None) -> list[WorkerFactory]:
     from workers.state_keeper import StateKeeper
     from workers.state_watch import StateWatcher
     from workers.status_events import StatusEvents
-    from workers.telemetry import TelemetryWorker, TrackProjector
+    from workers.telemetry import TelemetryWorker
+    from workers.tracks import TrackProjector
     from workers.video import VideoWorker
 
     edge: list[WorkerFactory] = []
@@ -44,7 +45,8 @@ def worker_factories(settings: Settings | None = None) -> list[WorkerFactory]:
         lambda ctx, s: TelemetryWorker(ctx, s.state_cache),
         lambda ctx, s: EventWorker(ctx),
         lambda ctx, s: CommandWorker(ctx, s.state_cache, s.commands),
-        # This node's own histories: every message, through consumers named after the node.
+        # This node's own histories: every message (tracks: every sampled point), through consumers named
+        # after the node.
         lambda ctx, s: TrackProjector(ctx),
         lambda ctx, s: EventProjector(ctx, s.alerts),
         lambda ctx, s: CommandProjector(ctx, s.commands),

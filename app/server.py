@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 import uvicorn
 from litestar.types import ASGIApp
 
+from app.gc_tuning import settle_after_start
 from app.main import create_app
 from app.runtime import Runtime, StartupError, WorkerFactory
 from core.settings import Settings
@@ -110,6 +111,7 @@ async def serve(
         scheme = "https" if runtime.http_tls else "http"
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
         log.info("serving %s://%s:%s", scheme, host, port)
+        settle_after_start()
         if not runtime.shutting_down.is_set():
             await server.serve(sockets=[sock])
     finally:

@@ -53,6 +53,7 @@ STREAM_EVENTS = "CONSTELLATION_EVENTS"
 STREAM_TELEMETRY = "CONSTELLATION_TELEMETRY"
 STREAM_COMMANDS = "CONSTELLATION_COMMANDS"
 STREAM_DLQ = "CONSTELLATION_DLQ"
+STREAM_TRACKS = "CONSTELLATION_TRACKS"
 
 BUCKET_STATE = "CONSTELLATION_GLOBAL_STATE"
 BUCKET_REGISTRY = "CONSTELLATION_REGISTRY"
@@ -71,6 +72,7 @@ SUBJECT_EVENTS_ALL = f"{PREFIX}.events.>"
 SUBJECT_TELEMETRY_ALL = f"{PREFIX}.telemetry.>"
 SUBJECT_COMMANDS_ALL = f"{PREFIX}.commands.>"
 SUBJECT_DLQ_ALL = f"{PREFIX}.dlq.>"
+SUBJECT_TRACKS_ALL = f"{PREFIX}.tracks.>"
 SUBJECT_VIDEO_ALL = f"{PREFIX}.video.*"
 
 ENTITY_LIFECYCLE = ("created", "updated", "deleted", "status")
@@ -86,6 +88,11 @@ def entity_lifecycle_subject(org_id: str, kind: str) -> str:
 def telemetry_subject(org_id: str, entity_id: str) -> str:
     """``constellation.telemetry.{org_id}.{entity_id}``."""
     return f"{PREFIX}.telemetry.{token(org_id, 'org_id')}.{token(entity_id, 'entity_id')}"
+
+
+def tracks_subject(org_id: str) -> str:
+    """``constellation.tracks.{org_id}``: track points the telemetry worker sampled (server-internal)."""
+    return f"{PREFIX}.tracks.{token(org_id, 'org_id')}"
 
 
 def detection_subject(org_id: str, entity_id: str) -> str:
@@ -279,6 +286,9 @@ STREAMS: tuple[StreamSpec, ...] = (
     ),
     _stream(STREAM_TELEMETRY, SUBJECT_TELEMETRY_ALL, "High-rate telemetry", 2 * HOUR, 128 * KIB, 30.0, 0.25),
     _stream(STREAM_COMMANDS, SUBJECT_COMMANDS_ALL, "Commands and device acks", 1 * DAY, 64 * KIB, 120.0, 0.05),
+    # What every node's track history is built from: the points the (shared) telemetry worker
+    # sampled, so no node reads every telemetry message a second time (``workers/tracks.py``).
+    _stream(STREAM_TRACKS, SUBJECT_TRACKS_ALL, "Sampled track points", 2 * HOUR, 4 * KIB, 120.0, 0.02),
     StreamSpec(
         _stream(
             STREAM_DLQ, SUBJECT_DLQ_ALL, "Messages a worker rejected, reason in headers", 7 * DAY, 1 * MIB, 120.0, 0.05
@@ -362,7 +372,7 @@ EDGE_CONSUMERS: tuple[ConsumerSpec, ...] = (
     _consumer(STREAM_EDGES, CONSUMER_EDGE_ENTITY, f"{PREFIX}.{EDGE_TOKEN}.*.entities.>", 1000, 30.0),
 )
 # Per-node projection consumers (``workers/projection.py``): ``ow-{node}-{projection}``.
-PROJECTIONS = ("events", "tracks", "commands", "edge-events", "edge-tracks", "edge-commands")
+PROJECTIONS = ("events", "track-points", "commands", "edge-events", "edge-commands")
 
 
 def projection_consumer(node_id: str, projection: str) -> str:

@@ -41,10 +41,11 @@ class Client:
     accepts: Callable[[Update], bool]
     max_pending: int = 512
     pending: OrderedDict[tuple[str, str], Update] = field(default_factory=OrderedDict)
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
     dropped: int = 0
     coalesced: int = 0
+    # The stream's wait in ``next_batch``, woken by ``offer`` and ``close``.
+    _waiter: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
 
     def offer(self, update: Update) -> None:
         """Queue ``update`` unless filtered out; replace an older one with the same key."""
@@ -61,12 +62,17 @@ class Client:
                 self.pending.popitem(last=False)
                 self.dropped += 1
             self.pending[slot] = update
-        self.wakeup.set()
+        self._wake()
 
     def close(self) -> None:
         """Mark the stream finished; its generator returns on the next wait."""
         self.closed = True
-        self.wakeup.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def next_batch(self, timeout: float, limit: int = 0) -> list[Update] | _Stop | None:
         """Wait up to ``timeout`` for updates; ``None`` on timeout, ``STOP`` when closed.
@@ -75,10 +81,17 @@ class Client:
         queued (still coalescing), so every key gets its turn within a few frames.
         """
         if not self.pending and not self.closed:
-            self.wakeup.clear()
+            # A bare future and a timer rather than ``wait_for(event.wait())``: that makes a task per
+            # wait, and with a thousand streams each waiting several times a second it showed in profiles.
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(timeout, _expire, waiter)
             try:
-                await asyncio.wait_for(self.wakeup.wait(), timeout)
-            except TimeoutError:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+            if not self.pending and not self.closed:
                 return None
         if self.closed:
             return STOP
@@ -88,6 +101,11 @@ class Client:
         batch = list(self.pending.values())
         self.pending.clear()
         return batch
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class Hub:

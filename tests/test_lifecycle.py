@@ -101,7 +101,7 @@ def test_restart_keeps_jetstream_and_sqlite(server_process: Callable[..., Server
     second = server_process(data_dir=data)
     second.wait_ready()
     ready = httpx.get(f"{second.url}/health/ready").json()
-    assert ready["checks"]["jetstream"]["detail"].startswith("7 streams")
+    assert ready["checks"]["jetstream"]["detail"].startswith("8 streams")
     assert second.stop() == 0
     assert "created stream" not in second.output(), "streams were recreated on restart"
     # Nothing changed on restart (no "; changed: …"): streams, buckets and durable consumers.

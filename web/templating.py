@@ -7,13 +7,16 @@ renders identically in all three.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import msgspec
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context, select_autoescape
 from jinja2.runtime import Context
 
@@ -64,6 +67,40 @@ def num(value: Any, digits: int = 1, unit: str = "") -> str:
     except (TypeError, ValueError):
         return "–"
     return f"{text}{unit}"
+
+
+def scope_rows(data: Any) -> list[tuple[str, str]]:
+    """One telemetry scope's leaf fields as ``(label, text)`` rows: nested mappings, lists of mappings
+    and the scope's own ``timestamp`` are left out; coordinates get 4 decimals, other numbers 2.
+
+    Done here rather than in a template macro: the telemetry region is re-rendered on every
+    state revision of a followed entity, and the per-field template tests were most of its cost.
+    """
+    if not isinstance(data, Mapping):
+        return []
+    rows: list[tuple[str, str]] = []
+    for key, value in data.items():
+        if key == "timestamp" or isinstance(value, Mapping):
+            continue
+        if isinstance(value, (list, tuple)) and value and isinstance(value[0], Mapping):
+            continue
+        label = str(key).replace("_", " ")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            rows.append((label, num(value, 4 if key in ("latitude", "longitude") else 2)))
+        else:
+            rows.append((label, str(value)))
+    return rows
+
+
+def json_dumps(obj: Any, **kwargs: Any) -> str:
+    """``tojson``'s encoder: msgspec (keys sorted, as the default policy asks), the standard library
+    for what msgspec cannot encode; the raw-state view renders on every revision of a followed entity."""
+    try:
+        data = msgspec.json.encode(obj, order="sorted" if kwargs.get("sort_keys") else None)
+    except (TypeError, msgspec.EncodeError):
+        return json.dumps(obj, **kwargs)
+    indent = kwargs.get("indent")
+    return (msgspec.json.format(data, indent=indent) if indent else data).decode()
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9_-]+")
@@ -132,7 +169,8 @@ def build_environment(directory: Path = TEMPLATES_DIR) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(ago=ago, epoch_ms=epoch_ms, num=num, urlseg=urlseg, safe_link=safe_link)
+    env.filters.update(ago=ago, epoch_ms=epoch_ms, num=num, urlseg=urlseg, safe_link=safe_link, scope_rows=scope_rows)
+    env.policies["json.dumps_function"] = json_dumps
     env.globals.update(static_url=static_url, version=__version__, principal=current_principal, csrf=csrf)
     env.globals["edge_link"] = lambda _edge: None  # the runtime puts in its link probes (fabric/links.py)
     return env

@@ -13,8 +13,9 @@ hub console shows edge entities with their edge and link state:
   once, as the ``TelemetryWorker`` does for the hub's own entities;
 * ``EdgeEntityWorker`` (``edge-entity``): the edge's ``status`` events (its entities
   going offline and back) — the hub never decides an edge entity is offline itself;
-* per node, ``EdgeEventProjector``, ``EdgeTrackProjector``, ``EdgeCommandProjector``:
-  detections and alerts, tracks, and what the edge's journal and devices say of commands.
+* per node, ``EdgeEventProjector``, ``EdgeCommandProjector``: detections and alerts, and
+  what the edge's journal and devices say of commands. Track points of edge entities are
+  sampled by ``EdgeTelemetryWorker`` into the hub's tracks stream, as for its own entities.
 
 A message about an entity is only taken from the edge that owns it: nothing an edge
 sends can change the hub's own entities or another edge's, and the hub's own subjects
@@ -41,7 +42,7 @@ from services.registry import RegistryService
 from workers.base import ConsumerWorker, Worker, WorkerContext
 from workers.commands import CommandProjector
 from workers.events import EventProjector
-from workers.telemetry import TelemetryWorker, TrackProjector
+from workers.telemetry import TelemetryWorker
 
 log = logging.getLogger("overwatch.workers.edge")
 
@@ -183,16 +184,6 @@ class EdgeEventProjector(EventProjector):
     adopt_durable = ""
 
 
-class EdgeTrackProjector(TrackProjector):
-    """This node's tracks of edge entities (``ow-{node}-edge-tracks``)."""
-
-    name = "edge-tracks-projection"
-    stream = topology.STREAM_EDGES
-    filter_subject = f"{EDGE_ANY}.telemetry.>"
-    projection = "edge-tracks"
-    adopt_durable = ""
-
-
 class EdgeCommandProjector(CommandProjector):
     """What edge boxes' journals and devices say of commands, in this node's history (``ow-{node}-edge-commands``).
 
@@ -219,6 +210,5 @@ def edge_worker_factories() -> list[EdgeWorkerFactory]:
         lambda ctx, s: EdgeTelemetryWorker(ctx, s.state_cache),
         lambda ctx, s: EdgeEntityWorker(ctx),
         lambda ctx, s: EdgeEventProjector(ctx, s.alerts),
-        lambda ctx, s: EdgeTrackProjector(ctx),
         lambda ctx, s: EdgeCommandProjector(ctx, s.commands),
     ]

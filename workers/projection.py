@@ -107,31 +107,16 @@ class AckFields(NamedTuple):
     pending: int
 
 
-_PARSED: dict[str, AckFields | None] = {}  # reply subject → its fields: a message is read by several steps
-_PARSED_MAX = 8192
-
-
 def ack_fields(msg: Msg) -> AckFields | None:
     """Sequences, storage time and backlog from the reply subject, in one split (``None``: a core message).
 
     ``msg.metadata`` builds nested objects and a datetime per message, which at telemetry
-    rates costs more than the rest of the hot path; the tokens are all that is needed, and
-    a message's are parsed once however many steps read them (the subject's hash is cached).
+    rates costs more than the rest of the hot path; the tokens are all that is needed.
     ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>`` (9 tokens), or the
     newer ``$JS.ACK.<domain>.<account>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>…``.
     """
     reply = msg.reply
-    if not reply:
-        return None
-    try:
-        return _PARSED[reply]
-    except KeyError:
-        pass
-    fields = _parse_reply(reply)
-    if len(_PARSED) >= _PARSED_MAX:
-        _PARSED.clear()
-    _PARSED[reply] = fields
-    return fields
+    return _parse_reply(reply) if reply else None
 
 
 def _parse_reply(reply: str) -> AckFields | None:

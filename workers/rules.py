@@ -36,7 +36,8 @@ log = logging.getLogger("overwatch.rules")
 
 TICK_S = 1.0
 EVENT_GAP_S = 0.1  # at most ten event-driven evaluation rounds per second
-BUSY_SHARE = 0.1  # event-driven rounds take at most this share of the process under a telemetry flood
+SLICE_S = 0.005  # seconds a round evaluates before it lets other tasks run
+BUSY_SHARE = 0.1  # rounds (event-driven and ticks) take at most this share of the process under a telemetry flood
 MAX_EVENT_GAP_S = 1.0  # and still run at least once a second (as the tick does)
 PROBE_MAX_AGE_S = 2.0  # system figures are re-read at most this often for rules
 FULL_EVERY = 10  # ticks between two full evaluations (every rule on every subject)
@@ -44,9 +45,15 @@ FULL_EVERY = 10  # ticks between two full evaluations (every rule on every subje
 Key = tuple[str, str]  # (rule_id, subject)
 
 
+def busy_gap(round_s: float) -> float:
+    """Seconds to leave to the rest of the process after a round that took ``round_s`` (CPU-bound, so measured,
+    not clocked): rounds, the tick's included, take at most ``BUSY_SHARE`` of it."""
+    return min(MAX_EVENT_GAP_S, round_s * (1 - BUSY_SHARE) / BUSY_SHARE)
+
+
 def event_gap(round_s: float) -> float:
-    """Seconds to wait after an event-driven round that took ``round_s`` (CPU-bound, so measured, not clocked)."""
-    return min(MAX_EVENT_GAP_S, max(EVENT_GAP_S, round_s * (1 - BUSY_SHARE) / BUSY_SHARE))
+    """Seconds to wait after an event-driven round that took ``round_s``."""
+    return max(EVENT_GAP_S, busy_gap(round_s))
 
 
 def spec_of(row: RuleRow) -> RuleSpec:
@@ -107,7 +114,9 @@ class RuleEvaluator(Worker):
                     ticks += 1
                     full, self.full_due = self.full_due or ticks % FULL_EVERY == 0, False
                     dirty, self.dirty = list(self.dirty), {}
+                    started = time.perf_counter()
                     await self.tick(now, full, dirty)
+                    await asyncio.sleep(busy_gap(time.perf_counter() - started))
                 elif self.dirty:
                     dirty, self.dirty = list(self.dirty), {}
                     started = time.perf_counter()
@@ -188,7 +197,7 @@ class RuleEvaluator(Worker):
         entity_rules = self._entity_rules()
         swept = [(r, s) for r, s in entity_rules if full or s.kind == "offline"]  # read on every subject
         recent = set(changed)
-        others = [e for e in self.state_cache.views() if e not in recent]
+        others = [e for e in self.state_cache.all() if e not in recent]  # ids only: views decode when read
         await self.evaluate_entities(now, others, swept, live)
         if not full:
             await self._pending(now, [(r, s) for r, s in entity_rules if s.kind != "offline"], recent)
@@ -240,7 +249,13 @@ class RuleEvaluator(Worker):
         """
         entity_rules = self._entity_rules() if rules is None else rules
         cache = self.state_cache
+        slice_end = time.perf_counter() + SLICE_S
         for entity_id in ids:
+            if time.perf_counter() >= slice_end:
+                # A round over a thousand entities takes a tenth of a second or more: run it in slices
+                # so the live streams and the telemetry writes are not held up behind it.
+                await asyncio.sleep(0)
+                slice_end = time.perf_counter() + SLICE_S
             view = cache.view(entity_id)
             seen: set[Key] = set()
             if view is not None and entity_rules:

@@ -1,4 +1,4 @@
-"""TelemetryWorker: telemetry → EntityState scopes (CAS), liveness sweep; ``TrackProjector``: tracks in SQLite.
+"""TelemetryWorker: telemetry → EntityState scopes (CAS) with sampled track points, liveness sweep.
 
 Bursts coalesce per entity: messages fetched within one write interval are merged
 (latest value of each field wins) and written as one CAS update, at most
@@ -8,9 +8,8 @@ nothing JetStream acknowledged. The liveness sweep marks silent entities offline
 (the default offline rule, ``workers/rules.py``, alerts on it; ``workers/status_events.py`` publishes it).
 
 The worker reads the shared durable ``telemetry-processor`` (each message applied to KV
-once, by one node); tracks are each node's own history, so every node's ``TrackProjector``
-reads every message through its own consumer (``workers/projection.py``) and samples
-positions by the stream's time: all nodes store the same points.
+once, by one node). It also samples track points by the stream's time as part of each
+write and publishes them before acknowledging; every node stores them (``workers/tracks.py``).
 """
 
 from __future__ import annotations
@@ -27,17 +26,16 @@ from nats.aio.msg import Msg
 from core import topology
 from core.contracts.common import DecodeError, decode_object, utc_now
 from core.contracts.state import new_state
-from core.contracts.telemetry import position_of, to_patch
+from core.contracts.telemetry import to_patch
 from core.errors import InvalidMessage, TransientError
 from core.timefmt import parse_time
-from db import retention
-from db import tracks as tracks_db
 from db.tracks import TrackPoint
 from fabric.state_store import Job, StateStore, deep_merge
 from services.directory import EntityDirectory, EntityInfo
 from services.state_cache import StateCache
-from workers.base import ConsumerWorker, WorkerContext, server_reply
-from workers.projection import Batch, ProjectionWorker, RegistryWait, ack_fields
+from workers.base import ConsumerWorker, WorkerContext
+from workers.projection import ack_fields
+from workers.tracks import Candidate, candidate, publish_points, sample
 
 log = logging.getLogger("overwatch.workers.telemetry")
 
@@ -63,6 +61,22 @@ class Pending:
     received: float = 0.0
     seqs: dict[str, int] = field(default_factory=dict)  # patch key → stream sequence of its newest message
     edge: str = ""  # the edge box it came from (on a hub), "" for our own
+    candidates: list[Candidate] = field(default_factory=list)  # messages with a position: track points if due
+
+
+def merge_into(target: dict[str, Any], key: str, value: Any) -> None:
+    """``target[key] = deep_merge(target[key], value)``, in place.
+
+    Only for coalescing: every dict involved was decoded from one message for this write
+    and is referenced nowhere else, and copying them for each message of a burst was a
+    tenth of the worker's time.
+    """
+    base = target.get(key)
+    if not isinstance(base, dict) or not isinstance(value, dict):
+        target[key] = value
+        return
+    for k, v in value.items():
+        merge_into(base, k, v)
 
 
 def parse_subject(subject: str) -> tuple[str, str]:
@@ -143,11 +157,15 @@ class TelemetryWorker(ConsumerWorker):
             else:
                 self.coalesced += 1
             pending.msgs.append(msg)
-            seq = _stream_seq(msg)
+            fields = ack_fields(msg)
+            seq = fields.stream_seq if fields is not None else 0
+            point = candidate(patch, fields.timestamp_ns if fields is not None else time.time_ns())
+            if point is not None:
+                pending.candidates.append(point)
             for key, value in patch.items():
                 held = pending.seqs.get(key, 0)
                 if not seq or seq >= held:
-                    pending.patch[key] = deep_merge(pending.patch.get(key), value)
+                    merge_into(pending.patch, key, value)
                     pending.seqs[key] = max(seq, held)
                 else:
                     # A redelivered, older message (its node died holding it): it only fills in what
@@ -197,11 +215,15 @@ class TelemetryWorker(ConsumerWorker):
             await self._write_batch(batch)
 
     async def _write_batch(self, batch: list[tuple[str, Pending]]) -> None:
-        """One pipelined CAS write per entity; acknowledge each entity's messages once written."""
+        """One pipelined CAS write per entity, with its track points; acknowledge its messages once both are done."""
         seen = utc_now()
+        interval = self.ctx.settings.track_interval
+        sampled: dict[str, list[tuple[int, TrackPoint]]] = {}
 
-        def mutator(p: Pending) -> Callable[[dict[str, Any]], bool]:
+        def mutator(entity_id: str, p: Pending) -> Callable[[dict[str, Any]], bool]:
             def mutate(doc: dict[str, Any]) -> bool:
+                # Decided on the value being replaced (a CAS retry decides again): one history for all nodes.
+                sampled[entity_id] = sample(doc, entity_id, p.candidates, interval) if p.candidates else []
                 order = _order_of(doc, self.order_id)
                 for scope, value in p.patch.items():
                     seq = p.seqs.get(scope, 0)
@@ -231,8 +253,24 @@ class TelemetryWorker(ConsumerWorker):
         def defaults(entity_id: str, p: Pending) -> Callable[[], dict[str, Any]]:
             return lambda: new_state(entity_id, p.org_id, p.entity_type, name=p.name)
 
-        jobs: list[Job] = [(eid, mutator(p), defaults(eid, p)) for eid, p in batch]
-        outcomes = await self.store.merge_many(jobs)
+        jobs: list[Job] = [(eid, mutator(eid, p), defaults(eid, p)) for eid, p in batch]
+        outcomes: list[Any] = list(await self.store.merge_many(jobs))
+        published = await asyncio.gather(
+            *(
+                publish_points(self.ctx.js, p.org_id, sampled[eid])
+                for (eid, p), outcome in zip(batch, outcomes, strict=True)
+                if not isinstance(outcome, BaseException) and sampled.get(eid)
+            ),
+            return_exceptions=True,
+        )
+        failures = iter(published)
+        for i, ((eid, _p), outcome) in enumerate(zip(batch, outcomes, strict=True)):
+            if not isinstance(outcome, BaseException) and sampled.get(eid):
+                failed = next(failures)
+                if isinstance(failed, BaseException):
+                    # Written but its points not stored: redelivered, the message finds its time among
+                    # the entity's recent points and publishes them again (``workers/tracks.py``).
+                    outcomes[i] = TransientError(f"track points of {eid} not published: {failed}")
         now = time.monotonic()
         for (entity_id, p), outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, BaseException):
@@ -330,149 +368,9 @@ def _order_of(doc: dict[str, Any], order_id: str) -> dict[str, int]:
     return {k: v for k, v in mark["scopes"].items() if isinstance(k, str) and isinstance(v, int)}
 
 
-def _stream_seq(msg: Msg) -> int:
-    """The message's stream sequence (0 for a core message: no order to keep)."""
-    fields = ack_fields(msg)
-    return fields.stream_seq if fields is not None else 0
-
-
 def _pending_after(msg: Msg) -> int:
     """Messages still waiting for this consumer, from the ack subject (no server round trip)."""
     try:
         return int(msg.metadata.num_pending or 0)
     except Exception:  # noqa: BLE001 - not a JetStream message (tests publish core messages too)
         return 0
-
-
-def _float(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-TRACK_SCOPES = ("vfr", "power")  # what a track point takes besides the position
-
-
-class TrackProjector(ProjectionWorker):
-    """This node's position history (``ow-{node}-tracks``): every telemetry message, sampled by stream time.
-
-    A point is stored when an entity's message carries a position and at least
-    ``OVERWATCH_TRACK_INTERVAL`` seconds of stream time passed since its last stored
-    point; only then is a message decoded (at telemetry rates most are not), and heading,
-    speed and battery come from it or the latest decoded values. The last point's time
-    and values are re-read from this node's database after a restart, so the sampling
-    continues as if nothing happened and every node stores the same points.
-    """
-
-    name = "tracks-projection"
-    stream = topology.STREAM_TELEMETRY
-    filter_subject = topology.SUBJECT_TELEMETRY_ALL
-    projection = "tracks"
-    adopt_durable = topology.CONSUMER_TELEMETRY
-    batch_size = 2000
-
-    def __init__(self, ctx: WorkerContext) -> None:
-        super().__init__(ctx)
-        self.registry = RegistryWait(EntityDirectory(ctx.db, ctx.hub), self.stopping)
-        self.last_point: dict[str, float] = {}  # entity → stream time of its last stored point
-        self.latest: dict[str, dict[str, Any]] = {}  # entity → latest vfr/power scopes seen
-        self._subjects: dict[str, tuple[str, str, str]] = {}  # subject → (edge, org, entity): parsed once
-        self.skipped = 0
-        self._last_prune = 0.0
-
-    async def has_history(self) -> bool:
-        """An upgraded node already stored tracks through the shared durable."""
-        return bool(await self.ctx.db.scalar("SELECT 1 FROM tracks LIMIT 1"))
-
-    async def _known(self, entity_id: str, org_id: str, edge: str) -> bool:
-        info = await self.registry.lookup(entity_id)
-        return info is not None and info.org_id == org_id and info.edge == edge
-
-    async def _seed(self, entity_id: str) -> None:
-        last = await tracks_db.last_point(self.ctx.db, entity_id)
-        self.last_point[entity_id] = last.ts if last else 0.0
-        self.latest[entity_id] = {
-            "vfr": {"heading": last.heading, "groundspeed": last.speed} if last else {},
-            "power": {"battery_remaining": last.battery} if last else {},
-        }
-
-    async def prepare(self, msgs: Sequence[Msg]) -> Batch:
-        """Sample positions into points, written with the cursor."""
-        points: list[TrackPoint] = []
-        interval = self.ctx.settings.track_interval
-        now_iso = utc_now()
-        subjects = self._subjects
-        for msg in msgs:
-            parsed = subjects.get(msg.subject)
-            if parsed is None:
-                edge, local = topology.split_edge(msg.subject)
-                try:
-                    org_id, entity_id = parse_subject(local)
-                except InvalidMessage:
-                    self.skipped += 1  # the shared worker dead-letters it
-                    continue
-                if len(subjects) > 100_000:
-                    subjects.clear()
-                parsed = subjects[msg.subject] = (edge, org_id, entity_id)
-            edge, org_id, entity_id = parsed
-            fields = ack_fields(msg)
-            stored = fields.timestamp_ns / 1e9 if fields is not None else time.time()  # the stream's time
-            last = self.last_point.get(entity_id)
-            if last is not None and stored - last < interval:
-                continue  # not due: no need to decode (most messages at telemetry rates)
-            if server_reply(msg) or len(msg.data) > MAX_PAYLOAD:
-                self.skipped += 1
-                continue
-            try:
-                patch, _ts = to_patch(decode_object(msg.data), now_iso)
-            except DecodeError:
-                self.skipped += 1
-                continue
-            if last is None:
-                if not await self._known(entity_id, org_id, edge):
-                    self.skipped += 1
-                    continue
-                await self._seed(entity_id)
-                if stored - self.last_point[entity_id] < interval:
-                    # After a restart the sampling continues from the last stored point: a message
-                    # that was not due then is not due now (every node stores the same points).
-                    continue
-            latest = self.latest[entity_id]
-            for scope in TRACK_SCOPES:
-                value = patch.get(scope)
-                if isinstance(value, dict):
-                    latest[scope] = {**latest.get(scope, {}), **value}
-            position = position_of(patch)
-            if position is None:
-                continue  # due, but this message has no position: the next one with a position is sampled
-            self.last_point[entity_id] = stored
-            vfr, power = latest.get("vfr") or {}, latest.get("power") or {}
-            points.append(
-                TrackPoint(
-                    entity_id=entity_id,
-                    ts=stored,
-                    latitude=position[0],
-                    longitude=position[1],
-                    altitude=position[2],
-                    heading=_float(vfr.get("heading")),
-                    speed=_float(vfr.get("groundspeed")),
-                    battery=_float(power.get("battery_remaining")),
-                )
-            )
-        batch = Batch()
-        if points:
-
-            async def write(conn: Any) -> None:
-                await tracks_db.insert_points_in(conn, points)
-
-            batch.writes.append(write)
-        batch.after.append(self._maybe_prune)
-        return batch
-
-    async def idle(self) -> None:
-        """Prune old points while idle."""
-        await self._maybe_prune()
-
-    async def _maybe_prune(self) -> None:
-        if time.monotonic() - self._last_prune > 300:
-            self._last_prune = time.monotonic()
-            keep_s = self.ctx.settings.track_retention_hours * 3600
-            await retention.prune(self.ctx.db, "tracks", keep_s, now=self.ctx.clock.now())

@@ -268,8 +268,15 @@ async def test_a_restarted_node_samples_tracks_from_its_last_stored_point(make_r
     await first.stop()
     again: Runtime = await make_runtime(data_dir=data, track_interval=3600.0)
     ack = await again.js.publish(topology.telemetry_subject("org1", e0), telemetry_payload(0, 1))
-    await eventually(lambda: _cursor_at(again, "tracks", ack.seq), what="the restarted node's track projection read it")
-    assert await _count(again, "tracks") == 1
+    await eventually(lambda: _applied(again, ack.seq), what="the restarted node applied the second message")
+    last = int((await again.js.stream_info(topology.STREAM_TRACKS)).state.last_seq or 0)
+    await eventually(lambda: _cursor_at(again, "track-points", last), what="its track projection read every point")
+    assert last == 1 and await _count(again, "tracks") == 1
+
+
+async def _applied(rt: Runtime, seq: int) -> bool:
+    info = await rt.js.consumer_info(topology.STREAM_TELEMETRY, topology.CONSUMER_TELEMETRY)
+    return int(info.ack_floor.stream_seq if info.ack_floor else 0) >= seq
 
 
 async def _cursor_at(rt: Runtime, projection: str, seq: int) -> bool:

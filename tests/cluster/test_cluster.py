@@ -67,7 +67,7 @@ async def caught_up(js: JetStreamContext, db: NodeDb) -> bool:
     cursors = db.cursors()
     wanted = {
         "events": await last_seq(js, topology.STREAM_EVENTS),
-        "tracks": await last_seq(js, topology.STREAM_TELEMETRY),
+        "track-points": await last_seq(js, topology.STREAM_TRACKS),
         "commands": await last_seq(js, topology.STREAM_COMMANDS),
     }
     return all(cursors.get(name, -1) >= seq for name, seq in wanted.items())

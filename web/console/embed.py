@@ -17,6 +17,7 @@ from litestar.params import QueryParameter
 from litestar.response import ServerSentEvent, Template
 
 from core.topics import Topic
+from services.console.cards import entity_card, tracked_objects
 from services.console.entity_page import EntityPage
 from services.console.fleet import FleetPage
 from services.hub import Update
@@ -25,7 +26,7 @@ from web.auth.guards import LoginRequired, deny, principal_of
 from web.console.entity import EntityPageData
 from web.console.fleet import FleetQuery, fleet_rows
 from web.console.video import may_view
-from web.sse.live import LiveStreams, Messages
+from web.sse.live import LiveStreams, Messages, context_of
 
 Req = Request[Any, Any, Any]
 OrgQuery = Annotated[str, QueryParameter(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
@@ -63,15 +64,33 @@ class EmbedController(Controller):
     ) -> ServerSentEvent:
         """Live regions of the entity embed."""
         await may_view(request, entity_page, entity_id)
-        page = EntityPageData(entity_page, entity_id)
-        names = ("entity-header", "video-overlay", "entity-telemetry")
+        shown: list[object] = [None]  # the boxes and camera the overlay last showed
+
+        def regions(everything: bool) -> Messages:
+            # Each region gets only what it shows, built only when it is rendered (once per state
+            # version for every stream); boxes that did not change are not sent again.
+            view = entity_page.view(entity_id)
+            card = entity_card(view)
+            video = entity_page.video_source(entity_id)
+            out = [live.cached_event("entity-header", entity_id, context_of(card=card))]
+            if everything or shown[0] != (view.objects, video):
+                shown[0] = (view.objects, video)
+                out.append(
+                    live.cached_event(
+                        "video-overlay",
+                        entity_id,
+                        lambda: {"card": card, "objects": tracked_objects(view), "video": video},
+                    )
+                )
+            doc = entity_page.doc(entity_id)
+            out.append(live.cached_event("entity-telemetry", entity_id, context_of(card=card, view=doc)))
+            return out
 
         async def resync() -> Messages:
-            ctx = await page.state_context(request)
-            return [live.cached_event(n, entity_id, lambda: ctx) for n in names]
+            return regions(True)
 
         async def render(batch: Sequence[Update]) -> Messages:
-            return await resync() if any(u.key == entity_id for u in batch) else []
+            return regions(False) if any(u.key == entity_id for u in batch) else []
 
         return live.page_stream(request, {Topic.STATE}, resync, render, max_fps=5.0, keys={entity_id})
 
