@@ -105,7 +105,7 @@ def test_restart_keeps_jetstream_and_sqlite(server_process: Callable[..., Server
     assert second.stop() == 0
     assert "created stream" not in second.output(), "streams were recreated on restart"
     # Nothing changed on restart (no "; changed: …"): streams, buckets and durable consumers.
-    assert "topology ready (12 objects)" in second.output()
+    assert "topology ready (13 objects)" in second.output()
 
     # A node with an empty database rebuilds the registry from NATS.
     db.unlink()
