@@ -32,25 +32,34 @@ class CommandRow(msgspec.Struct, kw_only=True):
         return value if isinstance(value, dict) else {}
 
 
+_INSERT = (
+    "INSERT OR IGNORE INTO commands(command_id, org_id, entity_id, command, params, status, detail, issued_by,"
+    " issued_at, updated_at, expires_at, delivered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _values(row: CommandRow) -> tuple[object, ...]:
+    return (
+        row.command_id,
+        row.org_id,
+        row.entity_id,
+        row.command,
+        row.params,
+        row.status,
+        row.detail,
+        row.issued_by,
+        row.issued_at,
+        row.updated_at,
+        row.expires_at,
+        row.delivered_at,
+    )
+
+
 async def insert_command(db: Database, row: CommandRow) -> bool:
     """Insert a command (False if the id exists)."""
     n = await db.execute(
-        "INSERT OR IGNORE INTO commands(command_id, org_id, entity_id, command, params, status, detail, issued_by,"
-        " issued_at, updated_at, expires_at, delivered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            row.command_id,
-            row.org_id,
-            row.entity_id,
-            row.command,
-            row.params,
-            row.status,
-            row.detail,
-            row.issued_by,
-            row.issued_at,
-            row.updated_at,
-            row.expires_at,
-            row.delivered_at,
-        ),
+        _INSERT,
+        _values(row),
     )
     return n > 0
 
@@ -109,22 +118,8 @@ async def advance_in(
 async def insert_in(conn: aiosqlite.Connection, row: CommandRow) -> bool:
     """``insert_command`` inside the caller's transaction (False if the id exists)."""
     cursor = await conn.execute(
-        "INSERT OR IGNORE INTO commands(command_id, org_id, entity_id, command, params, status, detail, issued_by,"
-        " issued_at, updated_at, expires_at, delivered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            row.command_id,
-            row.org_id,
-            row.entity_id,
-            row.command,
-            row.params,
-            row.status,
-            row.detail,
-            row.issued_by,
-            row.issued_at,
-            row.updated_at,
-            row.expires_at,
-            row.delivered_at,
-        ),
+        _INSERT,
+        _values(row),
     )
     return cursor.rowcount > 0
 

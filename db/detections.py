@@ -56,25 +56,7 @@ async def insert_detections(db: Database, rows: list[DetectionRow]) -> None:
     """Store many detection rows in one transaction."""
     if not rows:
         return
-    await db.executemany(
-        _INSERT,
-        [
-            (
-                r.entity_id,
-                r.org_id,
-                r.track_id,
-                r.label,
-                r.confidence,
-                r.threat_level,
-                r.event_type,
-                r.bbox,
-                r.metadata,
-                r.ts,
-                r.received_at,
-            )
-            for r in rows
-        ],
-    )
+    await db.executemany(_INSERT, [_values(r) for r in rows])
 
 
 async def list_detections(

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +37,6 @@ from core.contracts.state import THREAT_ALIASES, THREAT_LEVELS, new_state, threa
 from core.errors import InvalidMessage, TransientError
 from core.topics import Topic
 from db import detections as detections_db
-from db import retention
 from db.detections import DetectionRow
 from fabric.state_store import StateStore
 from services.alerts.store import AlertService
@@ -233,6 +231,7 @@ class EventProjector(ProjectionWorker):
     filter_subject = topology.SUBJECT_EVENTS_ALL
     projection = "events"
     adopt_durable = topology.CONSUMER_EVENT
+    retention = ("detections", "detection_retention_hours")
 
     def __init__(self, ctx: WorkerContext, alerts: AlertService) -> None:
         super().__init__(ctx)
@@ -243,7 +242,6 @@ class EventProjector(ProjectionWorker):
         self.by_type: dict[str, int] = {}
         self.skipped = 0  # invalid events (the shared worker dead-letters them)
         self.unknown = 0  # events of entities this node's registry never learnt in time
-        self._last_prune = 0.0
 
     async def has_history(self) -> bool:
         """An upgraded node already stored detections through the shared durable."""
@@ -298,18 +296,8 @@ class EventProjector(ProjectionWorker):
 
             batch.writes.append(write)
             batch.after.append(notify)
-        batch.after.append(self._maybe_prune)
+        batch.after.append(self.prune_old)
         return batch
-
-    async def idle(self) -> None:
-        """Prune old detections while idle."""
-        await self._maybe_prune()
-
-    async def _maybe_prune(self) -> None:
-        if time.monotonic() - self._last_prune > 300:
-            self._last_prune = time.monotonic()
-            hours = self.ctx.settings.detection_retention_hours
-            await retention.prune(self.ctx.db, "detections", hours * 3600, now=self.ctx.clock.now())
 
     async def _detection(
         self, event: ParsedEvent, det_event: DetectionEvent, at: str, stored: float

@@ -39,6 +39,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from db import projections as cursors_db
+from db import retention as retention_db
 from fabric.pull import PullConsumer
 from services.directory import EntityDirectory, EntityInfo
 from workers.base import Worker, WorkerContext
@@ -48,6 +49,7 @@ log = logging.getLogger("overwatch.workers.projection")
 Write = Callable[[aiosqlite.Connection], Awaitable[None]]
 After = Callable[[], Awaitable[None]]
 
+PRUNE_EVERY_S = 300.0  # seconds between two prunes of a projection's table
 CHECK_EVERY = 2.0  # seconds of silence between checks that the consumer still exists
 COMMIT_EVERY = 0.25  # seconds: batches arriving within this time are committed together
 HOLD_MAX = 20_000  # messages held uncommitted at most
@@ -154,6 +156,7 @@ class ProjectionWorker(Worker, abc.ABC):
     adopt_durable = ""  # shared durable whose acknowledged position an existing database starts from
     batch_size = 500
     fetch_timeout = 1.0
+    retention: tuple[str, str] | None = None  # (table, hours setting): rows older than that are pruned
 
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
@@ -165,6 +168,7 @@ class ProjectionWorker(Worker, abc.ABC):
         self._held_seq = 0
         self._held_count = 0
         self._held_since = 0.0  # when the oldest held batch arrived (0: nothing held)
+        self._last_prune = 0.0
 
     @property
     def consumer_name(self) -> str:
@@ -184,7 +188,17 @@ class ProjectionWorker(Worker, abc.ABC):
         return False
 
     async def idle(self) -> None:
-        """Called when a fetch returned nothing."""
+        """Called when a fetch returned nothing: prune old rows."""
+        await self.prune_old()
+
+    async def prune_old(self) -> None:
+        """Delete the rows of ``retention``'s table older than its setting says (at most every five minutes)."""
+        if self.retention is None or time.monotonic() - self._last_prune <= PRUNE_EVERY_S:
+            return
+        self._last_prune = time.monotonic()
+        table, setting = self.retention
+        hours = float(getattr(self.ctx.settings, setting))
+        await retention_db.prune(self.ctx.db, table, hours * 3600, now=self.ctx.clock.now())
 
     async def initial_cursor(self) -> int:
         """The stored cursor; on the first start 0 (rebuild), or the adopted durable's acknowledged position."""

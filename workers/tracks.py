@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -33,7 +32,6 @@ from nats.js import JetStreamContext
 
 from core import topology
 from core.contracts.telemetry import position_of
-from db import retention
 from db import tracks as tracks_db
 from db.tracks import TrackPoint
 from workers.base import WorkerContext
@@ -43,7 +41,6 @@ log = logging.getLogger("overwatch.workers.tracks")
 
 TRACK_FIELD = "track_sampled"  # stream times (ns) of the entity's last sampled points, in its value
 RECENT = 8  # how many are kept: a redelivered message sampled before is recognised among them
-PRUNE_EVERY_S = 300.0
 
 
 class Candidate(NamedTuple):
@@ -143,11 +140,11 @@ class TrackProjector(ProjectionWorker):
     filter_subject = topology.SUBJECT_TRACKS_ALL
     projection = "track-points"
     batch_size = 1000
+    retention = ("tracks", "track_retention_hours")
 
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
         self.skipped = 0
-        self._last_prune = 0.0
 
     async def prepare(self, msgs: Sequence[Msg]) -> Batch:
         """Decode the points; they are written with the cursor."""
@@ -165,15 +162,5 @@ class TrackProjector(ProjectionWorker):
                 await tracks_db.insert_points_in(conn, points)
 
             batch.writes.append(write)
-        batch.after.append(self._maybe_prune)
+        batch.after.append(self.prune_old)
         return batch
-
-    async def idle(self) -> None:
-        """Prune old points while idle."""
-        await self._maybe_prune()
-
-    async def _maybe_prune(self) -> None:
-        if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
-            self._last_prune = time.monotonic()
-            keep_s = self.ctx.settings.track_retention_hours * 3600
-            await retention.prune(self.ctx.db, "tracks", keep_s, now=self.ctx.clock.now())
