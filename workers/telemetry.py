@@ -255,22 +255,16 @@ class TelemetryWorker(ConsumerWorker):
 
         jobs: list[Job] = [(eid, mutator(eid, p), defaults(eid, p)) for eid, p in batch]
         outcomes: list[Any] = list(await self.store.merge_many(jobs))
+        written = [i for i, o in enumerate(outcomes) if not isinstance(o, BaseException) and sampled.get(batch[i][0])]
         published = await asyncio.gather(
-            *(
-                publish_points(self.ctx.js, p.org_id, sampled[eid])
-                for (eid, p), outcome in zip(batch, outcomes, strict=True)
-                if not isinstance(outcome, BaseException) and sampled.get(eid)
-            ),
+            *(publish_points(self.ctx.js, batch[i][1].org_id, sampled[batch[i][0]]) for i in written),
             return_exceptions=True,
         )
-        failures = iter(published)
-        for i, ((eid, _p), outcome) in enumerate(zip(batch, outcomes, strict=True)):
-            if not isinstance(outcome, BaseException) and sampled.get(eid):
-                failed = next(failures)
-                if isinstance(failed, BaseException):
-                    # Written but its points not stored: redelivered, the message finds its time among
-                    # the entity's recent points and publishes them again (``workers/tracks.py``).
-                    outcomes[i] = TransientError(f"track points of {eid} not published: {failed}")
+        for i, result in zip(written, published, strict=True):
+            if isinstance(result, BaseException):
+                # Written but its points not stored: redelivered, the message finds its time among
+                # the entity's recent points and publishes them again (``workers/tracks.py``).
+                outcomes[i] = TransientError(f"track points of {batch[i][0]} not published: {result}")
         now = time.monotonic()
         for (entity_id, p), outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, BaseException):
