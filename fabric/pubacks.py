@@ -17,6 +17,14 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 NO_RESPONDERS = "503"
+# JetStream's "wrong last sequence" (an expected-last-sequence header did not match): 10071 names
+# the sequence; 10164 is the same refusal without it, which a clustered stream's leader sends.
+WRONG_LAST_SEQUENCE_CODES = frozenset({10071, 10164})
+
+
+def wrong_last_sequence(err_code: int | None) -> bool:
+    """Whether a JetStream API error code is a compare-and-set conflict (either form)."""
+    return err_code in WRONG_LAST_SEQUENCE_CODES
 
 
 class PublishError(Exception):

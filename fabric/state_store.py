@@ -32,14 +32,13 @@ from nats.js.kv import KeyValue
 from core.contracts.common import DecodeError, decode_object, encode, utc_now
 from core.contracts.state import new_state
 from core.errors import TransientError
-from fabric.pubacks import AckedPublisher, PublishError
+from fabric.pubacks import AckedPublisher, PublishError, wrong_last_sequence
 
 log = logging.getLogger(__name__)
 
 Mutate = Callable[[dict[str, Any]], bool]
 Job = tuple[str, Mutate, "Callable[[], dict[str, Any]] | None"]
 Doc = dict[str, Any]
-WRONG_LAST_SEQUENCE = 10071  # JetStream API error code for a failed expected-last-subject-sequence
 # The server names the subject's real last sequence in the error ("wrong last sequence: 42").
 _LAST_SEQUENCE_RE = re.compile(r"wrong last sequence: (\d+)")
 
@@ -188,7 +187,7 @@ class StateStore:
                 results[idx] = fut.result()
                 continue
             self._cache.pop(entity_id, None)
-            if isinstance(exc, PublishError) and exc.err_code == WRONG_LAST_SEQUENCE:
+            if isinstance(exc, PublishError) and wrong_last_sequence(exc.err_code):
                 self.conflicts += 1
                 slow.append(idx)
             else:
@@ -214,7 +213,7 @@ class StateStore:
                 f"{self._prefix}{entity_id}", data, headers={"Nats-Expected-Last-Subject-Sequence": str(revision)}
             )
         except PublishError as exc:
-            if exc.err_code == WRONG_LAST_SEQUENCE:
+            if wrong_last_sequence(exc.err_code):
                 raise KeyWrongLastSequenceError(description=exc.description) from None
             raise
 

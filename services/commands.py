@@ -45,6 +45,7 @@ from db import registry as registry_db
 from db.commands import CommandRow
 from db.database import Database
 from db.registry import EntityRow
+from fabric.pubacks import wrong_last_sequence
 from fabric.state_store import StateStore
 from services.audit import SYSTEM_ACTOR, Actor, AuditService
 from services.auth.principal import Principal
@@ -76,7 +77,6 @@ def to_view(row: CommandRow) -> CommandView:
     return as_view(row, CommandView, params=row.params_dict)
 
 
-WRONG_LAST_SEQUENCE = 10071  # JetStream: the expected last subject sequence did not match
 CLAIM_RETRIES = 6
 PUBLISH_RETRIES = 3
 
@@ -227,7 +227,7 @@ class CommandService:
         try:
             await self._journal(row, expect=0)
         except APIError as exc:
-            if exc.err_code != WRONG_LAST_SEQUENCE:
+            if not wrong_last_sequence(exc.err_code):
                 raise
             _seq, last = await self.last_record(row)
             if last is None or last.row.command_id != row.command_id:
@@ -253,7 +253,7 @@ class CommandService:
                 headers={"Nats-Expected-Last-Subject-Sequence": "0", "Nats-Msg-Id": row.command_id},
             )
         except APIError as exc:
-            if exc.err_code != WRONG_LAST_SEQUENCE:
+            if not wrong_last_sequence(exc.err_code):
                 raise  # already in the outbox otherwise: nothing to do
 
     async def last_record(self, row: CommandRow) -> tuple[int, JournalRecord | None]:
@@ -291,7 +291,7 @@ class CommandService:
             try:
                 await self._journal(new, expect=seq)
             except APIError as exc:
-                if exc.err_code == WRONG_LAST_SEQUENCE:
+                if wrong_last_sequence(exc.err_code):
                     continue  # someone wrote in between: read again
                 raise
             return new

@@ -272,7 +272,9 @@ class ConsumerWorker(Worker, abc.ABC):
             await self.dead_letter(msg, f"gave up after {delivered} deliveries: {self.stats.last_error}", self.stream)
             await msg.term()
             return
-        if not isinstance(exc, TransientError):
+        if isinstance(exc, TransientError):
+            log.debug("%s: %s (delivery %d, retried)", self.name, exc, delivered)
+        else:
             log.exception("%s: error handling %s (delivery %d)", self.name, msg.subject, delivered, exc_info=exc)
         await msg.nak(delay=NAK_DELAYS[min(delivered - 1, len(NAK_DELAYS) - 1)])
         self.stats.naks += 1

@@ -33,6 +33,7 @@ from nats.js.kv import KeyValue
 from core import topology
 from core.errors import Conflict, Invalid, NotFound, Unavailable
 from core.topics import Topic
+from fabric.pubacks import wrong_last_sequence
 from services.audit import Actor, AuditService, diff
 from services.nats_console.access import KeyAccess
 from services.nats_console.values import Diff, ValueView, format_value, json_object, line_diff
@@ -41,7 +42,6 @@ MAX_KEYS = 1000  # keys listed per page at most (narrow the filter for more)
 MAX_HISTORY = 64  # revisions shown (a bucket keeps at most its history depth anyway)
 WATCH_TIMEOUT = 5.0  # seconds to wait for the next key while listing
 LIST_TIMEOUT = 5.0
-WRONG_LAST_SEQUENCE = 10071  # JetStream: the expected last subject sequence did not match
 KEY_RE = re.compile(r"^[-/_=.a-zA-Z0-9]{1,1024}$")
 BUCKET_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _FILTER_TOKEN = re.compile(r"^[-/_=a-zA-Z0-9]+$")
@@ -458,6 +458,6 @@ class KvService:
             raise Conflict(f"{key} changed since revision {expected}: review it and try again") from None
         except APIError as exc:
             # nats-py's ``delete`` passes the server's "wrong last sequence" on as a plain API error.
-            if exc.err_code == WRONG_LAST_SEQUENCE:
+            if wrong_last_sequence(exc.err_code):
                 raise Conflict(f"{key} changed since revision {expected}: review it and try again") from None
             raise
