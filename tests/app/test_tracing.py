@@ -78,11 +78,14 @@ async def test_http_and_worker_spans_reach_the_collector(receiver: Receiver, mak
         assert (await client.get("/fleet")).status_code == 200
         assert (await client.get("/api/v1/organizations/org1/entities/ent-0")).status_code == 200
         assert (await client.get("/api/v1/organizations/nope/entities/nothing")).status_code == 404
-    names = await eventually(
-        lambda: {name for name, _ in receiver.spans} >= {"GET /fleet", "telemetry process"} and receiver.spans,
-        timeout=15,
-        what="spans at the receiver",
-    )
+    def arrived() -> list[tuple[str, dict[str, Any]]] | None:
+        # Spans leave in batches: wait for every one this test made, not the first few.
+        names = list(receiver.spans)
+        routes = [a for n, a in names if n.startswith("GET /api/v1/organizations/{")]
+        seen = {n for n, _ in names}
+        return names if seen >= {"GET /fleet", "telemetry process"} and len(routes) >= 2 else None
+
+    names = await eventually(arrived, timeout=15, what="spans at the receiver")
     spans = dict(names)
     route = next(n for n in spans if n.startswith("GET /api/v1/organizations/{"))
     assert {a["http.response.status_code"] for n, a in names if n == route} == {200, 404}
