@@ -12,7 +12,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 
-from app.runtime import StartupError, ensure_data_dir, load_or_create_secret
+from app.datadir import StartupError, ensure_data_dir, load_or_create_secret
 from core.errors import AppError
 from core.settings import Settings
 from db import users as users_db

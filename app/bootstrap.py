@@ -7,8 +7,9 @@ import logging
 import sys
 from collections.abc import Callable
 
+from app.datadir import StartupError
 from app.logs import setup_logging
-from app.runtime import Runtime, StartupError, WorkerFactory
+from app.runtime import Runtime, WorkerFactory
 from app.server import serve
 from core.settings import Settings
 

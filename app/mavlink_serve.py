@@ -11,7 +11,8 @@ import asyncio
 import logging
 from pathlib import Path
 
-from app.runtime import Runtime, StartupError
+from app.datadir import StartupError
+from app.runtime import Runtime
 from core.settings import ConfigError, raw_values
 from services.mavlink.bridge import Bridge, BridgeError
 from services.mavlink.config import MAVLINK_SETTINGS, LinkSpec, MavlinkSettings, load_mavlink_settings

@@ -21,9 +21,10 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 import uvicorn
 from litestar.types import ASGIApp
 
+from app.datadir import StartupError
 from app.gc_tuning import settle_after_start
 from app.main import create_app
-from app.runtime import Runtime, StartupError, WorkerFactory
+from app.runtime import Runtime, WorkerFactory
 from core.settings import Settings
 from fabric.tls import CertPair
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from litestar.connection import ASGIConnection
+
+if TYPE_CHECKING:  # the web stack is not imported by the command-line tools that use this module
+    from litestar.connection import ASGIConnection
 
 from core.clock import SYSTEM_CLOCK, Clock
 from core.contracts.common import new_id
