@@ -37,7 +37,20 @@ if (el && !el.dataset.ready) {
   const toggle = document.getElementById("show-tracks");
   const showTracks = () => !toggle || toggle.checked;
 
+  // Footprints and object trails redraw at most once a second: each redraw repaints the whole map
+  // (WebGL), and a camera reports its objects several times a second. Markers still move at once.
+  const CAMERA_REDRAW_MS = 1000;
+  let cameraDue = 0, cameraTimer = 0;
   function cameraGeojson() {
+    if (cameraTimer) { return; }
+    cameraTimer = window.setTimeout(() => {
+      cameraTimer = 0;
+      cameraDue = performance.now() + CAMERA_REDRAW_MS;
+      drawCameras();
+    }, Math.max(0, cameraDue - performance.now()));
+  }
+
+  function drawCameras() {
     const prints = [], trails = [];
     for (const [id, cam] of cameras) {
       if (cam.footprint) {
@@ -285,6 +298,7 @@ if (el && !el.dataset.ready) {
     const target = e.detail && e.detail.target;
     if (target && target.contains(el)) {
       window.clearInterval(trailTimer);
+      window.clearTimeout(cameraTimer);
       map.remove();
       document.removeEventListener("htmx:beforeSwap", onSwap);
     }
