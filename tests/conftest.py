@@ -304,6 +304,11 @@ async def live_server(runtime: Runtime, app: Any) -> AsyncIterator[LiveServer]:
         await server.stop()
 
 
+# For a ``serve --demo`` whose test is not about detection: the demo camera's detector child looks at one
+# frame a second instead of every frame (it takes a whole core otherwise, which the rest of the suite needs).
+QUIET_DETECTOR = {"DETECT_MAX_FPS": "1"}
+
+
 class ServerProcess:
     """``overwatch serve`` as a subprocess, with its output kept for failure messages."""
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 
@@ -46,6 +48,24 @@ async def eventually(
             cause = last if isinstance(last, BaseException) else None
             raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})") from cause
         await asyncio.sleep(interval)
+
+
+async def connect_once(url: str, **options: Any) -> NATS:
+    """One NATS connection attempt without reconnects; a failed attempt's client is closed.
+
+    nats-py leaves the socket of an attempt that failed during its handshake (a refusal, a connect
+    timeout on a busy machine) open when reconnecting is off; garbage collection then reports it in
+    whichever test happens to be running.
+    """
+    client = NATS()
+    try:
+        await client.connect(url, allow_reconnect=False, max_reconnect_attempts=0, **options)
+    except BaseException:
+        # Bounded: after a failed TLS handshake nats-py's close waits for a transport that never opened.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.close(), 2)
+        raise
+    return client
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "condition") -> Any:

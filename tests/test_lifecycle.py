@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from fabric.server import EmbeddedNats
-from tests.conftest import OVERWATCH, ServerProcess, free_port
+from tests.conftest import OVERWATCH, QUIET_DETECTOR, ServerProcess, free_port
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.slow
@@ -50,7 +50,7 @@ def _open_sse(url: str, key: str) -> socket.socket:
 def test_ready_fast_then_ctrl_c_exits_zero_with_a_browser_connected(
     server_process: Callable[..., ServerProcess],
 ) -> None:
-    server = server_process(args=["--demo"])
+    server = server_process(args=["--demo"], env=QUIET_DETECTOR)
     waited = server.wait_ready(timeout=30)
     # Fast means little start-up work: the CPU the server spent until ready, which the rest of a full
     # suite on two cores does not inflate the way it does wall time (bench/startup.py measures that quietly).
@@ -89,7 +89,7 @@ def test_kill_9_of_the_parent_leaves_no_nats_server(server_process: Callable[...
 
 def test_restart_keeps_jetstream_and_sqlite(server_process: Callable[..., ServerProcess], tmp_path: Path) -> None:
     data = tmp_path / "data"
-    first = server_process(args=["--demo"], data_dir=data)
+    first = server_process(args=["--demo"], data_dir=data, env=QUIET_DETECTOR)
     first.wait_ready()
     assert first.stop() == 0
     db = data / "overwatch.db"

@@ -24,7 +24,7 @@ from fabric.client import close_quietly, connect
 from fabric.tls import CertPair, ca_context, nats_cert, self_signed
 from services.nats_auth import inbox_prefix
 from tests.conftest import free_port
-from tests.helpers import eventually, seed, state, telemetry, wait_until
+from tests.helpers import connect_once, eventually, seed, state, telemetry, wait_until
 
 PASSWORD = "correct horse battery"
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
@@ -187,13 +187,7 @@ async def test_a_device_connects_over_tls_and_plaintext_is_refused(tls_runtime: 
         await device.close()
     # Without the certificate the device cannot verify the server ...
     with pytest.raises(ssl.SSLCertVerificationError):
-        await nats.connect(
-            f"nats://127.0.0.1:{rt.nats_server.port}",
-            nkeys_seed_str=key.nats_seed,
-            allow_reconnect=False,
-            max_reconnect_attempts=0,
-            connect_timeout=2,
-        )
+        await connect_once(f"nats://127.0.0.1:{rt.nats_server.port}", nkeys_seed_str=key.nats_seed, connect_timeout=2)
     # ... and a plaintext client is told TLS is required and dropped when it carries on in clear.
     reader, writer = await asyncio.open_connection("127.0.0.1", rt.nats_server.port)
     try:

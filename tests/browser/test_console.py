@@ -13,7 +13,7 @@ from app.runtime import Runtime
 from core import topology
 from services.schemas import EntityCreate
 from tests.browser.conftest import open_page, sign_in, wait_js
-from tests.conftest import LiveServer, ServerProcess, free_port
+from tests.conftest import QUIET_DETECTOR, LiveServer, ServerProcess, free_port
 from tests.helpers import eventually, seed, telemetry
 from workers.simulator import Simulator, make_fleet
 
@@ -172,7 +172,7 @@ async def test_page_resumes_after_a_server_restart(
     browser: Any, server_process: Callable[..., ServerProcess], tmp_path: Any
 ) -> None:
     port = free_port()
-    env = {"OVERWATCH_ADMIN_PASSWORD": PASSWORD, "NATS_PORT": str(free_port())}
+    env = {"OVERWATCH_ADMIN_PASSWORD": PASSWORD, "NATS_PORT": str(free_port()), **QUIET_DETECTOR}
     data = tmp_path / "data"
     server = server_process(env=env, args=["--demo"], data_dir=data, port=port)
     server.wait_ready()

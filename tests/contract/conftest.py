@@ -27,7 +27,7 @@ import nats
 import pytest
 
 from tests.conftest import OVERWATCH, ServerProcess, free_port
-from tests.helpers import eventually
+from tests.helpers import connect_once, eventually
 
 JS_DIR = Path(__file__).parent / "js"
 DEMO_ORG = "demo"
@@ -86,7 +86,7 @@ def issue(proc: ServerProcess, name: str, role: str, org: str | None) -> Credent
 async def _connect(url: str, cred: Credential, timeout: float = 10.0) -> nats.NATS:
     """Connect once the running server has picked the new key up (it polls the key table)."""
     connected: nats.NATS = await eventually(
-        lambda: nats.connect(url, allow_reconnect=False, connect_timeout=2, **cred.connect_options()),
+        lambda: connect_once(url, connect_timeout=2, **cred.connect_options()),
         timeout=timeout,
         interval=0.2,
         what="a connection with the new key",
