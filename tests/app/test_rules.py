@@ -187,7 +187,13 @@ async def test_offline_rule_fires_resolves_and_ack_is_audited(runtime: Runtime, 
             return bool(row and row.resolved_at)
 
         await eventually(resolved, timeout=10, what="rule resolved")
-        alert = await alerts_db.get_alert(runtime.db, events[0].alert_id)
+
+        # The alert is cleared just after the firing is resolved (the same call, not the same transaction).
+        async def cleared() -> alerts_db.AlertRow | None:
+            row = await alerts_db.get_alert(runtime.db, events[0].alert_id)
+            return row if row is not None and row.status == "cleared" else None
+
+        alert = await eventually(cleared, what="the alert cleared")
         assert alert is not None and alert.status == "cleared"
         assert await rules_db.open_events(runtime.db) == []
 
