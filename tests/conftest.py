@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 OVERWATCH = str(Path(sys.executable).parent / "overwatch")
 
 
-# Tests that share a fixture too costly to start on both xdist workers: each prefix is handed to one worker whole.
+# Tests that share a fixture too costly to start on every xdist worker: each prefix is handed to one worker whole.
 XDIST_GROUPS = ("tests/contract/",)  # the demo server of the PRD contract tests
 
 
