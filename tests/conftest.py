@@ -366,6 +366,11 @@ class ServerProcess:
             raise
         return time.monotonic() - start
 
+    async def ready(self, timeout: float = 60.0) -> float:
+        """``wait_ready`` for an async test: polled in a thread, so the test's event loop (a publisher, the browser
+        connection) keeps running meanwhile."""
+        return await asyncio.to_thread(self.wait_ready, timeout)
+
     def api_key(self, role: str = "admin", org: str | None = None) -> str:
         """Create an API key with ``overwatch apikey create`` on this server's data dir."""
         args = [OVERWATCH, "apikey", "create", "--name", f"test-{role}", "--role", role]

@@ -39,8 +39,8 @@ async def test_kill_9_during_ingest_loses_nothing_acked(
     nats_port = free_port()
     env = {"NATS_PORT": str(nats_port)}
     server = server_process(env=env)
-    server.wait_ready()
-    headers = {"Authorization": f"Bearer {server.api_key()}"}
+    await server.ready()
+    headers = {"Authorization": f"Bearer {await asyncio.to_thread(server.api_key)}"}
     async with httpx.AsyncClient(base_url=server.url, headers=headers) as http:
         assert (
             await http.post("/api/v1/organizations", json={"name": "O", "org_type": "ngo", "org_id": "o"})
@@ -76,13 +76,13 @@ async def test_kill_9_during_ingest_loses_nothing_acked(
     publisher = asyncio.create_task(publish_until_failure())
     # Sustained ingest: kill once every entity has more than ten acknowledged messages.
     await eventually(lambda: len(acked) == ENTITIES and min(acked.values()) > 10, timeout=30, what="ten rounds acked")
-    server.stop(signal.SIGKILL)
+    await asyncio.to_thread(server.stop, signal.SIGKILL)
     rounds = await asyncio.wait_for(publisher, 20)
     await nc.close()
     assert rounds > 10, "publishing did not run long enough to mean anything"
 
     again = server_process(env=env, data_dir=server.data_dir)
-    again.wait_ready()
+    await again.ready()
     missing: dict[str, tuple[int, object]] = {}
     async with httpx.AsyncClient(base_url=again.url, headers=headers) as http:
 

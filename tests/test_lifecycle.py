@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -124,12 +125,13 @@ async def test_external_nats_url_starts_no_child(
     server_process: Callable[..., ServerProcess], nats_server: EmbeddedNats
 ) -> None:
     server = server_process(env={"NATS_URL": nats_server.url})
-    server.wait_ready()
+    await server.ready()
     assert server.nats_child_pids() == []
-    body = httpx.get(f"{server.url}/health/ready").json()
+    async with httpx.AsyncClient() as http:
+        body = (await http.get(f"{server.url}/health/ready")).json()
     assert "nats_server" not in body["checks"]
     assert body["checks"]["nats"]["detail"].endswith(str(nats_server.port))
-    assert server.stop() == 0
+    assert await asyncio.to_thread(server.stop) == 0
 
 
 def _run_bad(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

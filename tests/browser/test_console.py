@@ -175,17 +175,17 @@ async def test_page_resumes_after_a_server_restart(
     env = {"OVERWATCH_ADMIN_PASSWORD": PASSWORD, "NATS_PORT": str(free_port()), **QUIET_DETECTOR}
     data = tmp_path / "data"
     server = server_process(env=env, args=["--demo"], data_dir=data, port=port)
-    server.wait_ready()
+    await server.ready()
     context, page, log = await open_page(browser)
     try:
         await sign_in(page, server.url, "admin@localhost", PASSWORD)
         await page.goto(server.url + "/fleet")
         await page.wait_for_selector(".conn.is-live")
         await page.evaluate("window.__sameDocument = true")
-        assert server.stop(signal.SIGTERM) == 0
+        assert await asyncio.to_thread(server.stop, signal.SIGTERM) == 0
         await page.wait_for_selector(".conn.is-down", timeout=10_000)
         again = server_process(env=env, args=["--demo"], data_dir=data, port=port)
-        again.wait_ready()
+        await again.ready()
         await page.wait_for_selector(".conn.is-live", timeout=20_000)
         before = await page.get_attribute("#row-demo-uav-2 td[data-ago]", "data-ago")
         await wait_js(page, f"document.querySelector('#row-demo-uav-2 td[data-ago]').dataset.ago !== '{before}'", 10)

@@ -7,6 +7,7 @@ after the object has left the view.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,7 @@ async def test_demo_camera_page_shows_video_detections_and_a_threat_that_clears(
     browser: Any, server_process: Callable[..., ServerProcess]
 ) -> None:
     server = server_process(env={"OVERWATCH_ADMIN_PASSWORD": PASSWORD}, args=["--demo"])
-    server.wait_ready()
+    await server.ready()
     context, page, log = await open_page(browser)
     try:
         await sign_in(page, server.url, "admin@localhost", PASSWORD)
@@ -82,4 +83,4 @@ async def test_demo_camera_page_shows_video_detections_and_a_threat_that_clears(
         assert not log.errors, log.errors
     finally:
         await context.close()
-    assert server.stop() == 0
+    assert await asyncio.to_thread(server.stop) == 0

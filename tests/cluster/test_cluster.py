@@ -121,8 +121,8 @@ async def test_two_nodes_hold_identical_complete_histories(nodes: list[Node], hu
     js = client.jetstream()
     org, telemetry, detections = "acc1", *sizes()
     entities = [f"acc1-e{i}" for i in range(8)]
-    with api(nodes[0].url, nodes[0].key) as a:
-        register(a, org, [*entities, "acc1-late"])
+    async with api(nodes[0].url, nodes[0].key) as a:
+        await register(a, org, [*entities, "acc1-late"])
     await eventually(
         lambda: len(nodes[1].db.rows("SELECT 1 FROM entities WHERE org_id = ?", (org,))) == 9, what="registry on node 1"
     )
@@ -133,18 +133,18 @@ async def test_two_nodes_hold_identical_complete_histories(nodes: list[Node], hu
     assert counts["acked"] == telemetry + detections
 
     # Commands through both nodes to live entities, and one queued for an entity that is not live yet.
-    with api(nodes[0].url, nodes[0].key) as a, api(nodes[1].url, nodes[1].key) as b:
-        await eventually(
-            lambda: all(
-                a.get(f"/api/v1/organizations/{org}/entities/{e}/state").json().get("is_live") for e in entities
-            ),
-            what="entities live",
-        )
+    async with api(nodes[0].url, nodes[0].key) as a, api(nodes[1].url, nodes[1].key) as b:
+
+        async def live() -> bool:
+            states = [(await a.get(f"/api/v1/organizations/{org}/entities/{e}/state")).json() for e in entities]
+            return all(s.get("is_live") for s in states)
+
+        await eventually(live, what="entities live")
         sent = [
-            c.post(f"/api/v1/organizations/{org}/entities/{entities[i]}/commands", json={"command": "hold"})
+            await c.post(f"/api/v1/organizations/{org}/entities/{entities[i]}/commands", json={"command": "hold"})
             for i, c in enumerate((a, b, a, b))
         ]
-        queued = a.post(f"/api/v1/organizations/{org}/entities/acc1-late/commands", json={"command": "rtl"})
+        queued = await a.post(f"/api/v1/organizations/{org}/entities/acc1-late/commands", json={"command": "rtl"})
     assert all(r.status_code == 202 for r in [*sent, queued]), [r.text for r in sent]
     assert queued.json()["status"] == "queued"
     # The late entity comes back: both nodes see it; exactly one delivers its command.
@@ -207,8 +207,8 @@ async def test_a_cluster_member_killed_during_ingest_loses_nothing(
     js = client.jetstream()
     org, telemetry, detections = "acc2", *sizes()
     entities = [f"acc2-e{i}" for i in range(8)]
-    with api(nodes[0].url, nodes[0].key) as a:
-        register(a, org, entities)
+    async with api(nodes[0].url, nodes[0].key) as a:
+        await register(a, org, entities)
     await eventually(
         lambda: len(nodes[1].db.rows("SELECT 1 FROM entities WHERE org_id = ?", (org,))) == len(entities),
         what="registry on node 1",
@@ -227,12 +227,12 @@ async def test_a_cluster_member_killed_during_ingest_loses_nothing(
     # Both keep serving while the cluster is degraded (readiness may say 503 for the seconds the
     # stream leaders are being elected: JetStream does not answer then).
     for node in nodes:
-        with api(node.url, node.key) as client:
-            assert client.get(f"/api/v1/organizations/{org}/entities").status_code == 200
+        async with api(node.url, node.key) as client:
+            assert (await client.get(f"/api/v1/organizations/{org}/entities")).status_code == 200
     await asyncio.wait_for(ingest, 60)
     assert counts["acked"] == telemetry + detections
     victim.start()
-    victim.wait_ready()
+    await asyncio.to_thread(victim.wait_ready)
     await eventually(lambda: _all_recovered([n.url for n in nodes]), timeout=40, what="readiness recovered")
     # No acknowledged message lost, none stored twice; both nodes applied and projected all of it.
     assert await stored(js, topology.STREAM_TELEMETRY, f"constellation.telemetry.{org}.>") == telemetry
@@ -291,8 +291,8 @@ async def test_an_overwatch_node_killed_during_ingest_catches_up(
     org, telemetry, detections = "acc3", *sizes()
     entities = [f"acc3-e{i}" for i in range(8)]
     survivor, victim = nodes
-    with api(survivor.url, survivor.key) as a:
-        register(a, org, entities)
+    async with api(survivor.url, survivor.key) as a:
+        await register(a, org, entities)
     await eventually(
         lambda: len(victim.db.rows("SELECT 1 FROM entities WHERE org_id = ?", (org,))) == len(entities),
         what="registry on the victim",
@@ -312,7 +312,7 @@ async def test_an_overwatch_node_killed_during_ingest_catches_up(
     # Restarted on its data directory, the victim resumes its projections where they stopped.
     restarted = ServerProcess(victim.proc.data_dir, victim.proc.env, port=victim.proc.port).start()
     nodes[1] = Node(restarted, victim.key, victim.db)
-    restarted.wait_ready(timeout=45)
+    await restarted.ready(timeout=45)
     await eventually(lambda: caught_up(js, victim.db), timeout=30, what="restarted node caught up")
     same = await identical(nodes, org)
     assert len(same["detections"]) == detections and same["tracks"]

@@ -132,8 +132,8 @@ async def test_edge_works_cut_off_and_the_hub_catches_up_exactly_once(
     try:
         edge_js = edge_nc.jetstream()
         device = await Device(edge_nc, ORG).start()
-        with api(s.edge.url, s.edge_key) as edge_api:
-            register(edge_api, ORG, ENTITIES)
+        async with api(s.edge.url, s.edge_key) as edge_api:
+            await register(edge_api, ORG, ENTITIES)
         # Link up: the hub adopts the edge's entities and shows them with their edge and link state.
         await publish_reliably(edge_js, traffic(ORG, ENTITIES, 60, 0, "warm"))
         hub_db, edge_db = s.hub_node.db, NodeDb(s.edge.data_dir)
@@ -160,13 +160,15 @@ async def test_edge_works_cut_off_and_the_hub_catches_up_exactly_once(
         assert counts["acked"] == telemetry + detections and counts["duplicates"] == 0
         assert "fld-0" in await page(s.edge.url, s.edge_key, "/fleet")
         assert (await ready(s.edge.url))["code"] == 200
-        with api(s.hub_node.url, s.hub_node.key) as hub_api:
-            reaches = hub_api.post(f"/api/v1/organizations/{ORG}/entities/fld-1/commands", json={"command": "hold"})
-            expires = hub_api.post(
+        async with api(s.hub_node.url, s.hub_node.key) as hub_api:
+            reaches = await hub_api.post(
+                f"/api/v1/organizations/{ORG}/entities/fld-1/commands", json={"command": "hold"}
+            )
+            expires = await hub_api.post(
                 f"/api/v1/organizations/{ORG}/entities/fld-2/commands", json={"command": "rtl", "ttl_s": 2}
             )
             # The hub never changes what the edge owns: its registry record, or its state from a local subject.
-            refused = hub_api.put(f"/api/v1/organizations/{ORG}/entities/fld-0", json={"name": "hub's name"})
+            refused = await hub_api.put(f"/api/v1/organizations/{ORG}/entities/fld-0", json={"name": "hub's name"})
         assert reaches.status_code == expires.status_code == 202, reaches.text
         assert refused.status_code == 409, refused.text
         reaches_id, expires_id = reaches.json()["command_id"], expires.json()["command_id"]

@@ -161,17 +161,17 @@ class Device:
                 await self.nc.publish(topology.command_ack_subject(self.org, entity), msgspec.json.encode(ack))
 
 
-def api(url: str, key: str) -> httpx.Client:
-    """An HTTP client for one node's API."""
-    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=10.0)
+def api(url: str, key: str) -> httpx.AsyncClient:
+    """An HTTP client for one node's API (asynchronous: the tests' publishers and watchers run beside it)."""
+    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=10.0)
 
 
-def register(client: httpx.Client, org: str, entities: list[str]) -> None:
+async def register(client: httpx.AsyncClient, org: str, entities: list[str]) -> None:
     """Create an organisation and its entities through a node's API."""
-    r = client.post("/api/v1/organizations", json={"org_id": org, "name": f"Org {org}", "org_type": "military"})
+    r = await client.post("/api/v1/organizations", json={"org_id": org, "name": f"Org {org}", "org_type": "military"})
     assert r.status_code in (201, 409), r.text
     for entity in entities:
-        r = client.post(
+        r = await client.post(
             f"/api/v1/organizations/{org}/entities",
             json={"entity_id": entity, "name": entity, "entity_type": "aircraft_multirotor"},
         )
