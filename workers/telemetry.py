@@ -60,6 +60,7 @@ class Pending:
     msgs: list[Msg] = field(default_factory=list)
     received: float = 0.0
     seqs: dict[str, int] = field(default_factory=dict)  # patch key → stream sequence of its newest message
+    newest: int = 0  # the newest stream sequence among ``msgs``
     edge: str = ""  # the edge box it came from (on a hub), "" for our own
     candidates: list[Candidate] = field(default_factory=list)  # messages with a position: track points if due
 
@@ -77,6 +78,28 @@ def merge_into(target: dict[str, Any], key: str, value: Any) -> None:
         return
     for k, v in value.items():
         merge_into(base, k, v)
+
+
+def coalesce(pending: Pending, patch: dict[str, Any], seq: int) -> None:
+    """Merge one message's ``patch`` (stream sequence ``seq``, 0 for a core message) into ``pending``."""
+    target, seqs = pending.patch, pending.seqs
+    if not seq or seq >= pending.newest:
+        # In stream order (the usual case): newer than every scope held, so no per-scope comparison.
+        for key, value in patch.items():
+            merge_into(target, key, value)
+        if seq:
+            seqs.update(dict.fromkeys(patch, seq))
+            pending.newest = seq
+        return
+    for key, value in patch.items():
+        held = seqs.get(key, 0)
+        if seq >= held:
+            merge_into(target, key, value)
+            seqs[key] = seq
+        else:
+            # A redelivered, older message (its node died holding it): it only fills in what
+            # the newer ones of this write did not say.
+            target[key] = deep_merge(value, target[key])
 
 
 def parse_subject(subject: str) -> tuple[str, str]:
@@ -162,15 +185,7 @@ class TelemetryWorker(ConsumerWorker):
             point = candidate(patch, fields.timestamp_ns if fields is not None else time.time_ns())
             if point is not None:
                 pending.candidates.append(point)
-            for key, value in patch.items():
-                held = pending.seqs.get(key, 0)
-                if not seq or seq >= held:
-                    merge_into(pending.patch, key, value)
-                    pending.seqs[key] = max(seq, held)
-                else:
-                    # A redelivered, older message (its node died holding it): it only fills in what
-                    # the newer ones of this write did not say.
-                    pending.patch[key] = deep_merge(value, pending.patch[key])
+            coalesce(pending, patch, seq)
             self.held += 1
         backlogged = _pending_after(msgs[-1]) > BACKLOG_PENDING if msgs else False
         if backlogged and self.held < MAX_HELD and time.monotonic() - self.last_flush < BACKLOG_FLUSH:
