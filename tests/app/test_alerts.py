@@ -212,8 +212,12 @@ async def test_default_threat_rule_raises_one_alert_per_tracked_threat(runtime: 
     (cam,) = await seed(runtime, entities=1, prefix="cam", entity_type="isr_sensor")
 
     def state(*alerts: dict[str, Any]) -> bytes:
+        # With the registry's name, as every value the server writes carries it: a value without one is
+        # conformed by the state keeper in a second revision, and the alert's title would follow whichever
+        # revision the rule saw first ("cam-0", then "cam 0").
         intel = {"threat_alerts": list(alerts)}
-        return msgspec.json.encode({"entity_id": cam, "is_live": True, "c4isr": {"threat_intelligence": intel}})
+        doc = {"entity_id": cam, "name": "cam 0", "is_live": True, "c4isr": {"threat_intelligence": intel}}
+        return msgspec.json.encode(doc)
 
     rifle = {"track_id": "t1", "alert_type": "HIGH_THREAT", "label": "rifle", "reason": "weapon", "confidence": 0.9}
     bag = {"track_id": "t2", "alert_type": "MEDIUM_THREAT", "label": "bag", "reason": "left behind"}
@@ -223,11 +227,11 @@ async def test_default_threat_rule_raises_one_alert_per_tracked_threat(runtime: 
     moderate = await eventually(lambda: alerts_db.get_alert(runtime.db, f"threat:{cam}:t2"), what="MODERATE alert")
     assert (high.severity, high.title, high.reason, high.track_id) == (
         "high",
-        "High Threat: rifle at cam-0",
+        "High Threat: rifle at cam 0",
         "weapon",
         "t1",
     )
-    assert (moderate.severity, moderate.title) == ("elevated", "Moderate Threat: bag at cam-0")
+    assert (moderate.severity, moderate.title) == ("elevated", "Moderate Threat: bag at cam 0")
     assert await alerts_db.get_alert(runtime.db, f"threat:{cam}:t3") is None  # low: below the rule's threshold
     # The bag is no longer tracked: its alert clears, the rifle's stays.
     await runtime.kv_state.put(cam, state(rifle, person))
