@@ -206,7 +206,8 @@ async def test_a_hidden_tab_gives_its_streams_and_video_up_and_resyncs_when_visi
         camera, _ = await _open_tab(context, live_server.url, f"/entities/{CAMERA}", "img.video-img")
         await first.close()
         assert await camera.evaluate("window.OverwatchLive.shared()") is True
-        await eventually(lambda: runtime.hub.client_count == 2, what="two page streams")
+        # The sign-in page's stream closes on the server at its next write, a ping (15 s) at the latest.
+        await eventually(lambda: runtime.hub.client_count == 2, what="two page streams", timeout=25)
         await wait_js(camera, f"{FRAMES} >= 3", 10, "frames")
 
         # Hidden (after the grace period, shortened here): its stream and its video stop.
