@@ -30,7 +30,7 @@ from fabric.tls import self_signed
 from services.auth.apikeys import NewKey
 from services.nats_auth import state_bucket
 from tests.conftest import OVERWATCH, KeyConnection, api_client, connect_with_key
-from tests.helpers import connect_once, dlq, eventually, seed, state, telemetry
+from tests.helpers import connect_once, dlq, eventually, seed, state, synced, telemetry
 from workers.base import DLQ_REASON
 
 REVOCATION_BUDGET = 2.0  # seconds from revocation to the device being cut off
@@ -75,7 +75,7 @@ async def test_org_credentials_are_confined_to_their_organisation(make_runtime: 
         with pytest.raises(Exception):  # noqa: B017 - no ack arrives for a refused publish
             await js.publish(topology.telemetry_subject("orgb", b1), telemetry(battery=1.0))
         await nc.subscribe(topology.command_wildcard("orgb"))
-        await nc.flush()
+        await synced(nc)
         kv = state_bucket(js)  # bound without STREAM.INFO, which devices may not use
         own = await kv.get(a1)
         assert own.value and b'"battery_remaining":42.0' in own.value

@@ -33,7 +33,7 @@ from services.auth.apikeys import NewKey
 from services.nats_auth import state_bucket
 from services.schemas import EntityCreate
 from tests.conftest import OVERWATCH, KeyConnection, api_client, connect_with_key
-from tests.helpers import dlq, eventually, seed, state, stream_messages, telemetry
+from tests.helpers import dlq, eventually, seed, state, stream_messages, synced, telemetry
 from workers.base import DLQ_REASON, DLQ_SUBJECT, REPLY_INJECTION
 
 REVOCATION_BUDGET = 2.0
@@ -128,7 +128,7 @@ async def test_fabric_reader_reads_everything_and_publishes_nothing(make_runtime
 
         # Live events (core subscription) and the shared durable detection-processor.
         sub = await nc.subscribe("constellation.events.isr.>")
-        await nc.flush()
+        await synced(nc)
         await rt.js.publish(topology.detection_subject("orgb", b1), _detection("orgb", b1, "t-live"))
         try:
             live = await sub.next_msg(timeout=10)
@@ -224,7 +224,7 @@ async def test_organisation_reader_sees_only_its_organisation(make_runtime: Any)
         # Live changes of its own key by core subscription; another organisation's key is refused.
         changes = await nc.subscribe(f"$KV.{STATE}.{a1}")
         foreign = await nc.subscribe(f"$KV.{STATE}.{b1}")
-        await nc.flush()
+        await synced(nc)
         await eventually(
             lambda: any(f'subscription to "$kv.{STATE}.{b1}"'.lower() in e.lower() for e in reader.errors),
             what="the refused key subscription",
@@ -239,7 +239,7 @@ async def test_organisation_reader_sees_only_its_organisation(make_runtime: Any)
         # Its organisation's live subjects; another organisation's subscription is refused.
         mine = await nc.subscribe("constellation.telemetry.orga.*")
         theirs = await nc.subscribe("constellation.telemetry.orgb.*")
-        await nc.flush()  # the server has taken both SUBs (one refused) before it answers the PING
+        await synced(nc)  # the server has taken both SUBs (one refused)
         await rt.js.publish(topology.telemetry_subject("orgb", b1), telemetry())
         await rt.js.publish(topology.telemetry_subject("orga", a1), telemetry())
         assert (await mine.next_msg(timeout=10)).subject == topology.telemetry_subject("orga", a1)

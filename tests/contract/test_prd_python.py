@@ -20,7 +20,7 @@ from nats.js.api import ConsumerConfig
 from nats.js.kv import KeyValue
 
 from tests.contract.conftest import CAMERA, DEMO_ORG, OTHER_ENTITY, OTHER_ORG, Credential, Demo
-from tests.helpers import eventually
+from tests.helpers import eventually, synced
 
 pytestmark = pytest.mark.timeout(150)  # the first test also starts the demo
 
@@ -266,7 +266,7 @@ async def test_organisation_reader_never_reaches_another_organisation(demo: Demo
             subs.append(await reader.subscribe(subject, cb=record))
         for subject in (f"constellation.telemetry.{OTHER_ORG}.*", "constellation.events.isr.>", ">"):
             subs.append(await reader.subscribe(subject, cb=record))
-        await reader.flush()
+        await synced(reader)
         # The other organisation's device publishes telemetry and a detection while the reader listens.
         djs = device.jetstream()
         await djs.publish(f"constellation.telemetry.{OTHER_ORG}.{OTHER_ENTITY}", b'{"power": {"voltage": 12.0}}')
