@@ -159,6 +159,7 @@ class StateStore:
         results: list[int | None | BaseException] = [None] * len(jobs)
         inflight: list[tuple[int, str, Doc, asyncio.Future[int]]] = []
         slow: list[int] = []
+        now = utc_now()  # one timestamp for the batch (formatting one per entity was a visible cost)
         for idx, (entity_id, mutate, _defaults) in enumerate(jobs):
             cached = self._cache.get(entity_id)
             if cached is None or cached[1] is None:
@@ -168,7 +169,7 @@ class StateStore:
             if not mutate(doc):
                 results[idx] = cached[0]
                 continue
-            doc["updated_at"] = utc_now()
+            doc["updated_at"] = now
             if self._publisher is None:
                 self._publisher = AckedPublisher(self.kv._js._nc)
             fut = await self._publisher.submit(

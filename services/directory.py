@@ -75,6 +75,14 @@ class EntityDirectory:
             self._known.pop(entity_id, None)
             self._unknown.pop(entity_id, None)
 
+    def cached(self, entity_id: str) -> EntityInfo | None:
+        """The entity if it is known without a query (``None``: ask ``lookup``).
+
+        Hot paths call this first: awaiting ``lookup`` for every message costs a coroutine
+        even when the answer is in memory.
+        """
+        return self._known.get(entity_id)
+
     async def lookup(self, entity_id: str) -> EntityInfo | None:
         """The entity, or ``None`` if it is not registered."""
         info = self._known.get(entity_id)

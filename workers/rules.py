@@ -25,7 +25,7 @@ from services.alerts import defaults, engine
 from services.alerts.defaults import BATTERY_MARGIN, DEFAULT_RULE_IDS
 from services.alerts.model import KINDS, RuleSpec
 from services.alerts.service import RuleService
-from services.alerts.sources import Reading, entity_readings, system_values
+from services.alerts.sources import Reading, entity_readings, rule_inputs, system_values
 from services.hub import Update
 from services.metrics.probe import SystemProbe
 from services.state_cache import StateCache
@@ -76,6 +76,8 @@ class RuleEvaluator(Worker):
         self.tracks: dict[Key, engine.Track] = {}
         self.entity_tracks: dict[str, set[Key]] = {}  # entity -> its tracks (of every rule)
         self.dirty: dict[str, None] = {}  # entities changed since the last round, in arrival order
+        self.inputs: dict[str, tuple[object, ...]] = {}  # what the rules read of each entity when last evaluated
+        self.skipped = 0  # changes an event-driven round left alone: nothing a rule reads changed
         self.reload = True
         self.full_due = True  # the next tick evaluates every rule on every subject
         self.wake = asyncio.Event()
@@ -120,7 +122,7 @@ class RuleEvaluator(Worker):
                 elif self.dirty:
                     dirty, self.dirty = list(self.dirty), {}
                     started = time.perf_counter()
-                    await self.evaluate_entities(now, dirty, settle=True, changed=True)
+                    await self.evaluate_entities(now, dirty, settle=True, changed=True, skip_unchanged=True)
                     # Changes arriving meanwhile pile up in ``dirty`` and are evaluated together; the
                     # longer a round took (every entity changing), the more of them the next one takes.
                     await asyncio.sleep(event_gap(time.perf_counter() - started))
@@ -141,6 +143,7 @@ class RuleEvaluator(Worker):
             log.exception("loading rules failed")
             return
         self.rules = [(row, spec_of(row)) for row in rows if row.kind in KINDS]
+        self.inputs.clear()  # evaluated afresh under the new rules
         self.by_id = {row.rule_id: row for row, _spec in self.rules}
         self.watch_entities = any(spec.enabled and KINDS[spec.kind].per_entity for _row, spec in self.rules)
 
@@ -240,12 +243,15 @@ class RuleEvaluator(Worker):
         *,
         settle: bool = False,
         changed: bool = False,
+        skip_unchanged: bool = False,
     ) -> None:
         """Evaluate entity rules (``rules``, else every enabled one) on the entities ``ids``.
 
         ``live`` collects what was read. ``settle``: the entities' tracks that their rules no
         longer read are resolved at once (an entity removed or withheld, a threat no longer
         tracked). ``changed``: their state changed (a firing default rule re-raises its alert).
+        ``skip_unchanged``: an entity whose rule inputs are those of its last evaluation and none of
+        whose tracks holds or fires is left alone (its readings would be the same; time is the tick's).
         """
         entity_rules = self._entity_rules() if rules is None else rules
         cache = self.state_cache
@@ -256,6 +262,16 @@ class RuleEvaluator(Worker):
                 # so the live streams and the telemetry writes are not held up behind it.
                 await asyncio.sleep(0)
                 slice_end = time.perf_counter() + SLICE_S
+            if changed:
+                doc = cache.get(entity_id)
+                inputs = rule_inputs(doc) if doc is not None else None
+                if skip_unchanged and self._unchanged(entity_id, inputs):
+                    self.skipped += 1
+                    continue
+                if inputs is None:
+                    self.inputs.pop(entity_id, None)
+                else:
+                    self.inputs[entity_id] = inputs
             view = cache.view(entity_id)
             seen: set[Key] = set()
             if view is not None and entity_rules:
@@ -265,6 +281,14 @@ class RuleEvaluator(Worker):
             if settle and entity_id in self.entity_tracks:
                 for key in [k for k in self.entity_tracks[entity_id] if k not in seen]:
                     await self._stop(key)
+
+    def _unchanged(self, entity_id: str, inputs: tuple[object, ...] | None) -> bool:
+        """Nothing the rules read of the entity changed since its last evaluation, and none of its
+        tracks holds its condition or fires: evaluating it again would change nothing."""
+        if inputs is None or self.inputs.get(entity_id) != inputs:
+            return False
+        tracks = self.tracks
+        return all(tracks[k].since is None and not tracks[k].firing for k in self.entity_tracks.get(entity_id, ()))
 
     async def _evaluate_entity(
         self,

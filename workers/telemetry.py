@@ -41,8 +41,8 @@ log = logging.getLogger("overwatch.workers.telemetry")
 
 MAX_PAYLOAD = 64 * 1024  # bytes; larger telemetry is dead-lettered
 UNKNOWN_ENTITY_RETRIES = 2  # deliveries to wait for a registry that is still catching up
-MAX_HELD = 15_000  # un-acked messages held for coalescing (below the consumer's max_ack_pending)
-BACKLOG_FLUSH = 0.5  # seconds between writes while a backlog is drained (more coalescing, fewer writes)
+MAX_HELD = 18_000  # un-acked messages held for coalescing (below the consumer's max_ack_pending)
+BACKLOG_FLUSH = 1.0  # seconds between writes while a backlog is drained (more coalescing, fewer writes)
 BACKLOG_PENDING = 5_000  # messages still waiting in the stream that count as a backlog
 # Nodes share the telemetry durable, so two of them may write one entity's messages out of order:
 # each scope remembers the stream sequence it was written from, and an older one never overwrites it.
@@ -163,7 +163,11 @@ class TelemetryWorker(ConsumerWorker):
         now_iso = utc_now()
         for msg in msgs:
             try:
-                entity_id, info, patch = await self._parse(msg, now_iso)
+                entity_id, org_id, edge, patch = self._parse(msg, now_iso)
+                info = self.directory.cached(entity_id) or await self._lookup(msg, entity_id)
+                if info.org_id != org_id:
+                    raise InvalidMessage(f"entity {entity_id} belongs to organisation {info.org_id}, not {org_id}")
+                check_owner(info, edge)
             except InvalidMessage as exc:
                 self.stats.failed += 1
                 await self.dead_letter(msg, exc.reason, self.stream)
@@ -196,7 +200,8 @@ class TelemetryWorker(ConsumerWorker):
         """Nothing fetched: write whatever became due."""
         await self.flush(due_only=True)
 
-    async def _parse(self, msg: Msg, now_iso: str) -> tuple[str, EntityInfo, dict[str, Any]]:
+    def _parse(self, msg: Msg, now_iso: str) -> tuple[str, str, str, dict[str, Any]]:
+        """``(entity_id, org_id, edge, patch)`` of one message; InvalidMessage when it is not telemetry."""
         self.reject_server_reply(msg)
         edge, local = topology.split_edge(msg.subject)
         org_id, entity_id = parse_subject(local)
@@ -207,16 +212,17 @@ class TelemetryWorker(ConsumerWorker):
             patch, _ts = to_patch(payload, now_iso)
         except DecodeError as exc:
             raise InvalidMessage(str(exc)) from None
+        return entity_id, org_id, edge, patch
+
+    async def _lookup(self, msg: Msg, entity_id: str) -> EntityInfo:
+        """The registered entity (a query: not in the directory's memory yet)."""
         info = await self.directory.lookup(entity_id)
         if info is None:
             delivered = msg.metadata.num_delivered if msg.reply else UNKNOWN_ENTITY_RETRIES + 1
             if delivered <= UNKNOWN_ENTITY_RETRIES:
                 raise TransientError(f"unknown entity {entity_id} (registry may be catching up)")
             raise InvalidMessage(f"unknown entity {entity_id}: register it before sending telemetry")
-        if info.org_id != org_id:
-            raise InvalidMessage(f"entity {entity_id} belongs to organisation {info.org_id}, not {org_id}")
-        check_owner(info, edge)
-        return entity_id, info, patch
+        return info
 
     async def flush(self, due_only: bool) -> None:
         """Write every pending entity whose write interval has passed (all with ``due_only=False``)."""

@@ -75,6 +75,30 @@ def entity_readings(kind: str, builtin: str, entity_id: str, view: EntityView, n
     return [Reading(entity_id, entity_value(kind, view, now), {})]
 
 
+def rule_inputs(doc: dict[str, Any]) -> tuple[Any, ...]:
+    """What entity rules read from a merged state document, besides the time.
+
+    Two documents with equal inputs give every entity rule the same reading, except that
+    time passes: the offline kinds' ages, which the evaluator's tick advances. A live
+    entity's ``last_seen`` is left out (a newer one only makes it younger, never offline).
+    Read from the document, not the typed view, so that the many changes no rule reads (a
+    new position at telemetry rates) are recognised without decoding the view. Keep in
+    step with ``entity_value``, ``silent_for`` and ``threat_readings``.
+    """
+    live = doc.get("is_live") is True
+    c4isr = doc.get("c4isr")
+    power = doc.get("power")
+    return (
+        doc.get("org_id"),
+        doc.get("name"),
+        live,
+        None if live else (doc.get("last_seen"), doc.get("updated_at")),
+        power.get("battery_remaining") if isinstance(power, dict) else power,
+        doc.get("detections"),
+        c4isr.get("threat_intelligence") if isinstance(c4isr, dict) else c4isr,
+    )
+
+
 def system_values(kind: str, probe: SystemProbe, window_s: float, now: float) -> dict[str, float | None]:
     """``{subject: value}`` of a system rule (one subject per consumer for ``consumer_lag``)."""
     if kind == "consumer_lag":

@@ -12,6 +12,7 @@ import pytest
 
 from app.main import create_app
 from app.runtime import Runtime
+from core import topology
 from core.topics import Topic
 from db import alerts as alerts_db
 from db import audit as audit_db
@@ -19,10 +20,11 @@ from db import rules as rules_db
 from services.alerts import engine
 from services.alerts.defaults import DEFAULT_RULE_IDS
 from services.alerts.model import RuleForm, RuleSpec, validate
+from services.alerts.sources import rule_inputs
 from services.hub import Update
 from services.schemas import EntityCreate
-from tests.helpers import eventually, seed
-from workers.rules import event_gap
+from tests.helpers import eventually, seed, telemetry
+from workers.rules import RuleEvaluator, event_gap
 from workers.simulator import FaultConfig, Simulator, make_fleet
 
 
@@ -95,6 +97,37 @@ def test_event_rounds_back_off_to_a_tenth_of_the_process_under_a_flood() -> None
     assert event_gap(0.001) == pytest.approx(0.1)
     assert event_gap(0.05) == pytest.approx(0.45)
     assert event_gap(0.5) == pytest.approx(1.0)
+
+
+def test_rule_inputs_ignore_what_no_rule_reads() -> None:
+    """A new position, or a newer last_seen of a live entity, leaves every entity rule's reading as it was."""
+    base = {
+        "org_id": "org1",
+        "name": "Drone 1",
+        "is_live": True,
+        "last_seen": "2026-11-27T08:00:00.000Z",
+        "power": {"battery_remaining": 80.0, "voltage": 12.1},
+        "position": {"global": {"latitude": 37.0, "longitude": -122.0}},
+    }
+    moved = {
+        **base,
+        "last_seen": "2026-11-27T08:00:01.000Z",
+        "power": {"battery_remaining": 80.0, "voltage": 12.0},
+        "position": {"global": {"latitude": 37.1, "longitude": -122.0}},
+    }
+    assert rule_inputs(moved) == rule_inputs(base)
+    changed = [
+        {**base, "power": {"battery_remaining": 79.0}},
+        {**base, "is_live": False},
+        {**base, "name": "Drone one"},
+        {**base, "org_id": "org2"},
+        {**base, "detections": {"objects": {"t1": {"threat_level": "HIGH_THREAT"}}}},
+        {**base, "c4isr": {"threat_intelligence": {"threat_alerts": [{"alert_type": "HIGH", "track_id": "t1"}]}}},
+    ]
+    for doc in changed:
+        assert rule_inputs(doc) != rule_inputs(base), doc
+    offline = {**base, "is_live": False}
+    assert rule_inputs({**offline, "last_seen": "2026-11-27T08:00:05.000Z"}) != rule_inputs(offline)
 
 
 def test_comparisons_per_kind() -> None:
@@ -324,3 +357,26 @@ async def test_invalid_form_is_a_422_with_the_reason(client: httpx.AsyncClient) 
     response = await client.post("/alerts/rules", data={"name": "x", "kind": "battery", "threshold": "500"})
     assert response.status_code == 422
     assert "percentage" in response.text
+
+
+async def test_a_change_no_rule_reads_is_left_alone_and_a_battery_drop_still_fires(runtime: Runtime) -> None:
+    """Event-driven rounds skip an entity whose rule inputs did not change (a new position); a change
+    they read (the battery) is evaluated at once and the default battery rule fires."""
+    (e0,) = await seed(runtime, entities=1)
+    evaluator = next(w for w in runtime.workers.workers if isinstance(w, RuleEvaluator))
+    subject = topology.telemetry_subject("org1", e0)
+    await runtime.js.publish(subject, telemetry(battery=80.0))
+    await eventually(lambda: e0 in evaluator.inputs, what="the entity evaluated")
+    skipped, moves = evaluator.skipped, [0]
+
+    async def left_alone() -> bool:
+        # Keep moving: a change the tick takes first is evaluated (and recorded), not skipped.
+        moves[0] += 1
+        await runtime.js.publish(subject, telemetry(lat=37.0 + moves[0] * 1e-4, battery=80.0))
+        return evaluator.skipped > skipped
+
+    await eventually(left_alone, interval=0.2, what="a position change left alone")
+    assert await alerts_db.get_alert(runtime.db, f"battery:{e0}") is None
+    await runtime.js.publish(subject, telemetry(battery=3.0))
+    alert = await eventually(lambda: alerts_db.get_alert(runtime.db, f"battery:{e0}"), what="the battery alert")
+    assert alert is not None and alert.status == "active"
