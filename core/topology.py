@@ -331,9 +331,12 @@ def _consumer(
     )
 
 
+# Both telemetry durables (ours, edge boxes'): the worker holds up to this many, less one fetch, for coalescing.
+TELEMETRY_MAX_ACK_PENDING = 20000
+
 CONSUMERS: tuple[ConsumerSpec, ...] = (
     _consumer(STREAM_ENTITIES, CONSUMER_ENTITY, SUBJECT_ENTITIES_ALL, 1000, 30.0),
-    _consumer(STREAM_TELEMETRY, CONSUMER_TELEMETRY, SUBJECT_TELEMETRY_ALL, 20000, 10.0),
+    _consumer(STREAM_TELEMETRY, CONSUMER_TELEMETRY, SUBJECT_TELEMETRY_ALL, TELEMETRY_MAX_ACK_PENDING, 10.0),
     _consumer(STREAM_EVENTS, CONSUMER_EVENT, SUBJECT_EVENTS_ALL, 5000, 30.0),
     _consumer(STREAM_COMMANDS, CONSUMER_COMMAND, SUBJECT_COMMANDS_ALL, 1000, 30.0),
 )
@@ -368,7 +371,9 @@ CONSUMER_EDGE_TELEMETRY = "edge-telemetry"
 CONSUMER_EDGE_ENTITY = "edge-entity"
 EDGE_CONSUMERS: tuple[ConsumerSpec, ...] = (
     _consumer(STREAM_EDGES, CONSUMER_EDGE_REGISTRY, f"{PREFIX}.{EDGE_TOKEN}.*.registry.>", 1000, 30.0),
-    _consumer(STREAM_EDGES, CONSUMER_EDGE_TELEMETRY, f"{PREFIX}.{EDGE_TOKEN}.*.telemetry.>", 20000, 10.0),
+    _consumer(
+        STREAM_EDGES, CONSUMER_EDGE_TELEMETRY, f"{PREFIX}.{EDGE_TOKEN}.*.telemetry.>", TELEMETRY_MAX_ACK_PENDING, 10.0
+    ),
     _consumer(STREAM_EDGES, CONSUMER_EDGE_ENTITY, f"{PREFIX}.{EDGE_TOKEN}.*.entities.>", 1000, 30.0),
 )
 # Per-node projection consumers (``workers/projection.py``): ``ow-{node}-{projection}``.

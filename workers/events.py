@@ -113,9 +113,7 @@ class EventParser:
         info = await self.directory.lookup(entity_id)
         if info is None:
             raise UnknownEntity(entity_id)
-        if info.org_id != org_id:
-            raise InvalidMessage(f"entity {entity_id} belongs to organisation {info.org_id}, not {org_id}")
-        check_owner(info, edge)
+        check_owner(info, org_id, edge)
         try:
             event = decode(data, GenericEvent)
         except DecodeError as exc:

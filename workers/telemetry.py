@@ -41,7 +41,9 @@ log = logging.getLogger("overwatch.workers.telemetry")
 
 MAX_PAYLOAD = 64 * 1024  # bytes; larger telemetry is dead-lettered
 UNKNOWN_ENTITY_RETRIES = 2  # deliveries to wait for a registry that is still catching up
-MAX_HELD = 18_000  # un-acked messages held for coalescing (below the consumer's max_ack_pending)
+FETCH_BATCH = 2000
+# Un-acked messages held for coalescing: what the consumer allows, less one fetch still in flight.
+MAX_HELD = topology.TELEMETRY_MAX_ACK_PENDING - FETCH_BATCH
 BACKLOG_FLUSH = 1.0  # seconds between writes while a backlog is drained (more coalescing, fewer writes)
 BACKLOG_PENDING = 5_000  # messages still waiting in the stream that count as a backlog
 # Nodes share the telemetry durable, so two of them may write one entity's messages out of order:
@@ -119,7 +121,7 @@ class TelemetryWorker(ConsumerWorker):
     name = "telemetry"
     stream = topology.STREAM_TELEMETRY
     durable = topology.CONSUMER_TELEMETRY
-    batch_size = 2000
+    batch_size = FETCH_BATCH
 
     def __init__(self, ctx: WorkerContext, state_cache: StateCache) -> None:
         super().__init__(ctx)
@@ -165,9 +167,7 @@ class TelemetryWorker(ConsumerWorker):
             try:
                 entity_id, org_id, edge, patch = self._parse(msg, now_iso)
                 info = self.directory.cached(entity_id) or await self._lookup(msg, entity_id)
-                if info.org_id != org_id:
-                    raise InvalidMessage(f"entity {entity_id} belongs to organisation {info.org_id}, not {org_id}")
-                check_owner(info, edge)
+                check_owner(info, org_id, edge)
             except InvalidMessage as exc:
                 self.stats.failed += 1
                 await self.dead_letter(msg, exc.reason, self.stream)
@@ -366,9 +366,12 @@ def offline_deadline(doc: dict[str, Any], timeout: float) -> float | None:
     return seen.timestamp() + timeout
 
 
-def check_owner(info: EntityInfo, edge: str) -> None:
-    """Refuse a message about an entity from anywhere but its owner: an edge box's entity takes data only
-    from that edge's streams on a hub, and our own only from our own subjects (``docs/scale-out.md``)."""
+def check_owner(info: EntityInfo, org_id: str, edge: str) -> None:
+    """Refuse a message about an entity from anywhere but its owner: the organisation its subject names
+    must be the registry's; an edge box's entity takes data only from that edge's streams on a hub, and
+    our own only from our own subjects (``docs/scale-out.md``)."""
+    if info.org_id != org_id:
+        raise InvalidMessage(f"entity {info.entity_id} belongs to organisation {info.org_id}, not {org_id}")
     if info.edge != edge:
         owner = f"edge box {info.edge}" if info.edge else "this server"
         source = f"edge box {edge}" if edge else "a local subject"
